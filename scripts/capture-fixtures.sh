@@ -2,7 +2,8 @@
 # Captures real frames from the Linux kernel into test/fixtures/, so the codecs are judged against
 # the stack our users' clients run. Needs root, tshark, ethtool, iptables, iputils-ping, python3.
 #
-#   sudo scripts/capture-fixtures.sh
+#   sudo scripts/capture-fixtures.sh                  capture anew
+#   scripts/capture-fixtures.sh --fields-only         only re-run tshark over the stored capture
 #
 # Topology (namespaces created here and removed on any exit):
 #
@@ -18,6 +19,29 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=test/fixtures
 mkdir -p "$out"
+
+# tshark's decoding of every frame, the oracle the codec tests compare against.
+write_fields() {
+  local fields=(frame.number frame.len eth.dst eth.src ieee8021ad.id vlan.id eth.type
+    arp.opcode arp.src.hw_mac arp.src.proto_ipv4 arp.dst.hw_mac arp.dst.proto_ipv4
+    ip.hdr_len ip.dsfield ip.len ip.id ip.flags.df ip.flags.mf ip.frag_offset ip.ttl ip.proto ip.checksum ip.src ip.dst
+    ipv6.tclass ipv6.flow ipv6.plen ipv6.nxt ipv6.hlim ipv6.src ipv6.dst ipv6.fraghdr.offset ipv6.fraghdr.more ipv6.fraghdr.ident
+    tcp.srcport tcp.dstport tcp.seq_raw tcp.ack_raw tcp.hdr_len tcp.flags tcp.window_size_value tcp.checksum tcp.urgent_pointer
+    tcp.options.mss_val tcp.options.wscale.shift tcp.options.sack_perm tcp.options.sack_le tcp.options.sack_re
+    tcp.options.timestamp.tsval tcp.options.timestamp.tsecr tcp.len
+    icmp.type icmp.code icmp.checksum icmp.ident icmp.seq icmp.mtu
+    icmpv6.type icmpv6.code icmpv6.checksum icmpv6.echo.identifier icmpv6.echo.sequence_number icmpv6.mtu
+    icmpv6.nd.ns.target_address icmpv6.nd.na.target_address icmpv6.nd.na.flag.r icmpv6.nd.na.flag.s icmpv6.nd.na.flag.o
+    icmpv6.opt.linkaddr)
+  local args=() f
+  for f in "${fields[@]}"; do args+=(-e "$f"); done
+  # occurrence=a with aggregator ';': every value, the outer header's first (ICMP errors quote an
+  # inner packet with the same fields; SACK blocks repeat). Reassembly off: each frame as it is.
+  tshark -r "$out/kernel.pcap" -o tcp.relative_sequence_numbers:FALSE -o tcp.analyze_sequence_numbers:FALSE \
+    -o ip.defragment:FALSE -o ipv6.defragment:FALSE \
+    -T fields -E header=y -E separator=/t -E occurrence=a -E aggregator=';' "${args[@]}" > "$out/kernel.fields.tsv"
+}
+if [ "${1:-}" = --fields-only ]; then write_fields; exit 0; fi
 [ "$(id -u)" = 0 ] || { echo "capture-fixtures: run as root (it creates network namespaces)." >&2; exit 1; }
 
 id=$$
@@ -132,20 +156,5 @@ sleep 1
 kill "$tspid"; wait "$tspid" 2>/dev/null || true; tspid=
 
 cp "$pcap" "$out/kernel.pcap"; rm -f "$pcap"
-fields=(frame.number frame.len eth.dst eth.src vlan.id eth.type
-  arp.opcode arp.src.hw_mac arp.src.proto_ipv4 arp.dst.hw_mac arp.dst.proto_ipv4
-  ip.hdr_len ip.dsfield ip.len ip.id ip.flags.df ip.flags.mf ip.frag_offset ip.ttl ip.proto ip.checksum ip.src ip.dst
-  ipv6.tclass ipv6.flow ipv6.plen ipv6.nxt ipv6.hlim ipv6.src ipv6.dst ipv6.fraghdr.offset ipv6.fraghdr.more ipv6.fraghdr.ident
-  tcp.srcport tcp.dstport tcp.seq_raw tcp.ack_raw tcp.hdr_len tcp.flags tcp.window_size_value tcp.checksum tcp.urgent_pointer
-  tcp.options.mss_val tcp.options.wscale.shift tcp.options.sack_perm tcp.options.sack_le tcp.options.sack_re
-  tcp.options.timestamp.tsval tcp.options.timestamp.tsecr tcp.len
-  icmp.type icmp.code icmp.checksum icmp.ident icmp.seq icmp.mtu
-  icmpv6.type icmpv6.code icmpv6.checksum icmpv6.echo.identifier icmpv6.echo.sequence_number icmpv6.mtu
-  icmpv6.nd.ns.target_address icmpv6.nd.na.target_address icmpv6.nd.na.flag.r icmpv6.nd.na.flag.s icmpv6.nd.na.flag.o
-  icmpv6.opt.linkaddr)
-args=(); for f in "${fields[@]}"; do args+=(-e "$f"); done
-# occurrence=f: the outer header's value (ICMP errors quote an inner packet with the same fields).
-# aggregator=';' keeps repeated fields (SACK blocks) together.
-tshark -r "$out/kernel.pcap" -o tcp.relative_sequence_numbers:FALSE -o tcp.analyze_sequence_numbers:FALSE -o ip.defragment:FALSE -o ipv6.defragment:FALSE \
-  -T fields -E header=y -E separator=/t -E occurrence=a -E aggregator=';' "${args[@]}" > "$out/kernel.fields.tsv"
+write_fields
 echo "captured $(($(wc -l < "$out/kernel.fields.tsv") - 1)) frames into $out/kernel.pcap"
