@@ -1,0 +1,37 @@
+/**
+ * `npm run bench -- <name> [--json] [args]`: runs one benchmark. Names: see BENCHES.
+ */
+import type { BenchOptions } from './harness.ts';
+
+const BENCHES: Record<
+  string,
+  { about: string; load: () => Promise<{ run(o: BenchOptions): Promise<number> }> }
+> = {
+  wire: {
+    about: 'parse+emit throughput of frames (1,500-byte TCP/IPv4 segment, 66-byte ACK)',
+    load: () => import('./wire.ts'),
+  },
+  fuzz: {
+    about: 'mutated and random frames into every parser (default 2M cases; --cases N)',
+    load: () => import('./fuzz.ts'),
+  },
+};
+
+async function main(): Promise<number> {
+  const argv = process.argv.slice(2);
+  const json = argv.includes('--json');
+  const words = argv.filter((a) => a !== '--json');
+  const name = words[0];
+  const bench = name === undefined ? undefined : BENCHES[name];
+  if (!bench) {
+    const list = Object.entries(BENCHES)
+      .map(([k, v]) => `  ${k.padEnd(8)} ${v.about}`)
+      .join('\n');
+    console.error(`usage: npm run bench -- <name> [--json]\n\nbenchmarks:\n${list}`);
+    return name === undefined ? 0 : 2;
+  }
+  const mod = await bench.load();
+  return mod.run({ json, args: words.slice(1) });
+}
+
+process.exitCode = await main();
