@@ -57,9 +57,7 @@ const E_SHORT = Object.freeze(
   new WireError('ethernet', 'truncated', 'frame shorter than the 14-byte header'),
 );
 const E_SHORT_TAG = Object.freeze(new WireError('ethernet', 'truncated', 'frame ends inside a VLAN tag'));
-const E_TAGS = Object.freeze(
-  new WireError('ethernet', 'unsupported', 'more than 4 stacked VLAN tags'),
-);
+const E_TAGS = Object.freeze(new WireError('ethernet', 'unsupported', 'more than 4 stacked VLAN tags'));
 const E_LENGTH = Object.freeze(
   new WireError('ethernet', 'unsupported', 'IEEE 802.3 length field instead of an EtherType'),
 );

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
-  MAC_BROADCAST,
   ipv4MulticastMac,
   ipv4ToString,
   ipv6MulticastMac,
   ipv6ToString,
   isMulticastMac,
+  MAC_BROADCAST,
   macToString,
   parseIpv4,
   parseIpv6,
@@ -57,7 +57,8 @@ describe('IPv4 addresses', () => {
     assert.equal(parseIpv4('198.18.0.1'), 0xc6120001);
     assert.equal(ipv4ToString(0xc6120001), '198.18.0.1');
     assert.equal(ipv4ToString(0xffffffff), '255.255.255.255');
-    for (const bad of ['256.0.0.1', '1.2.3', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', '']) assert.equal(parseIpv4(bad), undefined);
+    for (const bad of ['256.0.0.1', '1.2.3', '1.2.3.4.5', '01.2.3.4', 'a.b.c.d', ''])
+      assert.equal(parseIpv4(bad), undefined);
   });
 
   test('multicast MAC (RFC 1112 6.4)', () => {

@@ -76,17 +76,21 @@ describe('incremental update (RFC 1624)', () => {
 
   test('property: updating a 32-bit field (an address, a sequence number) equals recomputing', () => {
     fc.assert(
-      fc.property(fc.uint8Array({ minLength: 20, maxLength: 20 }), fc.integer({ min: 0, max: 0xffff_ffff }), (data, v) => {
-        const before = internetChecksum(data);
-        const old = ((data[12] << 24) | (data[13] << 16) | (data[14] << 8) | data[15]) >>> 0;
-        data[12] = v >>> 24;
-        data[13] = v >>> 16;
-        data[14] = v >>> 8;
-        data[15] = v;
-        const inc = updateChecksum32(before, old, v);
-        const after = internetChecksum(data);
-        assert.ok(inc === after || (inc ^ after) === 0xffff, `inc ${inc} full ${after}`);
-      }),
+      fc.property(
+        fc.uint8Array({ minLength: 20, maxLength: 20 }),
+        fc.integer({ min: 0, max: 0xffff_ffff }),
+        (data, v) => {
+          const before = internetChecksum(data);
+          const old = ((data[12] << 24) | (data[13] << 16) | (data[14] << 8) | data[15]) >>> 0;
+          data[12] = v >>> 24;
+          data[13] = v >>> 16;
+          data[14] = v >>> 8;
+          data[15] = v;
+          const inc = updateChecksum32(before, old, v);
+          const after = internetChecksum(data);
+          assert.ok(inc === after || (inc ^ after) === 0xffff, `inc ${inc} full ${after}`);
+        },
+      ),
       { numRuns: 3000 },
     );
   });

@@ -51,13 +51,17 @@ describe('seq arithmetic at the wrap', () => {
 
   test('properties: a + d compares by the sign of d for |d| < 2^31', () => {
     fc.assert(
-      fc.property(fc.integer({ min: 0, max: MAX }), fc.integer({ min: -(2 ** 31) + 1, max: 2 ** 31 - 1 }), (a, d) => {
-        const b = seqAdd(a, d);
-        assert.equal(seqSub(b, a), d);
-        assert.equal(seqLt(a, b), d > 0);
-        assert.equal(seqGt(a, b), d < 0);
-        assert.ok(b >= 0 && b <= MAX && Number.isInteger(b));
-      }),
+      fc.property(
+        fc.integer({ min: 0, max: MAX }),
+        fc.integer({ min: -(2 ** 31) + 1, max: 2 ** 31 - 1 }),
+        (a, d) => {
+          const b = seqAdd(a, d);
+          assert.equal(seqSub(b, a), d);
+          assert.equal(seqLt(a, b), d > 0);
+          assert.equal(seqGt(a, b), d < 0);
+          assert.ok(b >= 0 && b <= MAX && Number.isInteger(b));
+        },
+      ),
       { numRuns: 2000 },
     );
   });
