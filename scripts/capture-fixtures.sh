@@ -17,7 +17,7 @@
 #   test/fixtures/kernel.fields.tsv   tshark's decoding of each frame, the oracle for our codecs
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=test/fixtures
+out=${FIXTURE_OUT:-test/fixtures}
 mkdir -p "$out"
 
 # tshark's decoding of every frame, the oracle the codec tests compare against.
@@ -110,9 +110,10 @@ try: socket.create_connection(('198.18.1.2',9),timeout=1)
 except OSError: pass"
 
 # TCP conversations with C, each with a sysctl variant on A (the SYN's option layout changes),
-# v4 and v6. C drops 3% of what it receives so that it sends SACK blocks.
-ip netns exec "$C" iptables -A INPUT -p tcp --dport 7000 -m statistic --mode random --probability 0.03 -j DROP
-ip netns exec "$C" ip6tables -A INPUT -p tcp --dport 7000 -m statistic --mode random --probability 0.03 -j DROP
+# v4 and v6. C drops every 12th segment it receives, so that several holes are open at once and it
+# sends SACK blocks (deterministically: random drops would leave the coverage to chance).
+ip netns exec "$C" iptables -A INPUT -p tcp --dport 7000 -m statistic --mode nth --every 12 --packet 5 -j DROP
+ip netns exec "$C" ip6tables -A INPUT -p tcp --dport 7000 -m statistic --mode nth --every 12 --packet 5 -j DROP
 ip netns exec "$C" $PY -c "
 import socket,threading
 def serve(fam,addr):
