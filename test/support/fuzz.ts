@@ -23,6 +23,9 @@ import { parseIcmpv6 } from '../../src/wire/icmpv6.ts';
 import { parseIpv4 } from '../../src/wire/ipv4.ts';
 import { parseIpv6 } from '../../src/wire/ipv6.ts';
 import { parseTcp } from '../../src/wire/tcp.ts';
+import { guard } from './guard.ts';
+
+export { guard, OutOfRange } from './guard.ts';
 
 export interface FuzzTarget {
   name: string;
@@ -30,27 +33,6 @@ export interface FuzzTarget {
   /** Seed inputs for this parser. */
   corpus: Uint8Array[];
 }
-
-/** Reads of an index outside the array throw; `subarray` results are guarded too. */
-export function guard(target: Uint8Array): Uint8Array {
-  return new Proxy(target, {
-    get(t, prop) {
-      if (typeof prop === 'string') {
-        const c = prop.charCodeAt(0);
-        if ((c >= 48 && c <= 57) || c === 45) {
-          const i = Number(prop);
-          if (Number.isInteger(i) && (i < 0 || i >= t.length))
-            throw new OutOfRange(`read of index ${i} of a ${t.length}-byte input`);
-        }
-        if (prop === 'subarray') return (s?: number, e?: number) => guard(t.subarray(s, e));
-      }
-      const v = Reflect.get(t, prop);
-      return typeof v === 'function' ? v.bind(t) : v;
-    },
-  });
-}
-
-export class OutOfRange extends Error {}
 
 const fixture = new URL('../fixtures/kernel.pcap', import.meta.url);
 

@@ -17,6 +17,7 @@ import {
   icmpv4Length,
   parseIcmpv4,
 } from '../../src/wire/icmpv4.ts';
+import { guard as guarded } from '../support/guard.ts';
 
 // Reference bytes from scapy 2.5 (/usr/bin/python3): the IPv4 payload of each message.
 // The invoking datagram: IPv4 198.18.0.2 -> 198.18.0.9, DF, total length 1500, TCP, + 8 bytes of TCP.
@@ -45,20 +46,6 @@ function reEmit(m: Icmpv4Message): Uint8Array {
   const out = new Uint8Array(icmpv4Length(m));
   assert.equal(emitIcmpv4(m, out, 0), out.length);
   return out;
-}
-
-function guarded(b: Uint8Array): Uint8Array {
-  return new Proxy(b, {
-    get(target, prop) {
-      if (typeof prop === 'string' && /^-?\d+$/.test(prop)) {
-        const i = Number(prop);
-        if (i < 0 || i >= target.length) throw new Error(`read out of range: ${i}`);
-        return target[i];
-      }
-      const v = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
 }
 
 describe('parseIcmpv4 known answers', () => {

@@ -22,6 +22,8 @@ import {
   icmpv6Length,
   parseIcmpv6,
 } from '../../src/wire/icmpv6.ts';
+import { icmpv6 } from '../support/build.ts';
+import { guard as guarded } from '../support/guard.ts';
 
 const ip = (s: string): Ipv6Addr => parseIpv6(s)!;
 const mac = (s: string): number => parseMac(s)!;
@@ -99,24 +101,7 @@ function reEmit(m: Icmpv6Message, pseudoSum: number): Uint8Array {
 }
 
 function message(over: Partial<Icmpv6Message>): Icmpv6Message {
-  return {
-    type: 0,
-    code: 0,
-    checksum: 0,
-    rest: 0,
-    ident: 0,
-    seqNo: 0,
-    mtu: 0,
-    pointer: 0,
-    router: false,
-    solicited: false,
-    override: false,
-    target: undefined,
-    sourceLinkAddr: undefined,
-    targetLinkAddr: undefined,
-    data: new Uint8Array(0),
-    ...over,
-  };
+  return icmpv6({ type: 0, ...over });
 }
 
 /** An NDP message of `type` whose options area (at 8, 16 or 24 by type) is `opts`; no checksum. */
@@ -127,20 +112,6 @@ function ndWithOptions(opts: number[], type = ICMPV6_NEIGHBOR_SOLICITATION): Uin
   if (at === 24) b.set(ip('fd00::2'), 8);
   b.set(opts, at);
   return b;
-}
-
-function guarded(b: Uint8Array): Uint8Array {
-  return new Proxy(b, {
-    get(target, prop) {
-      if (typeof prop === 'string' && /^-?\d+$/.test(prop)) {
-        const i = Number(prop);
-        if (i < 0 || i >= target.length) throw new Error(`read out of range: ${i}`);
-        return target[i];
-      }
-      const v = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
 }
 
 describe('parseIcmpv6 known answers', () => {

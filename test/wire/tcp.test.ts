@@ -21,6 +21,8 @@ import {
   tcpFlagsToString,
   tcpHeaderLength,
 } from '../../src/wire/tcp.ts';
+import { tcp } from '../support/build.ts';
+import { guard as guarded } from '../support/guard.ts';
 
 // Reference bytes from scapy 2.5 (/usr/bin/python3), IPv4 198.18.0.1 <-> 198.18.0.2 unless noted.
 const A = 0xc6120001;
@@ -73,26 +75,16 @@ function reEmit(seg: TcpSegment, pseudoSum: number): Uint8Array {
 }
 
 function segment(over: Partial<TcpSegment>): TcpSegment {
-  return {
+  return tcp({
     srcPort: 1,
     dstPort: 2,
     seq: 3,
     ack: 4,
     headerLength: 20,
-    reserved: 0,
     flags: TCP_ACK,
     window: 5,
-    checksum: 0,
-    urgentPointer: 0,
-    mss: undefined,
-    windowScale: undefined,
-    sackPermitted: false,
-    sackBlocks: undefined,
-    tsVal: undefined,
-    tsEcr: undefined,
-    payload: new Uint8Array(0),
     ...over,
-  };
+  });
 }
 
 /** A segment whose options area is exactly `opts` (a multiple of 4 bytes), without a valid checksum. */
@@ -102,21 +94,6 @@ function withOptions(opts: number[]): Uint8Array {
   b[13] = TCP_ACK;
   b.set(opts, 20);
   return b;
-}
-
-/** Like the fuzzer's guard: any read outside [0, length) throws. */
-function guarded(b: Uint8Array): Uint8Array {
-  return new Proxy(b, {
-    get(target, prop) {
-      if (typeof prop === 'string' && /^-?\d+$/.test(prop)) {
-        const i = Number(prop);
-        if (i < 0 || i >= target.length) throw new Error(`read out of range: ${i}`);
-        return target[i];
-      }
-      const v = Reflect.get(target, prop, target);
-      return typeof v === 'function' ? v.bind(target) : v;
-    },
-  });
 }
 
 describe('parseTcp known answers', () => {
