@@ -1284,7 +1284,11 @@ export class TcpConnection {
   // ---------------------------------------------------------------------------------------------
   // Snapshot and restore (DESIGN.md "A connection is a value")
 
-  snapshot(): TcpSnapshot {
+  /**
+   * The whole connection as plain data (JSON-safe but for byte buffers). `now` is the instant it
+   * is taken (default: the last call's); `restore` maps that instant onto its own clock.
+   */
+  snapshot(now: number = this.clock): TcpSnapshot {
     const received = new Uint8Array(this.receivedBytes);
     let o = 0;
     for (const c of this.received) {
@@ -1293,7 +1297,7 @@ export class TcpConnection {
     }
     return {
       version: 1,
-      takenAt: this.clock,
+      takenAt: now,
       config: { ...this.config, keepAlive: this.config.keepAlive && { ...this.config.keepAlive } },
       state: this.state,
       localPort: this.localPort,
