@@ -11,6 +11,14 @@ const BENCHES: Record<
     about: 'parse+emit throughput of frames (1,500-byte TCP/IPv4 segment, 66-byte ACK)',
     load: () => import('./wire.ts'),
   },
+  tcp: {
+    about: 'TCP engine on the simulator: bulk MB/s (0 %, 1 % loss), retransmission efficiency (--mb N)',
+    load: () => import('./tcp.ts'),
+  },
+  'tcp-5g': {
+    about: 'one connection carries 5 GiB on the simulator, every byte checked (--gib N)',
+    load: () => import('./tcp-5g.ts'),
+  },
   fuzz: {
     about: 'mutated and random frames into every parser (default 2M cases; --cases N)',
     load: () => import('./fuzz.ts'),

@@ -65,6 +65,17 @@ interface Span {
   end: number;
 }
 
+export interface TcpCounters {
+  segmentsOut: number;
+  segmentsIn: number;
+  /** Payload bytes transmitted, first sends and retransmissions. */
+  bytesOut: number;
+  bytesRetransmitted: number;
+  segmentsRetransmitted: number;
+  fastRecoveries: number;
+  timeouts: number;
+}
+
 export interface TcpSnapshot {
   version: 1;
   takenAt: number;
@@ -135,6 +146,7 @@ export interface TcpSnapshot {
   windowProbe: boolean;
   retransmits: number;
   softError: TcpErrorCode | '';
+  counters: TcpCounters;
   clock: number;
 }
 
@@ -226,6 +238,16 @@ export class TcpConnection {
   private control: { seq: number; ack: number; flags: number }[] = [];
   private windowProbe = false;
   private retransmits = 0;
+  /** Counters for status and benchmarks (not behaviour). */
+  readonly counters: TcpCounters = {
+    segmentsOut: 0,
+    segmentsIn: 0,
+    bytesOut: 0,
+    bytesRetransmitted: 0,
+    segmentsRetransmitted: 0,
+    fastRecoveries: 0,
+    timeouts: 0,
+  };
   private clock: number;
 
   private constructor(
@@ -460,6 +482,7 @@ export class TcpConnection {
   /** Processes one segment addressed to this connection. Never throws for any segment. */
   input(seg: TcpSegment, now: number): void {
     this.clock = now;
+    this.counters.segmentsIn++;
     switch (this.state) {
       case TcpState.Closed:
         return;
@@ -499,7 +522,8 @@ export class TcpConnection {
       this.afterEstablished(now);
       this.ackNow = true;
       // Data or FIN on the SYN-ACK (RFC 9293 3.10.7.3 "sixth"): processed as in ESTABLISHED.
-      if (seg.payload.length > 0 || f & TCP_FIN) this.processText(seg, 0, now);
+      // The segment starts at the SYN (offset -1); its data at offset 0.
+      if (seg.payload.length > 0 || f & TCP_FIN) this.processText(seg, -1, now);
     } else {
       // Simultaneous open (RFC 9293 3.5, figure 8): SYN-ACK with our ISS.
       this.state = TcpState.SynReceived;
@@ -544,6 +568,21 @@ export class TcpConnection {
         (segOff + segLen - 1 >= this.rcvNxt && segOff + segLen - 1 < this.rcvNxt + wnd);
     // A retransmitted SYN in SYN-RECEIVED sits just before RCV.NXT: answer it with our SYN-ACK.
     if (this.state === TcpState.SynReceived && syn && !rst && segOff === -1) {
+      // Simultaneous open (RFC 9293 3.5 figure 8, line 6): the peer's SYN-ACK acknowledging our
+      // SYN completes the handshake (as Linux's tcp_validate_incoming lets it); answering it with
+      // another SYN-ACK would ping-pong between two such peers for ever.
+      if (f & TCP_ACK && this.sndMax >= 0 && seqToOffset(this.iss, seg.ack, 0) === 0) {
+        this.state = TcpState.Established;
+        this.sndUna = 0;
+        this.rtoAt = INF;
+        this.sampleRtt(seg, 0, now);
+        this.sndWnd = seg.window; // RFC 7323 2.2: the window of a SYN is never scaled
+        this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
+        this.sndWl1 = -1;
+        this.sndWl2 = 0;
+        this.afterEstablished(now);
+        return;
+      }
       this.synNeedsSend = true;
       return;
     }
@@ -706,6 +745,7 @@ export class TcpConnection {
   }
 
   private enterFastRecovery(now: number): void {
+    this.counters.fastRecoveries++;
     this.recovery = 'fast';
     this.recoveryPoint = this.sndMax;
     this.cc.onCongestionEvent(now, this.sndMax - this.sndUna);
@@ -715,16 +755,23 @@ export class TcpConnection {
     this.highRxt = this.sndUna;
   }
 
-  /** RTT from the timestamp echo (RFC 7323 4) or from the one timed segment (RFC 6298 3, Karn). */
+  /**
+   * RTT samples (RFC 6298 3): one timed segment per flight, in microseconds, voided by Karn's rule
+   * when it is retransmitted. During loss recovery, when no segment can be timed, the
+   * timestamp echo fills in (RFC 7323 4): it tells which transmission is acknowledged, but only
+   * to the millisecond, so an echo from this same millisecond counts as 1 ms (as Linux does).
+   */
   private sampleRtt(seg: TcpSegment, ackOff: number, now: number): void {
-    if (this.rttTimedAt >= 0 && ackOff >= this.rttTimedEnd) {
-      this.rtt.sample(Math.max(1, now - this.rttTimedAt));
-      this.rttTimedAt = -1;
+    if (this.rttTimedAt >= 0) {
+      if (ackOff >= this.rttTimedEnd) {
+        this.rtt.sample(Math.max(1, now - this.rttTimedAt));
+        this.rttTimedAt = -1;
+      }
       return;
     }
-    if (this.tsOk && seg.tsEcr !== undefined && seg.tsEcr !== 0) {
+    if (this.recovery !== '' && this.tsOk && seg.tsEcr !== undefined && seg.tsEcr !== 0) {
       const ms = (this.tsNow(now) - seg.tsEcr) >>> 0;
-      if (ms < 0x7fff_ffff) this.rtt.sample(Math.max(1, ms * 1000));
+      if (ms < 0x7fff_ffff) this.rtt.sample(Math.max(1, ms) * 1000);
     }
   }
 
@@ -973,6 +1020,7 @@ export class TcpConnection {
       return;
     }
     this.retransmits++;
+    this.counters.timeouts++;
     // RFC 6298 5.5-5.6, RFC 5681 3.1 eq. 4, RFC 6582 4 (recover = highest sent).
     this.rtt.backoff();
     this.cc.onTimeout(now, this.sndMax - this.sndUna);
@@ -1023,6 +1071,8 @@ export class TcpConnection {
   }
 
   private segment(seqOff: number, flags: number, payload: Uint8Array, now: number): TcpSegment {
+    this.counters.segmentsOut++;
+    this.counters.bytesOut += payload.length;
     const syn = (flags & TCP_SYN) !== 0;
     let ack = 0;
     if (flags & TCP_ACK) {
@@ -1145,6 +1195,7 @@ export class TcpConnection {
   }
 
   private bareSegment(seq: number, ack: number, flags: number): TcpSegment {
+    this.counters.segmentsOut++;
     return {
       srcPort: this.localPort,
       dstPort: this.remotePort,
@@ -1275,6 +1326,8 @@ export class TcpConnection {
       // A retransmission: Karn's rule voids a timing that covers it.
       if (this.rttTimedAt >= 0 && span.start < this.rttTimedEnd) this.rttTimedAt = -1;
       this.highRxt = Math.max(this.highRxt, span.end);
+      this.counters.segmentsRetransmitted++;
+      this.counters.bytesRetransmitted += len;
     }
     if (this.rtoAt === INF) this.rtoAt = now + this.rtt.rto;
     this.lastSendAt = now;
@@ -1365,6 +1418,7 @@ export class TcpConnection {
       windowProbe: this.windowProbe,
       retransmits: this.retransmits,
       softError: this.pendingSoftError ?? '',
+      counters: { ...this.counters },
       clock: this.clock,
     };
   }
@@ -1453,6 +1507,7 @@ export class TcpConnection {
     c.windowProbe = s.windowProbe;
     c.retransmits = s.retransmits;
     c.pendingSoftError = s.softError === '' ? undefined : s.softError;
+    Object.assign(c.counters, s.counters);
     c.clock = s.clock + d;
     return c;
   }

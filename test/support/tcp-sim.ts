@@ -26,13 +26,56 @@ import {
 
 const READ_TURN_US = 1000;
 
-/** Byte `i` of stream `stream`: cheap to compute, so any offset can be checked without storing it. */
+/**
+ * The byte pattern of a stream: a pseudo-random sequence with period PERIOD (a prime, so a
+ * stream shifted by 2^32 or by a power of two never matches itself), different per stream.
+ * Kept as a table with a tail, so that any window up to TAIL bytes is one contiguous copy and a
+ * whole read is checked with one native compare.
+ */
+const PERIOD = 65521;
+const TAIL = 1 << 20;
+const tables = new Map<number, Uint8Array>();
+
+function table(stream: number): Uint8Array {
+  let t = tables.get(stream);
+  if (!t) {
+    t = new Uint8Array(PERIOD + TAIL);
+    for (let i = 0; i < PERIOD; i++)
+      t[i] = (Math.imul(i ^ (i >>> 13), 0x9e3779b1) + Math.imul(stream, 0x85ebca6b)) >>> 24;
+    for (let i = PERIOD; i < t.length; i++) t[i] = t[i - PERIOD];
+    tables.set(stream, t);
+  }
+  return t;
+}
+
+/** Byte `i` of stream `stream`. */
 export function patternByte(stream: number, i: number): number {
-  return (Math.imul(i ^ (i >>> 13), 0x9e3779b1) + Math.imul(stream, 0x85ebca6b)) >>> 24;
+  return table(stream)[i % PERIOD];
 }
 
 export function fillPattern(stream: number, from: number, out: Uint8Array): void {
-  for (let k = 0; k < out.length; k++) out[k] = patternByte(stream, from + k);
+  const t = table(stream);
+  for (let done = 0; done < out.length; ) {
+    const n = Math.min(TAIL, out.length - done);
+    const o = (from + done) % PERIOD;
+    out.set(t.subarray(o, o + n), done);
+    done += n;
+  }
+}
+
+/** The first index where `d` differs from the stream at offset `from`, or -1. */
+export function checkPattern(stream: number, from: number, d: Uint8Array): number {
+  const t = table(stream);
+  for (let done = 0; done < d.length; ) {
+    const n = Math.min(TAIL, d.length - done);
+    const o = (from + done) % PERIOD;
+    const got = Buffer.from(d.buffer, d.byteOffset + done, n);
+    if (!got.equals(Buffer.from(t.buffer, t.byteOffset + o, n))) {
+      for (let k = 0; k < n; k++) if (got[k] !== t[o + k]) return done + k;
+    }
+    done += n;
+  }
+  return -1;
 }
 
 export interface EndpointPlan {
@@ -56,10 +99,14 @@ export class TcpEndpoint implements SimNode {
   eof = false;
   closedAt = -1;
   segmentsIn = 0;
+  /** Payload bytes of valid segments that arrived (duplicates included). */
+  payloadIn = 0;
   segmentsOut = 0;
   readonly frame = new Uint8Array(14 + 20 + 60 + 65536);
   private readonly scratch: Uint8Array;
   onSegmentOut?: (seg: TcpSegment, now: number) => void;
+  /** Initial sequence number to use instead of a random one. */
+  iss: number | undefined;
 
   constructor(
     readonly name: string,
@@ -88,6 +135,7 @@ export class TcpEndpoint implements SimNode {
       now,
       rng: this.handle.rng,
       config: this.config,
+      iss: this.iss,
     });
     this.app(now);
     this.flush(now);
@@ -101,6 +149,7 @@ export class TcpEndpoint implements SimNode {
     const seg = parseTcp(ip.payload, pseudoHeaderSumV4(ip.src, ip.dst, IPPROTO_TCP, ip.payload.length));
     if (isWireError(seg)) return; // corrupted on the link: counted by the link, dropped here
     this.segmentsIn++;
+    this.payloadIn += seg.payload.length;
     if (seg.flags & TCP_RST) this.resets++;
     if (!this.conn) {
       if ((seg.flags & (TCP_SYN | TCP_ACK | TCP_RST)) !== TCP_SYN || seg.dstPort !== this.port) return;
@@ -110,6 +159,7 @@ export class TcpEndpoint implements SimNode {
         now,
         rng: this.handle.rng,
         config: this.config,
+        iss: this.iss,
       });
     } else {
       this.conn.input(seg, now);
@@ -159,10 +209,8 @@ export class TcpEndpoint implements SimNode {
       const d = c.read(budget);
       if (!d) break;
       budget -= d.length;
-      for (let k = 0; k < d.length; k++) {
-        if (d[k] !== patternByte(this.peerStream, this.received + k) && this.corrupt < 0)
-          this.corrupt = this.received + k;
-      }
+      const bad = checkPattern(this.peerStream, this.received, d);
+      if (bad >= 0 && this.corrupt < 0) this.corrupt = this.received + bad;
       this.received += d.length;
     }
     if (c.eof && !this.eof) this.eof = true;
@@ -213,6 +261,9 @@ export interface PairOptions {
   clientConfig?: Partial<TcpConfig>;
   serverConfig?: Partial<TcpConfig>;
   capture?: PcapWriter;
+  /** Fixed initial sequence numbers (e.g. near 2^32 to exercise the wrap). */
+  clientIss?: number;
+  serverIss?: number;
 }
 
 export interface Pair {
@@ -255,6 +306,8 @@ export function tcpPair(o: PairOptions): Pair {
     80,
     40000,
   );
+  client.iss = o.clientIss;
+  server.iss = o.serverIss;
   const ha = net.attach(client, 'client');
   const hb = net.attach(server, 'server');
   net.connect(ha, 0, hb, 0, { latencyUs: 1000, ...o.link, ...(o.capture ? { capture: o.capture } : {}) });
