@@ -1154,12 +1154,18 @@ export class TcpConnection {
 
     let sent = 0;
     if (this.state !== TcpState.TimeWait) {
-      if (this.lastSendAt >= 0 && this.sndMax === this.sndUna && now - this.lastSendAt > this.rtt.rto) {
-        // RFC 5681 4.1: restart the window after an idle period.
+      let span = this.nextSpan();
+      if (
+        span !== undefined &&
+        this.lastSendAt >= 0 &&
+        this.sndMax === this.sndUna &&
+        now - this.lastSendAt > this.rtt.rto
+      ) {
+        // RFC 5681 4.1: restart the window when sending resumes after an idle period.
         this.cc.onIdle(now);
-        this.lastSendAt = now;
+        span = this.nextSpan();
       }
-      for (let span = this.nextSpan(); span !== undefined && sent < MAX_BURST; span = this.nextSpan()) {
+      for (; span !== undefined && sent < MAX_BURST; span = this.nextSpan()) {
         emit(this.dataSegment(span, now));
         sent++;
       }
