@@ -2,14 +2,14 @@
  * Reference frames for benchmarks: a full-sized TCP/IPv4 data segment and a bare ACK, both with
  * the timestamp option as Linux sends them.
  */
-import { parseIpv4, parseMac } from '../src/wire/address.ts';
+import { ipv4FromString, macFromString } from '../src/wire/address.ts';
 import { TCP_ACK, TCP_PSH } from '../src/wire/tcp.ts';
 import { encode, frame, ipv4, tcp } from '../test/support/build.ts';
 
 function tcpFrame(payload: Uint8Array, flags: number): Uint8Array {
   return encode(
-    frame(parseMac('02:00:00:00:00:02')!, parseMac('00:00:5e:00:01:01')!, {
-      ipv4: ipv4({ src: parseIpv4('198.18.0.10')!, dst: parseIpv4('198.18.0.1')!, ident: 0x4242 }),
+    frame(macFromString('02:00:00:00:00:02')!, macFromString('00:00:5e:00:01:01')!, {
+      ipv4: ipv4({ src: ipv4FromString('198.18.0.10')!, dst: ipv4FromString('198.18.0.1')!, ident: 0x4242 }),
       tcp: tcp({
         srcPort: 443,
         dstPort: 51234,

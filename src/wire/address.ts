@@ -44,7 +44,7 @@ export function macToString(mac: MacAddr): string {
 }
 
 /** Parses `aa:bb:cc:dd:ee:ff` (or with `-`). Returns undefined when it is not a MAC address. */
-export function parseMac(s: string): MacAddr | undefined {
+export function macFromString(s: string): MacAddr | undefined {
   const m =
     /^([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})[:-]([0-9a-fA-F]{2})$/.exec(
       s,
@@ -60,7 +60,7 @@ export function ipv4ToString(a: Ipv4Addr): string {
 }
 
 /** Parses dotted-quad IPv4. Returns undefined when it is not one. */
-export function parseIpv4(s: string): Ipv4Addr | undefined {
+export function ipv4FromString(s: string): Ipv4Addr | undefined {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
   if (!m) return undefined;
   let v = 0;
@@ -119,7 +119,7 @@ export function ipv6ToString(a: Ipv6Addr): string {
 }
 
 /** Parses IPv6 text (with `::` and an optional trailing dotted quad). Returns undefined when it is not one. */
-export function parseIpv6(s: string): Ipv6Addr | undefined {
+export function ipv6FromString(s: string): Ipv6Addr | undefined {
   if (s.length === 0 || s.length > 45) return undefined;
   const halves = s.split('::');
   if (halves.length > 2) return undefined;
@@ -130,7 +130,7 @@ export function parseIpv6(s: string): Ipv6Addr | undefined {
     for (let i = 0; i < parts.length; i++) {
       const p = parts[i];
       if (allowV4 && i === parts.length - 1 && p.includes('.')) {
-        const v4 = parseIpv4(p);
+        const v4 = ipv4FromString(p);
         if (v4 === undefined) return undefined;
         out.push(v4 >>> 16, v4 & 0xffff);
       } else {

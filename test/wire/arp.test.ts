@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { parseIpv4 as parseIpv4Text, parseMac } from '../../src/wire/address.ts';
+import { macFromString, ipv4FromString as parseIpv4Text } from '../../src/wire/address.ts';
 import {
   ARP_LENGTH,
   ARP_REPLY,
@@ -26,7 +26,7 @@ const REPLY = '0001080006040002020000000002c6120002020000000001c6120001';
 const GRATUITOUS = '000108000604000100005e000107c6120064000000000000c6120064';
 
 const ip = (s: string) => parseIpv4Text(s)!;
-const mac = (s: string) => parseMac(s)!;
+const mac = (s: string) => macFromString(s)!;
 
 function parsed(b: Uint8Array): ArpPacket {
   const p = parseArp(b);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { parseIpv4, parseIpv6 } from '../../src/wire/address.ts';
+import { ipv4FromString, ipv6FromString } from '../../src/wire/address.ts';
 import { fromHex } from '../../src/wire/bytes.ts';
 import {
   finishChecksum,
@@ -59,9 +59,9 @@ describe('internet checksum (RFC 1071)', () => {
   });
 
   test('pseudo-headers (IPv4 RFC 793, IPv6 RFC 8200 8.1)', () => {
-    const s4 = pseudoHeaderSumV4(parseIpv4('198.18.0.1')!, parseIpv4('198.18.0.2')!, 6, 40);
+    const s4 = pseudoHeaderSumV4(ipv4FromString('198.18.0.1')!, ipv4FromString('198.18.0.2')!, 6, 40);
     assert.equal(s4, 0xc612 + 0x0001 + 0xc612 + 0x0002 + 6 + 40);
-    const s6 = pseudoHeaderSumV6(parseIpv6('fd00::1')!, parseIpv6('fd00::2')!, 58, 0x1_0002);
+    const s6 = pseudoHeaderSumV6(ipv6FromString('fd00::1')!, ipv6FromString('fd00::2')!, 58, 0x1_0002);
     assert.equal(s6, 0xfd00 + 1 + 0xfd00 + 2 + 1 + 2 + 58);
   });
 });

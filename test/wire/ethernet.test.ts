@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { parseMac } from '../../src/wire/address.ts';
+import { macFromString } from '../../src/wire/address.ts';
 import { fromHex, toHex } from '../../src/wire/bytes.ts';
 import { isWireError, WireError } from '../../src/wire/error.ts';
 import {
@@ -46,8 +46,8 @@ function roundTrip(f: EthernetFrame): Uint8Array {
 describe('parseEthernet known answers', () => {
   test('802.1Q tagged IPv4', () => {
     const f = parsed(VLAN_IP_TCP);
-    assert.equal(f.dst, parseMac('00:11:22:33:44:55'));
-    assert.equal(f.src, parseMac('66:77:88:99:aa:bb'));
+    assert.equal(f.dst, macFromString('00:11:22:33:44:55'));
+    assert.equal(f.src, macFromString('66:77:88:99:aa:bb'));
     assert.deepEqual(f.vlans, [{ tpid: ETHERTYPE_VLAN, pcp: 5, dei: true, vid: 100 }]);
     assert.equal(f.etherType, ETHERTYPE_IPV4);
     assert.equal(ethernetHeaderLength(f), 18);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { type Ipv6Addr, parseIpv6, parseMac } from '../../src/wire/address.ts';
+import { type Ipv6Addr, ipv6FromString, macFromString } from '../../src/wire/address.ts';
 import { fromHex, toHex } from '../../src/wire/bytes.ts';
 import { onesSum, pseudoHeaderSumV6, verifiesChecksum } from '../../src/wire/checksum.ts';
 import { isWireError, type WireError } from '../../src/wire/error.ts';
@@ -25,8 +25,8 @@ import {
 import { icmpv6 } from '../support/build.ts';
 import { guard as guarded } from '../support/guard.ts';
 
-const ip = (s: string): Ipv6Addr => parseIpv6(s)!;
-const mac = (s: string): number => parseMac(s)!;
+const ip = (s: string): Ipv6Addr => ipv6FromString(s)!;
+const mac = (s: string): number => macFromString(s)!;
 const sum = (src: string, dst: string, len: number) => pseudoHeaderSumV6(ip(src), ip(dst), 58, len);
 
 // Reference bytes from scapy 2.5 (/usr/bin/python3): the IPv6 payload of each message, with

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { parseIpv4 as parseIpv4Text } from '../../src/wire/address.ts';
+import { ipv4FromString as parseIpv4Text } from '../../src/wire/address.ts';
 import { fromHex, toHex, writeU16 } from '../../src/wire/bytes.ts';
 import { internetChecksum, onesSum, verifiesChecksum } from '../../src/wire/checksum.ts';
 import { isWireError, WireError, type WireErrorKind } from '../../src/wire/error.ts';

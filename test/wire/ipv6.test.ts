@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { parseIpv6 as parseIpv6Text } from '../../src/wire/address.ts';
+import { ipv6FromString as parseIpv6Text } from '../../src/wire/address.ts';
 import { fromHex, toHex, writeU16, writeU32 } from '../../src/wire/bytes.ts';
 import { onesSum, verifiesChecksum } from '../../src/wire/checksum.ts';
 import { isWireError, WireError, type WireErrorKind } from '../../src/wire/error.ts';

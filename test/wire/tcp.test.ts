@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import { parseIpv6 } from '../../src/wire/address.ts';
+import { ipv6FromString } from '../../src/wire/address.ts';
 import { fromHex, toHex } from '../../src/wire/bytes.ts';
 import { onesSum, pseudoHeaderSumV4, pseudoHeaderSumV6, verifiesChecksum } from '../../src/wire/checksum.ts';
 import { isWireError, type WireError } from '../../src/wire/error.ts';
@@ -218,7 +218,7 @@ describe('parseTcp known answers', () => {
 
   test('over IPv6 with the v6 pseudo-header', () => {
     const b = fromHex(V.v6Syn);
-    const sum = pseudoHeaderSumV6(parseIpv6('fd00::1')!, parseIpv6('fd00::2')!, 6, b.length);
+    const sum = pseudoHeaderSumV6(ipv6FromString('fd00::1')!, ipv6FromString('fd00::2')!, 6, b.length);
     const s = ok(b, sum);
     assert.equal(s.dstPort, 443);
     assert.equal(s.seq, 0x12345678);
@@ -395,7 +395,7 @@ describe('emitTcp', () => {
 
   test('emit(parse(x)) == x over IPv6', () => {
     const b = fromHex(V.v6Syn);
-    const sum = pseudoHeaderSumV6(parseIpv6('fd00::1')!, parseIpv6('fd00::2')!, 6, b.length);
+    const sum = pseudoHeaderSumV6(ipv6FromString('fd00::1')!, ipv6FromString('fd00::2')!, 6, b.length);
     assert.equal(toHex(reEmit(ok(b, sum), sum)), V.v6Syn);
   });
 

@@ -15,11 +15,11 @@ import { describe, test } from 'node:test';
 import { PcapWriter } from '../../../src/link/pcap.ts';
 import { LearningSwitch, Network } from '../../../src/link/sim/index.ts';
 import {
+  ipv4FromString,
+  ipv6FromString,
   ipv6MulticastMac,
   MAC_BROADCAST,
-  parseIpv4,
-  parseIpv6,
-  parseMac,
+  macFromString,
   solicitedNodeMulticast,
 } from '../../../src/wire/address.ts';
 import { ARP_REQUEST, gratuitousArp } from '../../../src/wire/arp.ts';
@@ -31,13 +31,13 @@ import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpSegment } from '..
 import { frame, icmpv4, icmpv6, ipv4, ipv6, tcp } from '../../support/build.ts';
 import { SimHost } from '../../support/sim-host.ts';
 
-const A_MAC = parseMac('02:00:00:00:00:0a')!;
-const B_MAC = parseMac('02:00:00:00:00:0b')!;
-const C_MAC = parseMac('02:00:00:00:00:0c')!;
-const A4 = parseIpv4('198.18.0.1')!;
-const B4 = parseIpv4('198.18.0.2')!;
-const A6 = parseIpv6('fd00::a')!;
-const B6 = parseIpv6('fd00::b')!;
+const A_MAC = macFromString('02:00:00:00:00:0a')!;
+const B_MAC = macFromString('02:00:00:00:00:0b')!;
+const C_MAC = macFromString('02:00:00:00:00:0c')!;
+const A4 = ipv4FromString('198.18.0.1')!;
+const B4 = ipv4FromString('198.18.0.2')!;
+const A6 = ipv6FromString('fd00::a')!;
+const B6 = ipv6FromString('fd00::b')!;
 
 const hasTshark = spawnSync('tshark', ['-v'], { stdio: 'ignore' }).status === 0;
 
@@ -53,7 +53,7 @@ function converse(seed: number, faults: boolean): Outcome {
   const net = new Network({ seed });
   const a = new SimHost(A_MAC, A4, A6);
   const b = new SimHost(B_MAC, B4, B6);
-  const c = new SimHost(C_MAC, parseIpv4('198.18.0.3')!, parseIpv6('fd00::c')!);
+  const c = new SimHost(C_MAC, ipv4FromString('198.18.0.3')!, ipv6FromString('fd00::c')!);
   const ha = net.attach(a, 'a');
   const hb = net.attach(b, 'b');
   const hc = net.attach(c, 'c');

@@ -1,14 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { LearningSwitch, Network, type NodeHandle, Recorder } from '../../../src/link/sim/index.ts';
-import { MAC_BROADCAST, type MacAddr, parseMac, writeMac } from '../../../src/wire/address.ts';
+import { MAC_BROADCAST, type MacAddr, macFromString, writeMac } from '../../../src/wire/address.ts';
 
-const A = parseMac('02:00:00:00:00:0a')!;
-const B = parseMac('02:00:00:00:00:0b')!;
-const C = parseMac('02:00:00:00:00:0c')!;
-const D = parseMac('02:00:00:00:00:0d')!;
-const VIP_MAC = parseMac('00:00:5e:00:01:07')!;
-const MCAST = parseMac('01:00:5e:00:00:01')!;
+const A = macFromString('02:00:00:00:00:0a')!;
+const B = macFromString('02:00:00:00:00:0b')!;
+const C = macFromString('02:00:00:00:00:0c')!;
+const D = macFromString('02:00:00:00:00:0d')!;
+const VIP_MAC = macFromString('00:00:5e:00:01:07')!;
+const MCAST = macFromString('01:00:5e:00:00:01')!;
 
 function eth(dst: MacAddr, src: MacAddr, tag = 0): Uint8Array {
   const f = new Uint8Array(60);
