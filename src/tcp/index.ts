@@ -20,4 +20,5 @@ export {
   type TcpCounters,
   type TcpSnapshot,
 } from './connection.ts';
+export { resetFor } from './reset.ts';
 export { isSynchronized, type TcpErrorCode, TcpState } from './state.ts';
