@@ -953,7 +953,11 @@ export class TcpConnection {
   }
 
   private outputReady(): boolean {
-    if (this.control.length > 0 || this.synNeedsSend) return true;
+    if (this.control.length > 0) return true;
+    // A SYN or SYN-ACK held by the limits blocks all other output (see `output`): nothing to do
+    // until the layer above raises them, so `pollAt` must not answer "now" (a busy loop).
+    if (this.synNeedsSend)
+      return !(this.sendLimit < 0 || (this.state === TcpState.SynReceived && this.ackLimit < 0));
     if (!isSynchronized(this.state) || this.state === TcpState.TimeWait) return this.ackNow;
     if (this.ackNow || this.ackOwed()) return true;
     return this.nextSpan() !== undefined;
@@ -1041,8 +1045,14 @@ export class TcpConnection {
     return this.ackField() > this.lastAckSent && this.delAckAt === INF && this.bytesSinceAck === 0;
   }
 
+  /**
+   * The size of a full-sized segment from the peer (RFC 5681 4.2 ACKs every second one): the
+   * smaller MSS of the two, less the timestamp option every segment carries (RFC 6691). Counting
+   * our own MSS would let two 1448-byte segments go unacknowledged until the delayed-ACK timer.
+   */
   private rcvMss(): number {
-    return this.config.mss;
+    const m = this.peerMss > 0 ? Math.min(this.config.mss, this.peerMss) : this.config.mss;
+    return this.tsOk ? m - TS_OPTION_BYTES : m;
   }
 
   /** Receiver SWS avoidance (RFC 9293 3.8.6.2.2): advance the window by min(MSS, buffer/2) or more. */
@@ -1273,7 +1283,12 @@ export class TcpConnection {
     if (this.lostEnd > this.highRxt) {
       const s = this.sacked.nextUnsacked(Math.max(this.highRxt, this.sndUna));
       if (s < this.lostEnd && s < this.sndMax) {
-        if (pipe >= cwnd) return undefined;
+        // The first retransmission of fast recovery goes regardless of cwnd (RFC 5681 3.2 step 4,
+        // RFC 6675 5 step 4.3, RFC 6582 3.2 steps 2 and 5 for a NewReno partial ACK): with
+        // cwnd halved and pipe still counting the flight, waiting would leave it to the RTO.
+        const first =
+          this.recovery === 'fast' && this.highRxt <= this.sndUna && (!this.sackOk || this.dupAcks > 0);
+        if (pipe >= cwnd && !first) return undefined;
         const e = Math.min(s + mp, this.lostEnd, this.sndMax, this.sacked.nextSacked(s));
         return { start: s, end: e };
       }
