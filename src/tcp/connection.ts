@@ -56,6 +56,8 @@ const DUP_THRESH = 3;
 const PAWS_IDLE_US = 24 * 24 * 3600 * 1_000_000;
 /** TCP option bytes of a timestamps option as sent (NOP, NOP, TS). */
 const TS_OPTION_BYTES = 12;
+/** RFC 6298 (5.7): the RTO for data after a retransmitted SYN without an RTT sample. */
+const SYN_FALLBACK_RTO_US = 3_000_000;
 /** Segments one `poll` may emit at most (a bound on the loop; cwnd bounds it long before). */
 const MAX_BURST = 4096;
 
@@ -513,7 +515,8 @@ export class TcpConnection {
     }
     if (!(f & TCP_SYN)) return;
     this.takePeerSyn(seg, now);
-    this.rcvRightEdge = this.rcvNxt + this.windowRoom();
+    // What our SYN advertised (RFC 7323 2.2: unscaled).
+    this.rcvRightEdge = this.rcvNxt + Math.min(0xffff, this.windowRoom());
     if (ackOk) {
       this.sndUna = 0;
       this.rtoAt = INF;
@@ -533,6 +536,8 @@ export class TcpConnection {
   }
 
   private afterEstablished(now: number): void {
+    // RFC 6298 (5.7): a retransmitted SYN and no RTT sample: data starts from a 3 s RTO.
+    if (this.synSent > 1) this.rtt.fallback(SYN_FALLBACK_RTO_US);
     this.progressAt = now;
     this.armKeepAlive(now);
   }
@@ -1073,10 +1078,18 @@ export class TcpConnection {
   private windowField(ack: number, syn: boolean): number {
     const edge = this.rcvNxt + this.windowRoom();
     const from = Math.max(this.rcvRightEdge, this.rcvNxt);
-    if (edge - from >= this.windowThreshold()) this.rcvRightEdge = edge;
-    const wnd = Math.max(0, this.rcvRightEdge - ack);
-    if (syn) return Math.min(wnd, 0xffff);
-    const field = Math.min(0xffff, Math.floor(wnd / 2 ** this.rcvWscale));
+    let target = this.rcvRightEdge;
+    if (edge - from >= this.windowThreshold()) target = edge;
+    // RCV.WND is what we advertise: no more than the field can say (65535, scaled unless a SYN).
+    const unit = syn ? 1 : 2 ** this.rcvWscale;
+    if (target - ack > 0xffff * unit) target = ack + 0xffff * unit;
+    // Scaling rounds the window down, except where that would make the advertised edge recede
+    // (RFC 7323 2.4): then up, and the few bytes over the buffer are accepted all the same.
+    let field = Math.max(0, Math.min(0xffff, Math.floor((target - ack) / unit)));
+    if (ack + field * unit < this.rcvRightEdge)
+      field = Math.min(0xffff, Math.ceil((this.rcvRightEdge - ack) / unit));
+    const advertised = ack + field * unit;
+    if (advertised > this.rcvRightEdge) this.rcvRightEdge = advertised;
     return field;
   }
 
@@ -1249,9 +1262,6 @@ export class TcpConnection {
     if (!synAck) {
       seg.ack = 0;
       seg.window = Math.min(0xffff, cfg.recvBufferSize);
-    } else {
-      this.rcvRightEdge = Math.max(this.rcvRightEdge, this.rcvNxt + Math.min(0xffff, this.windowRoom()));
-      seg.window = Math.min(0xffff, this.rcvRightEdge - this.rcvNxt);
     }
     return seg;
   }

@@ -123,6 +123,17 @@ export class RttEstimator {
     return r < this.maxRto ? r : this.maxRto;
   }
 
+  /**
+   * RFC 6298 (5.7): the SYN (or SYN-ACK) was retransmitted and no RTT sample was taken, so once
+   * the connection is established the RTO for data starts again at `rtoUs` (3 s) without back-off.
+   * Does nothing when a sample exists.
+   */
+  fallback(rtoUs: number): void {
+    if (this.samples > 0) return;
+    this.baseRto = this.clamp(rtoUs);
+    this._backoff = 0;
+  }
+
   /** RFC 6298 (5.5): the timer expired; double the RTO (the result never exceeds maxRto). */
   backoff(): void {
     this._backoff++;

@@ -151,9 +151,15 @@ describe('sequence acceptability (RFC 9293 3.10.7.4)', () => {
     recvNothing(fx.conn, fx.now + 100 * MS);
   });
 
-  test.todo(
-    'RCV.WND is what we advertised: with a 4 MiB buffer and no window scaling the peer was told 65535, yet a segment at RCV.NXT + 70000 is accepted (held) instead of drawing an ACK and being dropped. Should the engine cap its right edge at 0xffff << rcvWscale?',
-  );
+  test('RCV.WND is what we advertised: without window scaling a 4 MiB buffer offers 65535, and data past it is refused', () => {
+    const fx = established({ config: { windowScale: false, recvBufferSize: 4 << 20 }, peer: { sack: true } });
+    send(fx.conn, fx.now, { seq: fx.rcv(70_000), ack: fx.snd(0), flags: ACK, payload: bytes(10, 70_000) });
+    // Unacceptable (RFC 9293 3.10.7.4): an ACK, and the bytes are not held (no SACK block for them).
+    recvOne(fx.conn, fx.now, { flags: ACK, ack: fx.rcv(0), window: 65535, sackBlocks: undefined });
+    // Just inside the advertised window: held out of order and reported.
+    send(fx.conn, fx.now, { seq: fx.rcv(65_000), ack: fx.snd(0), flags: ACK, payload: bytes(10, 65_000) });
+    recvOne(fx.conn, fx.now, { flags: ACK, ack: fx.rcv(0), sackBlocks: [fx.rcv(65_000), fx.rcv(65_010)] });
+  });
 });
 
 describe('PAWS (RFC 7323 5)', () => {

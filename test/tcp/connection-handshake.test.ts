@@ -403,10 +403,13 @@ describe('option negotiation matrix (RFC 7323 1.3, 2.2; RFC 2018 2)', () => {
             // The peer's window field 100 means 100 << 3 only when scaling is in use.
             send(c, t, { seq: fx.rcv(0), ack: fx.snd(0), flags: ACK, window: 100 });
             assert.equal(c.stats.sndWnd, both ? 800 : 100);
-            // Our window: (1 MiB - 1000) >> 5 when scaled, else the 16-bit cap.
+            // Our window: (1 MiB - 1000) >> 5 when scaled, else the 16-bit cap. After an active open
+            // we already advertised the whole 1 MiB (32768 << 5): rounding down would pull that edge
+            // back by 24 bytes, so it rounds up instead (RFC 7323 2.4, never shrink).
             send(c, t, { seq: fx.rcv(0), ack: fx.snd(0), flags: ACK, window: 100, payload: bytes(1000) });
             t += 40 * MS;
-            recvOne(c, t, { flags: ACK, ack: fx.rcv(1000), window: both ? 32736 : 65535 });
+            const scaled = role === 'active' ? 32737 : 32736;
+            recvOne(c, t, { flags: ACK, ack: fx.rcv(1000), window: both ? scaled : 65535 });
           } else if (opt === 'ts') {
             c.write(bytes(2000));
             const segs = recv(c, t);

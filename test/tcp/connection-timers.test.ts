@@ -16,14 +16,19 @@ import {
   MS,
   PEER_TS,
   PSH,
+  peerSyn,
   RST,
+  RTT,
   recv,
   recvNothing,
   recvOne,
   recvSegs,
   runUntil,
   S,
+  SYN,
   send,
+  synSent,
+  T0,
 } from './fixtures.ts';
 
 const SEG = 1460;
@@ -451,6 +456,20 @@ describe('giving up (RFC 5482 user timeout, RFC 9293 3.8.3 R2)', () => {
   });
 });
 
-test.todo(
-  'RFC 6298 5.7: when the SYN or SYN-ACK was retransmitted and no RTT sample was taken, the RTO MUST be re-initialised to 3 s for data; the engine keeps the backed-off SYN RTO (2 s after one retransmission). RttEstimator has no way to set it: who owns this?',
-);
+describe('RTO after a retransmitted SYN (RFC 6298 5.7)', () => {
+  test('no RTT sample from the handshake: data starts from a 3 s RTO, not the backed-off SYN RTO', () => {
+    const { fx } = synSent();
+    // The SYN is lost once: retransmitted after the 1 s initial RTO.
+    recvOne(fx.conn, T0 + 1000 * MS, { flags: SYN, seq: fx.snd(-1) });
+    // The SYN-ACK answers the retransmission; Karn's rule allows no sample.
+    const t = T0 + 1000 * MS + RTT;
+    send(fx.conn, t, peerSyn(fx.peer, fx.irs, SYN | ACK, fx.snd(0), undefined));
+    assert.equal(fx.conn.state, TcpState.Established);
+    recvOne(fx.conn, t, { flags: ACK });
+    assert.equal(fx.conn.stats.rtoUs, 3000 * MS);
+    fx.conn.write(bytes(100));
+    recvOne(fx.conn, t, { flags: ACK | PSH, len: 100 });
+    recvNothing(fx.conn, t + 2999 * MS);
+    recvOne(fx.conn, t + 3000 * MS, { flags: ACK | PSH, len: 100 });
+  });
+});

@@ -212,7 +212,8 @@ export class Fx {
   }
 }
 
-function peerSyn(
+/** The peer's SYN or SYN-ACK as the fixtures build it. */
+export function peerSyn(
   p: PeerOptions,
   irs: number,
   flags: number,
