@@ -19,7 +19,7 @@
  */
 
 import { offsetToSeq, seqGe, seqLt, seqToOffset } from '../wire/seq.ts';
-import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpSegment } from '../wire/tcp.ts';
+import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpSegment, tcpSegment } from '../wire/tcp.ts';
 import { Assembler, type AssemblerSnapshot } from './assembler.ts';
 import { type TcpConfig, tcpConfig } from './config.ts';
 import {
@@ -1225,25 +1225,7 @@ export class TcpConnection {
 
   private bareSegment(seq: number, ack: number, flags: number): TcpSegment {
     this.counters.segmentsOut++;
-    return {
-      srcPort: this.localPort,
-      dstPort: this.remotePort,
-      seq,
-      ack,
-      headerLength: 0,
-      reserved: 0,
-      flags,
-      window: 0,
-      checksum: 0,
-      urgentPointer: 0,
-      mss: undefined,
-      windowScale: undefined,
-      sackPermitted: false,
-      sackBlocks: undefined,
-      tsVal: undefined,
-      tsEcr: undefined,
-      payload: EMPTY,
-    };
+    return tcpSegment({ srcPort: this.localPort, dstPort: this.remotePort, seq, ack, flags });
   }
 
   private synSegment(now: number): TcpSegment {

@@ -5,31 +5,17 @@
  * - otherwise <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>, where SYN and FIN each count one.
  */
 import { seqAdd } from '../wire/seq.ts';
-import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpSegment } from '../wire/tcp.ts';
-
-const EMPTY = new Uint8Array(0);
+import { TCP_ACK, TCP_FIN, TCP_RST, TCP_SYN, type TcpSegment, tcpSegment } from '../wire/tcp.ts';
 
 export function resetFor(seg: TcpSegment): TcpSegment | undefined {
   if (seg.flags & TCP_RST) return undefined;
   const hasAck = (seg.flags & TCP_ACK) !== 0;
   const len = seg.payload.length + (seg.flags & TCP_SYN ? 1 : 0) + (seg.flags & TCP_FIN ? 1 : 0);
-  return {
+  return tcpSegment({
     srcPort: seg.dstPort,
     dstPort: seg.srcPort,
     seq: hasAck ? seg.ack : 0,
     ack: hasAck ? 0 : seqAdd(seg.seq, len),
-    headerLength: 20,
-    reserved: 0,
     flags: hasAck ? TCP_RST : TCP_RST | TCP_ACK,
-    window: 0,
-    checksum: 0,
-    urgentPointer: 0,
-    mss: undefined,
-    windowScale: undefined,
-    sackPermitted: false,
-    sackBlocks: undefined,
-    tsVal: undefined,
-    tsEcr: undefined,
-    payload: EMPTY,
-  };
+  });
 }

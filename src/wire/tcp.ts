@@ -293,6 +293,35 @@ export function emitTcp(seg: TcpSegment, buf: Uint8Array, off: number, pseudoSum
 const FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR', 'NS'];
 
 /** "SYN,ACK" style text of the flag bits, for logs; "none" when no flag is set. */
+const NO_PAYLOAD = new Uint8Array(0);
+
+/**
+ * A segment record: no options, empty payload, zero fields, overridden by `fields`. For segments
+ * built off the hot path (RSTs, probes, tests); the engine builds its data segments literally.
+ */
+export function tcpSegment(fields: Partial<TcpSegment>): TcpSegment {
+  return {
+    srcPort: 0,
+    dstPort: 0,
+    seq: 0,
+    ack: 0,
+    headerLength: 20,
+    reserved: 0,
+    flags: 0,
+    window: 0,
+    checksum: 0,
+    urgentPointer: 0,
+    mss: undefined,
+    windowScale: undefined,
+    sackPermitted: false,
+    sackBlocks: undefined,
+    tsVal: undefined,
+    tsEcr: undefined,
+    payload: NO_PAYLOAD,
+    ...fields,
+  };
+}
+
 export function tcpFlagsToString(flags: number): string {
   let s = '';
   for (let i = 0; i < FLAG_NAMES.length; i++) {

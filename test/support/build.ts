@@ -15,31 +15,13 @@ import type { Icmpv4Message } from '../../src/wire/icmpv4.ts';
 import type { Icmpv6Message } from '../../src/wire/icmpv6.ts';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, type Ipv4Packet } from '../../src/wire/ipv4.ts';
 import { type Ipv6Packet, NO_EXT_HEADERS } from '../../src/wire/ipv6.ts';
-import type { TcpSegment } from '../../src/wire/tcp.ts';
+import { type TcpSegment, tcpSegment } from '../../src/wire/tcp.ts';
 
 const EMPTY = new Uint8Array(0);
 
+/** A TCP segment: defaults as `tcpSegment`, but ports 40000 → 80 and a 65535 window. */
 export function tcp(s: Partial<TcpSegment>): TcpSegment {
-  return {
-    srcPort: 40000,
-    dstPort: 80,
-    seq: 0,
-    ack: 0,
-    headerLength: 0,
-    reserved: 0,
-    flags: 0,
-    window: 65535,
-    checksum: 0,
-    urgentPointer: 0,
-    mss: undefined,
-    windowScale: undefined,
-    sackPermitted: false,
-    sackBlocks: undefined,
-    tsVal: undefined,
-    tsEcr: undefined,
-    payload: EMPTY,
-    ...s,
-  };
+  return tcpSegment({ srcPort: 40000, dstPort: 80, window: 65535, headerLength: 0, ...s });
 }
 
 export function ipv4(p: Partial<Ipv4Packet> & Pick<Ipv4Packet, 'src' | 'dst'>): Ipv4Packet {
