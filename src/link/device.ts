@@ -1,0 +1,23 @@
+/**
+ * What the stack needs from a link: frames in, frames out. A TAP device, the simulator's port,
+ * a fault injector wrapped around either: all the same to the layers above.
+ */
+export interface LinkDevice {
+  /** Largest frame payload (the MTU: IP packet size) the link carries. */
+  readonly mtu: number;
+  /**
+   * Queues one Ethernet frame for transmission; the device copies it (the caller may reuse its
+   * buffer at once). Frames queued in one turn of the event loop leave together at `flush()`
+   * or at the end of the turn.
+   */
+  send(frame: Uint8Array): void;
+  /** Writes whatever `send` queued, now. */
+  flush(): void;
+  /**
+   * Registers the receiver: called with every batch of frames that arrived, in order. Each frame
+   * is owned by the receiver (not reused by the device).
+   */
+  onReceive(handler: (frames: Uint8Array[]) => void): void;
+  /** Releases the device; no callbacks after it returns. */
+  close(): Promise<void>;
+}
