@@ -1,0 +1,435 @@
+/**
+ * A Linux TAP device (Documentation/networking/tuntap.rst) as a LinkDevice: every Ethernet frame
+ * the kernel sends out of the interface is read here, every frame written here is received by the
+ * kernel as if it came off a wire.
+ *
+ * Reads run on a worker thread (reader-worker.ts) so they never stall the event loop and arrive
+ * in batches; writes are queued by `send` and written by `flush` (one write(2) per frame: a TAP
+ * takes exactly one frame per write) at the end of the turn.
+ *
+ * This is the driver edge: the only place in the stack that reads a real clock (pcap timestamps).
+ */
+import { Worker } from 'node:worker_threads';
+import type { LinkDevice } from '../device.ts';
+import type { PcapWriter } from '../pcap.ts';
+import { invalidNameMessage, openErrorMessage, TapError, type TapStep } from './errors.ts';
+import {
+  AF_INET,
+  CLONE_NEWNET,
+  EFD_CLOEXEC,
+  EFD_NONBLOCK,
+  errnoName,
+  IFF_NO_PI,
+  IFF_TAP,
+  IFNAMSIZ,
+  IFREQ_SIZE,
+  koffiPath,
+  type Libc,
+  loadLibc,
+  type NativeBuffer,
+  O_CLOEXEC,
+  O_NONBLOCK,
+  O_RDONLY,
+  O_RDWR,
+  SIOCGIFMTU,
+  SIOCSIFMTU,
+  SOCK_CLOEXEC,
+  SOCK_DGRAM,
+  TUNSETIFF,
+} from './ffi.ts';
+import {
+  BATCH_HEADER,
+  CTL_PENDING,
+  CTL_STOP,
+  READER_WORKER_SOURCE,
+  type ReaderMessage,
+  type ReaderWorkerData,
+} from './reader-worker.ts';
+
+export interface TapOptions {
+  /** Interface name (at most 15 bytes). Created when missing; a persistent TAP of that name is attached. */
+  name: string;
+  /** Sets the interface MTU; without it the current MTU (1500 for a new TAP) is used. */
+  mtu?: number;
+  /** Every frame read and written is appended here, stamped with the wall clock. The caller closes it. */
+  pcap?: PcapWriter;
+  /**
+   * Open the TAP inside this named network namespace (/run/netns/NAME, as `ip netns add` makes).
+   * Only the main thread enters it, for the duration of the synchronous open.
+   */
+  netns?: string;
+  /** Reader batch size in bytes (default 512 KiB) and frames (default 1024). */
+  batchBytes?: number;
+  batchFrames?: number;
+  /** Bytes read and not yet delivered before the reader pauses (default 32 MiB). */
+  maxPendingBytes?: number;
+}
+
+export interface TapCounters {
+  framesIn: number;
+  framesOut: number;
+  bytesIn: number;
+  bytesOut: number;
+  /** Frames refused by `send` (too short, too long, device closed), failed writes, truncated reads. */
+  drops: number;
+}
+
+/** Longest frame read: more than any MTU a TAP takes (65521) plus Ethernet and two VLAN tags. */
+const READ_MAX = 65536 + 64;
+/** Ethernet header plus two VLAN tags: what a frame may carry beyond the MTU. */
+const L2_OVERHEAD = 14 + 8;
+const ETH_MIN = 14;
+const TX_BYTES = 256 * 1024;
+const TX_FRAMES = 1024;
+const WORKER_READY_MS = 10_000;
+const WORKER_STOP_MS = 2_000;
+
+/** Wall clock in microseconds since the epoch, for capture timestamps. */
+function wallUs(): number {
+  return (performance.timeOrigin + performance.now()) * 1000;
+}
+
+export class TapDevice implements LinkDevice {
+  /** The interface name the kernel gave (as asked, or what a `%d` pattern became). */
+  readonly name: string;
+  readonly mtu: number;
+  readonly counters: Readonly<TapCounters>;
+  /**
+   * Errno name of the last failed write, or why the reader stopped (then no more frames arrive);
+   * undefined while all is well.
+   */
+  lastError: string | undefined;
+
+  private readonly c: Libc;
+  private fd: number;
+  private readonly wakeFd: number;
+  private readonly worker: Worker;
+  private readonly ctl: Int32Array;
+  private readonly pcap: PcapWriter | undefined;
+  private readonly stats: TapCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, drops: 0 };
+  private handler: ((frames: Uint8Array[]) => void) | undefined;
+  private closed = false;
+  private closing: Promise<void> | undefined;
+  /** Native memory: frames are written from it by address (see Libc.writeAt). */
+  private readonly txMem: NativeBuffer;
+  private txBuf: Uint8Array;
+  private readonly txLen = new Uint32Array(TX_FRAMES);
+  private txCount = 0;
+  private txUsed = 0;
+  private flushQueued = false;
+  private readonly autoFlush = (): void => {
+    this.flushQueued = false;
+    this.flush();
+  };
+
+  private constructor(
+    c: Libc,
+    fd: number,
+    wakeFd: number,
+    name: string,
+    mtu: number,
+    worker: Worker,
+    ctl: Int32Array,
+    pcap: PcapWriter | undefined,
+  ) {
+    this.c = c;
+    this.fd = fd;
+    this.wakeFd = wakeFd;
+    this.name = name;
+    this.mtu = mtu;
+    this.worker = worker;
+    this.ctl = ctl;
+    this.pcap = pcap;
+    this.counters = this.stats;
+    this.txMem = c.alloc(TX_BYTES);
+    this.txBuf = this.txMem.bytes;
+    worker.on('message', (m: ArrayBuffer | ReaderMessage) => this.onWorkerMessage(m));
+    // A reader that dies stops input; the device reports it rather than crashing the process.
+    worker.on('error', (e) => {
+      this.lastError = `reader thread failed: ${e.message}`;
+    });
+    worker.on('exit', () => {
+      if (!this.closed) this.lastError ??= 'reader thread exited';
+    });
+  }
+
+  /**
+   * Opens (creating it if missing) the TAP device `name`. Rejects with a TapError whose message
+   * says what to do (no CAP_NET_ADMIN, device busy, not a TAP, ...).
+   */
+  static async open(opts: TapOptions): Promise<TapDevice> {
+    const bad = invalidNameMessage(opts.name);
+    if (bad) throw new TapError(bad, undefined);
+    if (opts.mtu !== undefined && !(Number.isInteger(opts.mtu) && opts.mtu >= 68 && opts.mtu <= 65521))
+      throw new TapError(
+        `MTU ${opts.mtu} for TAP device ${opts.name} is invalid: use an integer from 68 to 65521.`,
+        undefined,
+      );
+    let c: Libc;
+    try {
+      c = loadLibc();
+    } catch (e) {
+      throw new TapError(
+        `Loading libc through koffi failed (${(e as Error).message}): TAP devices need Linux with glibc and the koffi package installed.`,
+        undefined,
+      );
+    }
+    const { fd, name, mtu } = inNetns(c, opts.name, opts.netns, () => openTap(c, opts.name, opts.mtu));
+    const fail = (step: TapStep, errno: number): never => {
+      c.close(fd);
+      throw new TapError(openErrorMessage(name, step, errno), errnoName(errno));
+    };
+    const wakeFd = c.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wakeFd < 0) fail('eventfd', c.errno());
+
+    const ctl = new Int32Array(new SharedArrayBuffer(8));
+    const batchBytes = Math.max(opts.batchBytes ?? 512 * 1024, READ_MAX * 2 + BATCH_HEADER);
+    const data: ReaderWorkerData = {
+      koffiPath: koffiPath(),
+      fd,
+      wakeFd,
+      ctl: ctl.buffer as SharedArrayBuffer,
+      readMax: READ_MAX,
+      batchBytes,
+      maxFrames: Math.max(1, opts.batchFrames ?? 1024),
+      maxPending: Math.min(Math.max(1, opts.maxPendingBytes ?? 32 * 1024 * 1024), 0x7fffffff - batchBytes),
+    };
+    const worker = new Worker(READER_WORKER_SOURCE, { eval: true, workerData: data, name: `tap ${name}` });
+    try {
+      await workerReady(worker);
+    } catch (e) {
+      await worker.terminate();
+      c.close(wakeFd);
+      c.close(fd);
+      throw new TapError(
+        `Starting the reader thread of TAP device ${name} failed (${(e as Error).message}): check that koffi loads in worker threads.`,
+        undefined,
+      );
+    }
+    return new TapDevice(c, fd, wakeFd, name, mtu, worker, ctl, opts.pcap);
+  }
+
+  /** See LinkDevice.send. Frames shorter than an Ethernet header or longer than MTU + 22 are dropped. */
+  send(frame: Uint8Array): void {
+    const n = frame.length;
+    if (this.closed || n < ETH_MIN || n > this.mtu + L2_OVERHEAD) {
+      this.stats.drops++;
+      return;
+    }
+    if (this.txCount === TX_FRAMES || this.txUsed + n > TX_BYTES) this.flush();
+    this.txBuf.set(frame, this.txUsed);
+    this.txLen[this.txCount++] = n;
+    this.txUsed += n;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.autoFlush);
+    }
+  }
+
+  /** Writes every queued frame now: one write(2) each. A failed write is counted in `drops`. */
+  flush(): void {
+    const count = this.txCount;
+    if (count === 0) return;
+    const { c, fd, stats, pcap } = this;
+    const addr = this.txMem.address;
+    const ts = pcap ? wallUs() : 0;
+    let off = 0;
+    for (let i = 0; i < count; i++) {
+      const n = this.txLen[i];
+      if (c.writeAt(fd, addr + off, n) === n) {
+        stats.framesOut++;
+        stats.bytesOut += n;
+        pcap?.write(ts, this.txBuf.subarray(off, off + n));
+      } else {
+        // EIO while the interface is down, EINVAL for a frame the kernel refuses: the frame is lost.
+        stats.drops++;
+        this.lastError = errnoName(c.errno());
+      }
+      off += n;
+    }
+    this.txCount = 0;
+    this.txUsed = 0;
+  }
+
+  /**
+   * See LinkDevice.onReceive. The frames of one batch are views of one ArrayBuffer that nothing
+   * else uses: keeping a frame keeps its batch (up to `batchBytes`) alive, so copy what is kept long.
+   * Frames read while no handler is registered are counted as drops.
+   */
+  onReceive(handler: (frames: Uint8Array[]) => void): void {
+    this.handler = handler;
+  }
+
+  /** Lets the process exit while the device is open (the reader thread no longer keeps it alive). */
+  unref(): void {
+    this.worker.unref();
+  }
+
+  ref(): void {
+    this.worker.ref();
+  }
+
+  /**
+   * Flushes what `send` queued, stops the reader thread and closes the device. A non-persistent
+   * TAP disappears with it; a persistent one (`ip tuntap add`) stays.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    this.flush();
+    this.closed = true;
+    this.handler = undefined;
+    Atomics.store(this.ctl, CTL_STOP, 1);
+    Atomics.notify(this.ctl, CTL_PENDING);
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    this.c.write(this.wakeFd, one, 8);
+    this.closing = (async () => {
+      const exited = new Promise<void>((resolve) => this.worker.once('exit', () => resolve()));
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), WORKER_STOP_MS);
+      });
+      // The reader wakes within one poll; if it is stuck anyway, terminate it.
+      if ((await Promise.race([exited, late])) === 'late') await this.worker.terminate();
+      clearTimeout(timer);
+      this.c.close(this.wakeFd);
+      this.c.close(this.fd);
+      this.fd = -1;
+      this.txBuf = new Uint8Array(0);
+      this.c.free(this.txMem);
+    })();
+    return this.closing;
+  }
+
+  private onWorkerMessage(m: ArrayBuffer | ReaderMessage): void {
+    if (!(m instanceof ArrayBuffer)) {
+      if (m.kind === 'error') this.lastError = errnoName(m.errno);
+      return;
+    }
+    const dv = new DataView(m);
+    const count = dv.getUint32(0, true);
+    const frames: Uint8Array[] = new Array(count);
+    let off = BATCH_HEADER;
+    for (let i = 0; i < count; i++) {
+      const n = dv.getUint32(off, true);
+      frames[i] = new Uint8Array(m, off + 4, n);
+      off += 4 + n;
+    }
+    // `off` is the batch's used length, what the reader added to the pending count.
+    Atomics.sub(this.ctl, CTL_PENDING, off);
+    Atomics.notify(this.ctl, CTL_PENDING);
+    if (this.closed) return;
+    this.stats.drops += dv.getUint32(4, true);
+    const handler = this.handler;
+    if (!handler) {
+      this.stats.drops += count;
+      return;
+    }
+    this.stats.framesIn += count;
+    this.stats.bytesIn += off - BATCH_HEADER - 4 * count;
+    if (this.pcap) {
+      const ts = wallUs();
+      for (const f of frames) this.pcap.write(ts, f);
+    }
+    handler(frames);
+  }
+}
+
+/** open(/dev/net/tun) + TUNSETIFF(IFF_TAP | IFF_NO_PI), then the MTU. Synchronous: runs inside `inNetns`. */
+function openTap(c: Libc, name: string, mtu: number | undefined): { fd: number; name: string; mtu: number } {
+  const fd = c.open('/dev/net/tun', O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) {
+    const errno = c.errno();
+    throw new TapError(openErrorMessage(name, 'open', errno), errnoName(errno));
+  }
+  const ifr = new Uint8Array(IFREQ_SIZE);
+  const dv = new DataView(ifr.buffer);
+  ifr.set(new TextEncoder().encode(name));
+  dv.setInt16(IFNAMSIZ, IFF_TAP | IFF_NO_PI, true);
+  if (c.ioctlPtr(fd, TUNSETIFF, ifr) < 0) {
+    const errno = c.errno();
+    c.close(fd);
+    throw new TapError(openErrorMessage(name, 'attach', errno), errnoName(errno));
+  }
+  const end = ifr.indexOf(0);
+  const actual = new TextDecoder().decode(ifr.subarray(0, end < 0 || end > IFNAMSIZ ? IFNAMSIZ : end));
+  // SIOC[GS]IFMTU take any socket of the namespace; the TAP fd does not answer them.
+  const sock = c.socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const mtuFail = (errno: number): never => {
+    if (sock >= 0) c.close(sock);
+    c.close(fd);
+    throw new TapError(openErrorMessage(actual, 'mtu', errno, String(mtu)), errnoName(errno));
+  };
+  if (sock < 0) mtuFail(c.errno());
+  const req = new Uint8Array(IFREQ_SIZE);
+  const rv = new DataView(req.buffer);
+  req.set(ifr.subarray(0, IFNAMSIZ));
+  if (mtu !== undefined) {
+    rv.setInt32(IFNAMSIZ, mtu, true);
+    if (c.ioctlPtr(sock, SIOCSIFMTU, req) < 0) mtuFail(c.errno());
+  }
+  if (c.ioctlPtr(sock, SIOCGIFMTU, req) < 0) mtuFail(c.errno());
+  c.close(sock);
+  return { fd, name: actual, mtu: rv.getInt32(IFNAMSIZ, true) };
+}
+
+/**
+ * Runs `fn` with the calling thread in network namespace `netns` (setns(2) on the main thread only;
+ * the namespace is per thread), then returns the thread to its own namespace.
+ */
+function inNetns<T>(c: Libc, name: string, netns: string | undefined, fn: () => T): T {
+  if (netns === undefined) return fn();
+  const fail = (errno: number): never => {
+    throw new TapError(openErrorMessage(name, 'netns', errno, netns), errnoName(errno));
+  };
+  if (netns === '' || netns.includes('/')) fail(2);
+  const home = c.open('/proc/thread-self/ns/net', O_RDONLY | O_CLOEXEC);
+  if (home < 0) fail(c.errno());
+  const target = c.open(`/run/netns/${netns}`, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    const errno = c.errno();
+    c.close(home);
+    fail(errno);
+  }
+  if (c.setns(target, CLONE_NEWNET) < 0) {
+    const errno = c.errno();
+    c.close(target);
+    c.close(home);
+    fail(errno);
+  }
+  let result: { ok: true; value: T } | { ok: false; error: unknown };
+  try {
+    result = { ok: true, value: fn() };
+  } catch (error) {
+    result = { ok: false, error };
+  }
+  const back = c.setns(home, CLONE_NEWNET);
+  c.close(target);
+  c.close(home);
+  // Not recoverable: the main thread would stay in the wrong namespace.
+  if (back < 0) throw new Error(`Returning from network namespace ${netns} failed: the process must exit.`);
+  if (!result.ok) throw result.error;
+  return result.value;
+}
+
+function workerReady(worker: Worker): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => done(new Error('no answer in 10 s')), WORKER_READY_MS);
+    const onMessage = (m: unknown) => {
+      if (typeof m === 'object' && m !== null && (m as ReaderMessage).kind === 'ready') done();
+    };
+    const onError = (e: Error) => done(e);
+    const onExit = (code: number) => done(new Error(`exited with code ${code}`));
+    function done(e?: Error): void {
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      worker.off('error', onError);
+      worker.off('exit', onExit);
+      if (e) reject(e);
+      else resolve();
+    }
+    worker.on('message', onMessage);
+    worker.on('error', onError);
+    worker.on('exit', onExit);
+  });
+}
