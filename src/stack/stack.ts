@@ -1,0 +1,900 @@
+/**
+ * The host: one interface (a MAC and several IPv4/IPv6 addresses, the VIP among them) on one
+ * link, with ARP and NDP, ICMP echo and errors, and TCP: listeners, outgoing connections,
+ * demultiplexing, RSTs for closed ports (RFC 9293 3.10.7.1).
+ *
+ * No I/O and no clock, like the layers below: `receive(frame, now)` takes a frame from the link,
+ * `poll(now)` runs what is due, `pollAt()` says when next; frames leave through the `transmit`
+ * function given at construction (the device copies them). Nothing calls back into the
+ * application from inside these calls: connections that changed are collected and handed out by
+ * `takeEvents()`, so a driver can run application code between stack turns (no re-entrancy).
+ */
+
+import type { TcpConfig } from '../tcp/config.ts';
+import { type RandomSource, TcpConnection } from '../tcp/connection.ts';
+import { resetFor } from '../tcp/reset.ts';
+import { isSynchronized, TcpState } from '../tcp/state.ts';
+import {
+  type Ipv6Addr,
+  ipv6Equal,
+  ipv6FromString,
+  ipv6MulticastMac,
+  isMulticastMac,
+  MAC_BROADCAST,
+  type MacAddr,
+  solicitedNodeMulticast,
+} from '../wire/address.ts';
+import { ARP_REPLY, ARP_REQUEST, type ArpPacket, emitArp, gratuitousArp, parseArp } from '../wire/arp.ts';
+import { readU16, readU32 } from '../wire/bytes.ts';
+import { pseudoHeaderSumV4, pseudoHeaderSumV6 } from '../wire/checksum.ts';
+import { WireError } from '../wire/error.ts';
+import {
+  ETHERNET_HEADER_LENGTH,
+  ETHERTYPE_ARP,
+  ETHERTYPE_IPV4,
+  ETHERTYPE_IPV6,
+  emitEthernetHeader,
+  NO_VLANS,
+  parseEthernet,
+} from '../wire/ethernet.ts';
+import {
+  emitIcmpv4,
+  ICMP_DEST_UNREACHABLE,
+  ICMP_ECHO_REPLY,
+  ICMP_ECHO_REQUEST,
+  ICMP_FRAG_NEEDED_CODE,
+  type Icmpv4Message,
+  icmpv4Length,
+  parseIcmpv4,
+} from '../wire/icmpv4.ts';
+import {
+  emitIcmpv6,
+  ICMPV6_DEST_UNREACHABLE,
+  ICMPV6_ECHO_REPLY,
+  ICMPV6_ECHO_REQUEST,
+  ICMPV6_NEIGHBOR_ADVERTISEMENT,
+  ICMPV6_NEIGHBOR_SOLICITATION,
+  ICMPV6_PACKET_TOO_BIG,
+  type Icmpv6Message,
+  icmpv6Length,
+  parseIcmpv6,
+} from '../wire/icmpv6.ts';
+import { emitIpv4Header, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, parseIpv4 } from '../wire/ipv4.ts';
+import { emitIpv6Header, NO_EXT_HEADERS, parseIpv6 } from '../wire/ipv6.ts';
+import {
+  emitTcp,
+  parseTcp,
+  TCP_ACK,
+  TCP_RST,
+  TCP_SYN,
+  type TcpSegment,
+  tcpHeaderLength,
+} from '../wire/tcp.ts';
+import { Deadlines } from './deadlines.ts';
+import { type IpAddr, type IpCidr, inPrefix, ipEqual, ipKey, isV4 } from './ip.ts';
+import { DEFAULT_NEIGHBOR_CONFIG, type Neighbor, NeighborCache, type NeighborConfig } from './neighbors.ts';
+
+export interface StackConfig {
+  mac: MacAddr;
+  /** The interface's addresses with their prefixes; the first of each family is the default source. */
+  addresses: IpCidr[];
+  /** Default routers (off-link destinations go there); optional: tests use one subnet. */
+  gateway4?: number;
+  gateway6?: Ipv6Addr;
+  /** Link MTU (bytes of IP packet). */
+  mtu?: number;
+  tcp?: Partial<TcpConfig>;
+  neighbor?: Partial<NeighborConfig>;
+  /** Half-open connections a listener holds at most (SYN-flood bound); beyond it SYNs are dropped. */
+  synBacklog?: number;
+  /** Ephemeral port range for outgoing connections (Linux default 32768-60999). */
+  ephemeralPorts?: [number, number];
+}
+
+const ALL_NODES: Ipv6Addr = ipv6FromString('ff02::1')!;
+const HOP_LIMIT_ND = 255;
+const IP_TTL = 64;
+const EMPTY = new Uint8Array(0);
+
+/** One TCP connection bound to addresses and ports in this stack. */
+export class StackConnection {
+  /** Set by the API layer: called (from `takeEvents`' caller, never inside a stack call) after changes. */
+  onChange: (() => void) | undefined;
+  /** Still being accepted: counts in its listener's half-open table until synchronized. */
+  listener: Listener | undefined;
+  removed = false;
+
+  constructor(
+    readonly key: string,
+    readonly local: IpAddr,
+    readonly localPort: number,
+    readonly remote: IpAddr,
+    readonly remotePort: number,
+    readonly tcp: TcpConnection,
+  ) {}
+
+  get v4(): boolean {
+    return isV4(this.local);
+  }
+}
+
+export class Listener {
+  halfOpen = 0;
+  closed = false;
+  readonly accepted: StackConnection[] = [];
+
+  constructor(
+    readonly address: IpAddr | undefined,
+    readonly port: number,
+    readonly backlog: number,
+    readonly onAccept: (c: StackConnection) => void,
+  ) {}
+}
+
+export interface StackCounters {
+  framesIn: number;
+  framesOut: number;
+  malformed: number;
+  notForUs: number;
+  unsupported: number;
+  fragmentsDropped: number;
+  arpIn: number;
+  ndpIn: number;
+  echoReplies: number;
+  icmpErrorsIn: number;
+  tcpIn: number;
+  tcpRstSent: number;
+  synDropped: number;
+  noRoute: number;
+  neighborDrops: number;
+}
+
+function connKey(local: IpAddr, lport: number, remote: IpAddr, rport: number): string {
+  return `${ipKey(local)}|${lport}|${ipKey(remote)}|${rport}`;
+}
+
+export class NetStack {
+  readonly mac: MacAddr;
+  readonly mtu: number;
+  readonly addresses: IpCidr[];
+  readonly counters: StackCounters = {
+    framesIn: 0,
+    framesOut: 0,
+    malformed: 0,
+    notForUs: 0,
+    unsupported: 0,
+    fragmentsDropped: 0,
+    arpIn: 0,
+    ndpIn: 0,
+    echoReplies: 0,
+    icmpErrorsIn: 0,
+    tcpIn: 0,
+    tcpRstSent: 0,
+    synDropped: 0,
+    noRoute: 0,
+    neighborDrops: 0,
+  };
+  readonly neighbors: NeighborCache;
+  private readonly cfg: StackConfig;
+  private readonly conns = new Map<string, StackConnection>();
+  private readonly listeners = new Map<string, Listener>();
+  private readonly timers = new Deadlines<StackConnection>();
+  private readonly dirty = new Set<StackConnection>();
+  private readonly events = new Set<StackConnection>();
+  private readonly accepts: { l: Listener; c: StackConnection }[] = [];
+  private readonly usedPorts = new Map<number, number>();
+  private readonly buf: Uint8Array;
+  private ipId = 0;
+  private clock: number;
+
+  constructor(
+    cfg: StackConfig,
+    private readonly rng: RandomSource,
+    private readonly transmit: (frame: Uint8Array) => void,
+    now: number,
+  ) {
+    if (cfg.addresses.length === 0)
+      throw new RangeError('stack config: addresses must name at least one address.');
+    this.cfg = cfg;
+    this.mac = cfg.mac;
+    this.mtu = cfg.mtu ?? 1500;
+    if (!(this.mtu >= 1280 && this.mtu <= 65535))
+      throw new RangeError(`stack config: mtu must be from 1280 to 65535 (got ${this.mtu}).`);
+    this.addresses = cfg.addresses.slice();
+    this.buf = new Uint8Array(ETHERNET_HEADER_LENGTH + this.mtu + 64);
+    this.clock = now;
+    this.ipId = rng.nextU32() & 0xffff;
+    this.neighbors = new NeighborCache(
+      { ...DEFAULT_NEIGHBOR_CONFIG, ...cfg.neighbor },
+      {
+        request: (n, to) => this.sendNeighborRequest(n, to),
+        release: (_n, mac, packets) => {
+          for (const p of packets) this.sendFrame(mac, p[0] >> 4 === 4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6, p);
+        },
+        drop: (_n, packets) => {
+          this.counters.neighborDrops += packets.length;
+        },
+      },
+    );
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Addresses
+
+  /** Is `a` one of ours? */
+  isLocal(a: IpAddr): boolean {
+    for (const c of this.addresses) if (ipEqual(c.address, a)) return true;
+    return false;
+  }
+
+  /** Adds an address (a VIP being claimed); announce it with `announce`. */
+  addAddress(c: IpCidr): void {
+    if (!this.isLocal(c.address)) this.addresses.push(c);
+  }
+
+  removeAddress(a: IpAddr): void {
+    const i = this.addresses.findIndex((c) => ipEqual(c.address, a));
+    if (i >= 0) this.addresses.splice(i, 1);
+  }
+
+  private sourceFor(dst: IpAddr): IpAddr | undefined {
+    let fallback: IpAddr | undefined;
+    for (const c of this.addresses) {
+      if (isV4(c.address) !== isV4(dst)) continue;
+      if (inPrefix(dst, c)) return c.address;
+      fallback ??= c.address;
+    }
+    return fallback;
+  }
+
+  private nextHop(dst: IpAddr): IpAddr | undefined {
+    for (const c of this.addresses) if (inPrefix(dst, c)) return dst;
+    if (isV4(dst)) return this.cfg.gateway4;
+    // Link-local destinations are on-link.
+    if (dst[0] === 0xfe && (dst[1] & 0xc0) === 0x80) return dst;
+    return this.cfg.gateway6;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Frames in
+
+  /** One frame from the link. Never throws; bad input is counted and dropped. */
+  receive(frame: Uint8Array, now: number): void {
+    this.clock = now;
+    this.counters.framesIn++;
+    const eth = parseEthernet(frame);
+    if (eth instanceof WireError) {
+      this.counters.malformed++;
+      return;
+    }
+    if (eth.dst !== this.mac && !isMulticastMac(eth.dst)) {
+      this.counters.notForUs++;
+      return;
+    }
+    if (eth.vlans.length > 0) {
+      this.counters.unsupported++;
+      return;
+    }
+    switch (eth.etherType) {
+      case ETHERTYPE_ARP:
+        this.arpInput(eth.payload, now);
+        return;
+      case ETHERTYPE_IPV4:
+        this.ipv4Input(eth.payload, now);
+        return;
+      case ETHERTYPE_IPV6:
+        this.ipv6Input(eth.payload, now);
+        return;
+      default:
+        this.counters.unsupported++;
+    }
+  }
+
+  private arpInput(b: Uint8Array, now: number): void {
+    const a = parseArp(b);
+    if (a instanceof WireError) {
+      this.counters.malformed++;
+      return;
+    }
+    this.counters.arpIn++;
+    const forUs = this.isLocal(a.targetIp);
+    // RFC 826 "merge": update what we hold; add the sender when the packet is for us.
+    if (a.senderIp !== 0 && !this.isLocal(a.senderIp))
+      this.neighbors.learn(a.senderIp, a.senderMac, now, forUs);
+    if (forUs && a.op === ARP_REQUEST && a.senderIp !== a.targetIp) {
+      this.sendArp(a.senderMac, {
+        op: ARP_REPLY,
+        senderMac: this.mac,
+        senderIp: a.targetIp,
+        targetMac: a.senderMac,
+        targetIp: a.senderIp,
+      });
+    }
+  }
+
+  private ipv4Input(b: Uint8Array, now: number): void {
+    const ip = parseIpv4(b);
+    if (ip instanceof WireError) {
+      this.counters.malformed++;
+      return;
+    }
+    if (!this.isLocal(ip.dst)) {
+      this.counters.notForUs++;
+      return;
+    }
+    if (ip.isFragment) {
+      // TCP here sets DF; reassembly is not worth its attack surface.
+      this.counters.fragmentsDropped++;
+      return;
+    }
+    if (ip.protocol === IPPROTO_TCP) {
+      const seg = parseTcp(ip.payload, pseudoHeaderSumV4(ip.src, ip.dst, IPPROTO_TCP, ip.payload.length));
+      if (seg instanceof WireError) {
+        this.counters.malformed++;
+        return;
+      }
+      this.tcpInput(ip.dst, ip.src, seg, now);
+    } else if (ip.protocol === IPPROTO_ICMP) {
+      const m = parseIcmpv4(ip.payload);
+      if (m instanceof WireError) {
+        this.counters.malformed++;
+        return;
+      }
+      if (m.type === ICMP_ECHO_REQUEST) {
+        this.counters.echoReplies++;
+        this.sendIcmpv4(ip.dst, ip.src, {
+          type: ICMP_ECHO_REPLY,
+          code: 0,
+          checksum: 0,
+          ident: m.ident,
+          seqNo: m.seqNo,
+          mtu: 0,
+          rest: m.rest,
+          data: m.data,
+        });
+      } else if (m.type === ICMP_DEST_UNREACHABLE) {
+        this.counters.icmpErrorsIn++;
+        this.icmpError(m.data, true, m.code === ICMP_FRAG_NEEDED_CODE ? m.mtu : 0, m.code);
+      }
+    } else {
+      this.counters.unsupported++;
+    }
+  }
+
+  private ipv6Input(b: Uint8Array, now: number): void {
+    const ip = parseIpv6(b);
+    if (ip instanceof WireError) {
+      this.counters.malformed++;
+      return;
+    }
+    const dst = ip.dst;
+    const multicast = dst[0] === 0xff;
+    if (multicast ? !this.joined(dst) : !this.isLocal(dst)) {
+      this.counters.notForUs++;
+      return;
+    }
+    if (ip.fragment !== undefined) {
+      this.counters.fragmentsDropped++;
+      return;
+    }
+    if (ip.protocol === IPPROTO_TCP && !multicast) {
+      const seg = parseTcp(ip.payload, pseudoHeaderSumV6(ip.src, dst, IPPROTO_TCP, ip.payload.length));
+      if (seg instanceof WireError) {
+        this.counters.malformed++;
+        return;
+      }
+      this.tcpInput(dst, ip.src, seg, now);
+    } else if (ip.protocol === IPPROTO_ICMPV6) {
+      const m = parseIcmpv6(ip.payload, pseudoHeaderSumV6(ip.src, dst, IPPROTO_ICMPV6, ip.payload.length));
+      if (m instanceof WireError) {
+        this.counters.malformed++;
+        return;
+      }
+      this.icmpv6Input(ip.src, dst, ip.hopLimit, m, now);
+    } else {
+      this.counters.unsupported++;
+    }
+  }
+
+  /** Multicast groups we listen to: all-nodes and the solicited-node group of each address. */
+  private joined(group: Ipv6Addr): boolean {
+    if (ipv6Equal(group, ALL_NODES)) return true;
+    for (const c of this.addresses) {
+      if (isV4(c.address)) continue;
+      if (ipv6Equal(group, solicitedNodeMulticast(c.address))) return true;
+    }
+    return false;
+  }
+
+  private icmpv6Input(src: Ipv6Addr, dst: Ipv6Addr, hopLimit: number, m: Icmpv6Message, now: number): void {
+    switch (m.type) {
+      case ICMPV6_NEIGHBOR_SOLICITATION: {
+        // RFC 4861 7.1.1: hop limit 255, code 0, target not multicast.
+        if (hopLimit !== HOP_LIMIT_ND || m.code !== 0 || !m.target || m.target[0] === 0xff) return;
+        this.counters.ndpIn++;
+        if (!this.isLocal(m.target)) return;
+        const unspecified = src.every((x) => x === 0);
+        if (unspecified) {
+          // Duplicate address detection by someone else: answer to all-nodes (RFC 4861 7.2.4).
+          this.sendNa(ALL_NODES, ipv6MulticastMac(ALL_NODES), m.target, false);
+          return;
+        }
+        if (m.sourceLinkAddr !== undefined) this.neighbors.learn(src, m.sourceLinkAddr, now, true);
+        const to = m.sourceLinkAddr ?? this.neighbors.get(src)?.mac;
+        if (to !== undefined) this.sendNa(src, to, m.target, true);
+        return;
+      }
+      case ICMPV6_NEIGHBOR_ADVERTISEMENT: {
+        if (hopLimit !== HOP_LIMIT_ND || m.code !== 0 || !m.target) return;
+        this.counters.ndpIn++;
+        if (m.targetLinkAddr !== undefined && !this.isLocal(m.target))
+          this.neighbors.learn(m.target, m.targetLinkAddr, now, false);
+        return;
+      }
+      case ICMPV6_ECHO_REQUEST: {
+        if (dst[0] === 0xff) return;
+        this.counters.echoReplies++;
+        this.sendIcmpv6(dst, src, { ...m, type: ICMPV6_ECHO_REPLY, code: 0, checksum: 0 });
+        return;
+      }
+      case ICMPV6_PACKET_TOO_BIG:
+        this.counters.icmpErrorsIn++;
+        this.icmpError(m.data, false, m.mtu, -1);
+        return;
+      case ICMPV6_DEST_UNREACHABLE:
+        this.counters.icmpErrorsIn++;
+        this.icmpError(m.data, false, 0, m.code);
+        return;
+      default:
+        return;
+    }
+  }
+
+  /**
+   * An ICMP error quoting one of our TCP segments: too-big shrinks the connection's MSS
+   * (RFC 1191, RFC 8201); unreachables are soft errors (RFC 1122 4.2.3.9). The quote is parsed
+   * by hand: it is truncated, so the codecs' length checks would refuse it.
+   */
+  private icmpError(quote: Uint8Array, v4: boolean, mtu: number, code: number): void {
+    let src: IpAddr;
+    let dst: IpAddr;
+    let l4: number;
+    if (v4) {
+      if (quote.length < 20 || quote[0] >> 4 !== 4) return;
+      const ihl = (quote[0] & 0x0f) * 4;
+      if (quote[9] !== IPPROTO_TCP || quote.length < ihl + 8) return;
+      src = readU32(quote, 12);
+      dst = readU32(quote, 16);
+      l4 = ihl;
+    } else {
+      if (quote.length < 48 || quote[0] >> 4 !== 6 || quote[6] !== IPPROTO_TCP) return;
+      src = quote.slice(8, 24);
+      dst = quote.slice(24, 40);
+      l4 = 40;
+    }
+    const c = this.conns.get(connKey(src, readU16(quote, l4), dst, readU16(quote, l4 + 2)));
+    if (!c) return;
+    if (mtu > 0) {
+      const mss = mtu - (v4 ? 40 : 60);
+      if (mss >= 88) c.tcp.reduceMss(mss);
+    } else {
+      c.tcp.softError(v4 && code === 0 ? 'ENETUNREACH' : 'EHOSTUNREACH');
+    }
+    this.touch(c);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // TCP
+
+  private tcpConfig(v4: boolean): Partial<TcpConfig> {
+    const mss = this.mtu - (v4 ? 40 : 60);
+    const t = this.cfg.tcp ?? {};
+    return { ...t, mss: Math.min(t.mss ?? mss, mss), defaultPeerMss: v4 ? 536 : 1220 };
+  }
+
+  private tcpInput(local: IpAddr, remote: IpAddr, seg: TcpSegment, now: number): void {
+    this.counters.tcpIn++;
+    const key = connKey(local, seg.dstPort, remote, seg.srcPort);
+    let c = this.conns.get(key);
+    const pureSyn = (seg.flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN;
+    if (c && pureSyn && c.tcp.state === TcpState.TimeWait && c.tcp.acceptsNewSyn(seg)) {
+      // RFC 6191: a new incarnation may reuse a TIME-WAIT tuple.
+      this.remove(c);
+      c = undefined;
+    }
+    if (c) {
+      c.tcp.input(seg, now);
+      this.touch(c);
+      return;
+    }
+    if (pureSyn) {
+      const l =
+        this.listeners.get(`${ipKey(local)}|${seg.dstPort}`) ?? this.listeners.get(`*|${seg.dstPort}`);
+      if (l && !l.closed && (!l.address || isV4(l.address) === isV4(local))) {
+        if (l.halfOpen >= (this.cfg.synBacklog ?? 1024) || l.accepted.length >= l.backlog) {
+          this.counters.synDropped++;
+          return;
+        }
+        const tcp = TcpConnection.accept(seg, {
+          localPort: seg.dstPort,
+          remotePort: seg.srcPort,
+          now,
+          rng: this.rng,
+          config: this.tcpConfig(isV4(local)),
+        });
+        c = new StackConnection(key, local, seg.dstPort, remote, seg.srcPort, tcp);
+        c.listener = l;
+        l.halfOpen++;
+        this.conns.set(key, c);
+        this.holdPort(seg.dstPort);
+        this.touch(c);
+        return;
+      }
+    }
+    const rst = resetFor(seg);
+    if (rst) {
+      this.counters.tcpRstSent++;
+      this.sendTcp(local, remote, rst);
+    }
+  }
+
+  /** Starts listening on `port` (all addresses when `address` is undefined). */
+  listen(
+    port: number,
+    opts: { address?: IpAddr; backlog?: number; onAccept: (c: StackConnection) => void },
+  ): Listener {
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new RangeError(`listen: port must be 1-65535 (got ${port}).`);
+    const key = opts.address === undefined ? `*|${port}` : `${ipKey(opts.address)}|${port}`;
+    if (this.listeners.has(key)) {
+      const e = new Error(`listen EADDRINUSE: port ${port} is already listened on.`) as NodeJS.ErrnoException;
+      e.code = 'EADDRINUSE';
+      throw e;
+    }
+    const l = new Listener(opts.address, port, opts.backlog ?? 511, opts.onAccept);
+    this.listeners.set(key, l);
+    this.holdPort(port);
+    return l;
+  }
+
+  closeListener(l: Listener): void {
+    if (l.closed) return;
+    l.closed = true;
+    const key = l.address === undefined ? `*|${l.port}` : `${ipKey(l.address)}|${l.port}`;
+    if (this.listeners.get(key) === l) this.listeners.delete(key);
+    this.releasePort(l.port);
+  }
+
+  /** Opens a connection to `remote`:`port`; the SYN leaves at the next poll. */
+  connect(
+    remote: IpAddr,
+    port: number,
+    now: number,
+    opts: { local?: IpAddr; localPort?: number; tcp?: Partial<TcpConfig> } = {},
+  ): StackConnection {
+    this.clock = now;
+    const local = opts.local ?? this.sourceFor(remote);
+    if (local === undefined) {
+      const e = new Error(
+        `connect ENETUNREACH: no local address of the family of the destination.`,
+      ) as NodeJS.ErrnoException;
+      e.code = 'ENETUNREACH';
+      throw e;
+    }
+    const lport = opts.localPort ?? this.ephemeralPort(local, remote, port);
+    const key = connKey(local, lport, remote, port);
+    if (this.conns.has(key)) {
+      const e = new Error(`connect EADDRINUSE: ${lport} to that peer is in use.`) as NodeJS.ErrnoException;
+      e.code = 'EADDRINUSE';
+      throw e;
+    }
+    const tcp = TcpConnection.connect({
+      localPort: lport,
+      remotePort: port,
+      now,
+      rng: this.rng,
+      config: { ...this.tcpConfig(isV4(local)), ...opts.tcp },
+    });
+    const c = new StackConnection(key, local, lport, remote, port, tcp);
+    this.conns.set(key, c);
+    this.holdPort(lport);
+    this.touch(c);
+    return c;
+  }
+
+  private ephemeralPort(local: IpAddr, remote: IpAddr, rport: number): number {
+    const [lo, hi] = this.cfg.ephemeralPorts ?? [32768, 60999];
+    const n = hi - lo + 1;
+    const start = this.rng.nextU32() % n;
+    for (let i = 0; i < n; i++) {
+      const p = lo + ((start + i) % n);
+      if (!this.usedPorts.has(p) && !this.conns.has(connKey(local, p, remote, rport))) return p;
+    }
+    const e = new Error('connect EADDRNOTAVAIL: no free ephemeral port.') as NodeJS.ErrnoException;
+    e.code = 'EADDRNOTAVAIL';
+    throw e;
+  }
+
+  private holdPort(p: number): void {
+    this.usedPorts.set(p, (this.usedPorts.get(p) ?? 0) + 1);
+  }
+
+  private releasePort(p: number): void {
+    const n = (this.usedPorts.get(p) ?? 0) - 1;
+    if (n <= 0) this.usedPorts.delete(p);
+    else this.usedPorts.set(p, n);
+  }
+
+  /** The application acted on `c` (wrote, read, closed, changed a limit): it has work at the next poll. */
+  touch(c: StackConnection): void {
+    if (!c.removed) this.dirty.add(c);
+  }
+
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
+  connections(): IterableIterator<StackConnection> {
+    return this.conns.values();
+  }
+
+  private remove(c: StackConnection): void {
+    if (c.removed) return;
+    c.removed = true;
+    this.conns.delete(c.key);
+    this.timers.set(c, undefined);
+    this.dirty.delete(c);
+    this.releasePort(c.localPort);
+    if (c.listener) {
+      c.listener.halfOpen--;
+      c.listener = undefined;
+    }
+    this.events.add(c);
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Polling
+
+  /** The next instant `poll` has work; `now` when something is ready at once. */
+  pollAt(): number | undefined {
+    if (this.dirty.size > 0) return this.clock;
+    const a = this.timers.peek();
+    const b = this.neighbors.pollAt();
+    if (a === undefined) return b;
+    return b === undefined || a < b ? a : b;
+  }
+
+  /** Runs every connection and neighbour timer that is due and sends what is ready. */
+  poll(now: number): void {
+    this.clock = now;
+    this.neighbors.poll(now);
+    // Bounded: each connection is polled at most twice per call.
+    const work: StackConnection[] = [...this.dirty];
+    this.dirty.clear();
+    for (let c = this.timers.popDue(now); c !== undefined; c = this.timers.popDue(now)) work.push(c);
+    for (const c of work) this.service(c, now);
+  }
+
+  private service(c: StackConnection, now: number): void {
+    if (c.removed) return;
+    const tcp = c.tcp;
+    tcp.poll(now, (seg) => this.sendTcp(c.local, c.remote, seg));
+    const l = c.listener;
+    if (l && isSynchronized(tcp.state)) {
+      // Handshake complete: out of the half-open table, into the application's hands.
+      l.halfOpen--;
+      c.listener = undefined;
+      if (l.closed) {
+        tcp.abort();
+        tcp.poll(now, (seg) => this.sendTcp(c.local, c.remote, seg));
+      } else {
+        this.accepts.push({ l, c });
+      }
+    }
+    if (tcp.state === TcpState.Closed && tcp.pollAt() === undefined) {
+      this.remove(c);
+      return;
+    }
+    this.timers.set(c, tcp.pollAt());
+    if (!c.listener) this.events.add(c);
+  }
+
+  /**
+   * Connections that changed since the last call (each once) and new accepted connections; the
+   * driver runs the application's callbacks for them outside any stack call.
+   */
+  takeEvents(): { changed: StackConnection[]; accepted: { l: Listener; c: StackConnection }[] } {
+    const changed = [...this.events];
+    this.events.clear();
+    const accepted = this.accepts.splice(0);
+    return { changed, accepted };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Frames out
+
+  /** Gratuitous ARP for each IPv4 address and an unsolicited NA for each IPv6 one (claiming them). */
+  announce(): void {
+    for (const c of this.addresses) {
+      if (isV4(c.address)) this.sendArp(MAC_BROADCAST, gratuitousArp(this.mac, c.address));
+      else this.sendNa(ALL_NODES, ipv6MulticastMac(ALL_NODES), c.address, false, true);
+    }
+  }
+
+  private sendFrame(dstMac: MacAddr, etherType: number, l3: Uint8Array): void {
+    const b = this.buf;
+    emitEthernetHeader({ dst: dstMac, src: this.mac, vlans: NO_VLANS, etherType }, b, 0);
+    if (!(l3.buffer === b.buffer && l3.byteOffset === b.byteOffset + ETHERNET_HEADER_LENGTH))
+      b.set(l3, ETHERNET_HEADER_LENGTH);
+    this.counters.framesOut++;
+    this.transmit(b.subarray(0, ETHERNET_HEADER_LENGTH + l3.length));
+  }
+
+  private sendArp(dstMac: MacAddr, a: ArpPacket): void {
+    const b = this.buf;
+    const n = emitArp(a, b, ETHERNET_HEADER_LENGTH);
+    this.sendFrame(dstMac, ETHERTYPE_ARP, b.subarray(ETHERNET_HEADER_LENGTH, ETHERNET_HEADER_LENGTH + n));
+  }
+
+  private sendNeighborRequest(n: Neighbor, unicastTo: MacAddr | undefined): void {
+    const target = n.addr;
+    const src = this.sourceFor(target);
+    if (src === undefined) return;
+    if (isV4(target)) {
+      this.sendArp(unicastTo ?? MAC_BROADCAST, {
+        op: ARP_REQUEST,
+        senderMac: this.mac,
+        senderIp: src as number,
+        targetMac: 0,
+        targetIp: target,
+      });
+    } else {
+      const group = solicitedNodeMulticast(target);
+      const dst = unicastTo === undefined ? group : target;
+      this.sendIcmpv6Frame(unicastTo ?? ipv6MulticastMac(group), src as Ipv6Addr, dst, HOP_LIMIT_ND, {
+        ...icmp6(ICMPV6_NEIGHBOR_SOLICITATION),
+        target,
+        sourceLinkAddr: this.mac,
+      });
+    }
+  }
+
+  private sendNa(
+    dst: Ipv6Addr,
+    dstMac: MacAddr,
+    target: Ipv6Addr,
+    solicited: boolean,
+    override = true,
+  ): void {
+    this.sendIcmpv6Frame(dstMac, target, dst, HOP_LIMIT_ND, {
+      ...icmp6(ICMPV6_NEIGHBOR_ADVERTISEMENT),
+      solicited,
+      override,
+      target,
+      targetLinkAddr: this.mac,
+    });
+  }
+
+  /** Writes the IP header for `len` upper-layer bytes already at buf[14 + header]; returns the header size. */
+  private ipHeader(src: IpAddr, dst: IpAddr, proto: number, len: number, hopLimit = IP_TTL): number {
+    const b = this.buf;
+    if (isV4(src)) {
+      this.ipId = (this.ipId + 1) & 0xffff;
+      return emitIpv4Header(
+        {
+          dscp: 0,
+          ecn: 0,
+          ident: this.ipId,
+          dontFragment: true,
+          moreFragments: false,
+          fragmentOffset: 0,
+          ttl: hopLimit,
+          protocol: proto,
+          src,
+          dst: dst as number,
+        },
+        len,
+        b,
+        ETHERNET_HEADER_LENGTH,
+      );
+    }
+    return emitIpv6Header(
+      {
+        trafficClass: 0,
+        flowLabel: 0,
+        nextHeader: proto,
+        hopLimit,
+        src,
+        dst: dst as Ipv6Addr,
+        extHeaders: NO_EXT_HEADERS,
+      },
+      len,
+      b,
+      ETHERNET_HEADER_LENGTH,
+    );
+  }
+
+  /** Sends the IP packet at buf[14, 14 + len) to `dst`, resolving the next hop's MAC. */
+  private route(dst: IpAddr, len: number): void {
+    const packet = this.buf.subarray(ETHERNET_HEADER_LENGTH, ETHERNET_HEADER_LENGTH + len);
+    const v4 = isV4(dst);
+    const etherType = v4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6;
+    if (!v4 && dst[0] === 0xff) {
+      this.sendFrame(ipv6MulticastMac(dst), etherType, packet);
+      return;
+    }
+    const hop = this.nextHop(dst);
+    if (hop === undefined) {
+      this.counters.noRoute++;
+      return;
+    }
+    const mac = this.neighbors.resolve(hop, packet, this.clock);
+    if (mac !== undefined) this.sendFrame(mac, etherType, packet);
+  }
+
+  private sendTcp(src: IpAddr, dst: IpAddr, seg: TcpSegment): void {
+    const v4 = isV4(src);
+    const l4 = tcpHeaderLength(seg) + seg.payload.length;
+    const hl = v4 ? 20 : 40;
+    const sum = v4
+      ? pseudoHeaderSumV4(src, dst as number, IPPROTO_TCP, l4)
+      : pseudoHeaderSumV6(src, dst as Ipv6Addr, IPPROTO_TCP, l4);
+    emitTcp(seg, this.buf, ETHERNET_HEADER_LENGTH + hl, sum);
+    this.ipHeader(src, dst, IPPROTO_TCP, l4);
+    this.route(dst, hl + l4);
+  }
+
+  private sendIcmpv4(src: number, dst: number, m: Icmpv4Message): void {
+    const l4 = icmpv4Length(m);
+    if (20 + l4 > this.mtu) return;
+    emitIcmpv4(m, this.buf, ETHERNET_HEADER_LENGTH + 20);
+    this.ipHeader(src, dst, IPPROTO_ICMP, l4);
+    this.route(dst, 20 + l4);
+  }
+
+  private sendIcmpv6(src: Ipv6Addr, dst: Ipv6Addr, m: Icmpv6Message): void {
+    const l4 = icmpv6Length(m);
+    if (40 + l4 > this.mtu) return;
+    emitIcmpv6(m, this.buf, ETHERNET_HEADER_LENGTH + 40, pseudoHeaderSumV6(src, dst, IPPROTO_ICMPV6, l4));
+    this.ipHeader(src, dst, IPPROTO_ICMPV6, l4);
+    this.route(dst, 40 + l4);
+  }
+
+  /** ND messages go to a MAC we already know (or a multicast one), never through resolution. */
+  private sendIcmpv6Frame(
+    dstMac: MacAddr,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hopLimit: number,
+    m: Icmpv6Message,
+  ): void {
+    const l4 = icmpv6Length(m);
+    emitIcmpv6(m, this.buf, ETHERNET_HEADER_LENGTH + 40, pseudoHeaderSumV6(src, dst, IPPROTO_ICMPV6, l4));
+    this.ipHeader(src, dst, IPPROTO_ICMPV6, l4, hopLimit);
+    this.sendFrame(
+      dstMac,
+      ETHERTYPE_IPV6,
+      this.buf.subarray(ETHERNET_HEADER_LENGTH, ETHERNET_HEADER_LENGTH + 40 + l4),
+    );
+  }
+}
+
+function icmp6(type: number): Icmpv6Message {
+  return {
+    type,
+    code: 0,
+    checksum: 0,
+    rest: 0,
+    ident: 0,
+    seqNo: 0,
+    mtu: 0,
+    pointer: 0,
+    router: false,
+    solicited: false,
+    override: false,
+    target: undefined,
+    sourceLinkAddr: undefined,
+    targetLinkAddr: undefined,
+    data: EMPTY,
+  };
+}
