@@ -21,7 +21,7 @@
 import { offsetToSeq, seqGe, seqLt, seqToOffset } from '../wire/seq.ts';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpSegment, tcpSegment } from '../wire/tcp.ts';
 import { Assembler, type AssemblerSnapshot } from './assembler.ts';
-import { type TcpConfig, tcpConfig } from './config.ts';
+import { type KeepAliveConfig, type TcpConfig, tcpConfig } from './config.ts';
 import {
   type CongestionControl,
   type CongestionSnapshot,
@@ -894,6 +894,18 @@ export class TcpConnection {
     this.persistAt = INF;
     this.keepAliveAt = INF;
     this.synNeedsSend = false;
+  }
+
+  /** Nagle on (false) or off (true), as TCP_NODELAY. */
+  setNoDelay(noDelay: boolean): void {
+    this.config.noDelay = noDelay;
+  }
+
+  /** Keepalive on with these timings, or off (SO_KEEPALIVE with TCP_KEEPIDLE/INTVL/CNT). */
+  setKeepAlive(k: KeepAliveConfig | undefined, now: number): void {
+    this.config.keepAlive = k && { ...k };
+    this.keepAliveProbes = 0;
+    this.keepAliveAt = k && isSynchronized(this.state) && this.state !== TcpState.TimeWait ? now + k.idleUs : INF;
   }
 
   private armKeepAlive(now: number): void {

@@ -250,6 +250,8 @@ export interface CaptureOptions {
   iface?: string;
   /** A capture filter (pcap-filter(7)), e.g. 'tcp port 80'. */
   filter?: string;
+  /** Bytes kept of each frame (headers are enough for the expert checks of bulk transfers). */
+  snaplen?: number;
   /** How long to wait for dumpcap to start capturing. Default 10 s. */
   startTimeoutMs?: number;
   /** How long `stop()` lets the last packets reach the file before it ends the capture. Default 500 ms. */
@@ -293,7 +295,16 @@ export class Namespace {
    */
   async capture(file: string, opts: CaptureOptions = {}): Promise<Capture> {
     const iface = opts.iface ?? this.iface;
-    const args = ['-q', '-P', '-i', iface, '-w', file, ...(opts.filter ? ['-f', opts.filter] : [])];
+    const args = [
+      '-q',
+      '-P',
+      '-i',
+      iface,
+      '-w',
+      file,
+      ...(opts.filter ? ['-f', opts.filter] : []),
+      ...(opts.snaplen ? ['-s', String(opts.snaplen)] : []),
+    ];
     const proc = this.spawn('dumpcap', args);
     const startMs = opts.startTimeoutMs ?? 10_000;
     try {

@@ -1,0 +1,143 @@
+/**
+ * The real-time driver (DESIGN.md "Time is passed in"): it turns the outside world into calls on
+ * the stack. Frames from the device go to `receive`, the stack's `pollAt` becomes one event-loop
+ * timer, and between stack turns it runs the application's callbacks (sockets and servers), so
+ * the stack is never re-entered from inside itself.
+ */
+import { randomBytes } from 'node:crypto';
+import type { LinkDevice } from '../link/device.ts';
+import { type Listener, NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
+import type { RandomSource } from '../tcp/connection.ts';
+
+/** Unpredictable 32-bit values (RFC 6528 ISNs) from the OS, drawn in blocks. */
+export class CryptoRandom implements RandomSource {
+  private block: Uint32Array = new Uint32Array(0);
+  private i = 0;
+  nextU32(): number {
+    if (this.i >= this.block.length) {
+      const b = randomBytes(1024);
+      this.block = new Uint32Array(b.buffer, b.byteOffset, 256);
+      this.i = 0;
+    }
+    return this.block[this.i++];
+  }
+}
+
+/** Monotonic microseconds. */
+export function monotonicUs(): number {
+  return Math.floor(performance.now() * 1000);
+}
+
+export interface ConnectionHooks {
+  /** The connection changed (data, window, state): called between stack turns. */
+  onChange(c: StackConnection): void;
+}
+
+export class Runtime {
+  readonly stack: NetStack;
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Number.POSITIVE_INFINITY;
+  private immediate: NodeJS.Immediate | undefined;
+  private readonly acceptors = new Map<Listener, (c: StackConnection) => void>();
+  private closed = false;
+  /** Turns that ran the application more than this many times in a row are cut short (a bound). */
+  static readonly MAX_ROUNDS = 64;
+
+  constructor(
+    readonly device: LinkDevice,
+    config: StackConfig,
+    rng: RandomSource = new CryptoRandom(),
+  ) {
+    this.stack = new NetStack(config, rng, (f) => device.send(f), monotonicUs());
+    device.onReceive((frames) => {
+      if (this.closed) return;
+      const now = monotonicUs();
+      for (const f of frames) this.stack.receive(f, now);
+      this.service();
+    });
+  }
+
+  now(): number {
+    return monotonicUs();
+  }
+
+  /** Schedules a stack turn soon (coalesced): after the application changed something. */
+  kick(): void {
+    if (this.immediate || this.closed) return;
+    this.immediate = setImmediate(() => {
+      this.immediate = undefined;
+      this.service();
+    });
+  }
+
+  /** Registers the accept callback of a listener (the stack hands accepted connections here). */
+  listen(
+    port: number,
+    address: StackConnection['local'] | undefined,
+    backlog: number,
+    onAccept: (c: StackConnection) => void,
+  ): Listener {
+    const l = this.stack.listen(port, { address, backlog, onAccept: () => {} });
+    this.acceptors.set(l, onAccept);
+    return l;
+  }
+
+  unlisten(l: Listener): void {
+    this.acceptors.delete(l);
+    this.stack.closeListener(l);
+  }
+
+  /** One turn: stack, then application callbacks, until quiet (bounded); then the next timer. */
+  service(): void {
+    if (this.closed) return;
+    for (let round = 0; round < Runtime.MAX_ROUNDS; round++) {
+      const now = monotonicUs();
+      this.stack.poll(now);
+      const ev = this.stack.takeEvents();
+      if (ev.changed.length === 0 && ev.accepted.length === 0) break;
+      for (const { l, c } of ev.accepted) this.acceptors.get(l)?.(c);
+      for (const c of ev.changed) c.onChange?.();
+    }
+    this.device.flush();
+    this.arm();
+  }
+
+  private arm(): void {
+    const at = this.stack.pollAt();
+    if (at === undefined) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Number.POSITIVE_INFINITY;
+      return;
+    }
+    const now = monotonicUs();
+    if (at <= now) {
+      this.kick();
+      return;
+    }
+    if (this.timer && this.timerAt <= at) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = at;
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.timerAt = Number.POSITIVE_INFINITY;
+        this.service();
+      },
+      Math.max(0, Math.ceil((at - now) / 1000)),
+    );
+  }
+
+  /** Sends gratuitous ARP / unsolicited NA for every address. */
+  announce(): void {
+    this.stack.announce();
+    this.device.flush();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    if (this.immediate) clearImmediate(this.immediate);
+    await this.device.close();
+  }
+}

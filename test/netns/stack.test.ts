@@ -1,0 +1,160 @@
+/**
+ * Our stack against the Linux kernel over a real TAP device: the kernel is the peer our users'
+ * clients run, so it is the judge. A server process on our stack (apps/stack-server.ts) in the
+ * switch namespace; kernel clients (curl, python) in their own namespace; the client's capture
+ * judged by tshark.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { bodyChunk } from './apps/body.ts';
+import {
+  expertSummary,
+  type Host,
+  python,
+  rootSkipReason,
+  type Spawned,
+  Topology,
+  waitUntil,
+} from './harness.ts';
+
+const skip = rootSkipReason(['curl']);
+const SERVER_MAC = '02:00:00:00:00:02';
+const app = new URL('./apps/stack-server.ts', import.meta.url).pathname;
+
+function expectedSha(n: number): string {
+  const h = createHash('sha256');
+  for (let o = 0; o < n; o += 1 << 20) h.update(bodyChunk(o, Math.min(1 << 20, n - o)));
+  return h.digest('hex');
+}
+
+describe('our stack with the Linux kernel as the peer', { skip }, () => {
+  let topo: Topology;
+  let client: Host;
+  let server: Spawned;
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'takeover-stack-'));
+    topo = await Topology.create({ prefix: 'tks' });
+    client = await topo.addHost('client', { ipv4: '198.18.0.1/24', ipv6: 'fd00::1/64', offloads: false });
+    const tap = await topo.addTapHost('server');
+    server = tap.spawn(process.execPath, [
+      '--import',
+      'tsx',
+      app,
+      tap.tap,
+      SERVER_MAC,
+      '198.18.0.2/24',
+      'fd00::2/64',
+    ]);
+    await waitUntil('the server on our stack to be ready', () => server.output().stdout.includes('ready'), {
+      timeoutMs: 15_000,
+      tries: 200,
+    });
+  });
+
+  after(async () => {
+    await topo?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('ping over IPv4 and IPv6 (ARP and NDP resolve both ways)', async () => {
+    const v4 = await client.exec('ping', ['-c', '3', '-i', '0.2', '-W', '2', '198.18.0.2'], {
+      timeoutMs: 10_000,
+    });
+    assert.equal(v4.code, 0, v4.stdout + v4.stderr + server.output().stderr);
+    const v6 = await client.exec('ping', ['-6', '-c', '3', '-i', '0.2', '-W', '2', 'fd00::2'], {
+      timeoutMs: 10_000,
+    });
+    assert.equal(v6.code, 0, v6.stdout + v6.stderr);
+  });
+
+  test('curl downloads 100 MB over HTTP from our stack, sha256 matches, capture is clean', async () => {
+    const n = 100_000_000;
+    const pcap = join(dir, 'curl.pcap');
+    const cap = await client.capture(pcap, { filter: 'tcp port 8080', snaplen: 128 });
+    const r = await client.exec(
+      'sh',
+      ['-c', `curl -sS --max-time 120 http://198.18.0.2:8080/bytes/${n} | sha256sum`],
+      {
+        timeoutMs: 130_000,
+      },
+    );
+    await cap.stop();
+    assert.equal(r.code, 0, r.stderr + server.output().stderr);
+    assert.equal(r.stdout.split(' ')[0], expectedSha(n));
+    const s = await expertSummary(pcap);
+    assert.equal(s.resets, 0, s.report);
+    assert.equal(s.ackedUnseen, 0, s.report);
+    assert.equal(s.malformed, 0, s.report);
+    assert.equal(s.badChecksums, 0, s.report);
+  });
+
+  test('1,000 keep-alive requests on one connection', async () => {
+    const cfg = join(dir, 'urls.txt');
+    const lines = Array.from(
+      { length: 1000 },
+      (_, i) => `url = "http://198.18.0.2:8080/bytes/${100 + i}"\noutput = "/dev/null"`,
+    );
+    await client.exec('sh', ['-c', `cat > ${cfg}`], { input: lines.join('\n') });
+    const r = await client.exec(
+      'curl',
+      ['-sS', '--max-time', '60', '-K', cfg, '-w', '%{http_code} %{num_connects}\n'],
+      {
+        timeoutMs: 70_000,
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const rows = r.stdout.trim().split('\n');
+    assert.equal(rows.length, 1000);
+    assert.ok(rows.every((x) => x.startsWith('200 ')));
+    const connects = rows.reduce((a, x) => a + Number(x.split(' ')[1]), 0);
+    assert.equal(connects, 1, 'all requests on one connection');
+  });
+
+  for (const [family, addr] of [
+    ['IPv4', '198.18.0.2'],
+    ['IPv6', 'fd00::2'],
+  ] as const) {
+    test(`${family}: a kernel socket streams 20 MB both ways through our echo server, byte-exact`, async () => {
+      const script = `
+import socket, hashlib, threading, os
+n = 20_000_000
+data = os.urandom(1 << 20) * 20
+s = socket.create_connection(("${addr}", 7), timeout=30)
+got = hashlib.sha256(); count = [0]
+def rd():
+    while True:
+        d = s.recv(1 << 20)
+        if not d: break
+        got.update(d); count[0] += len(d)
+t = threading.Thread(target=rd); t.start()
+s.sendall(data[:n]); s.shutdown(socket.SHUT_WR); t.join(60)
+assert count[0] == n, count[0]
+assert got.hexdigest() == hashlib.sha256(data[:n]).hexdigest()
+print("ok")
+`;
+      const r = await client.exec(python, ['-c', script], { timeoutMs: 90_000 });
+      assert.equal(r.code, 0, r.stdout + r.stderr + server.output().stderr);
+      assert.match(r.stdout, /ok/);
+    });
+  }
+
+  test('a connection to a closed port is refused with a RST', async () => {
+    const r = await client.exec(
+      python,
+      [
+        '-c',
+        'import socket\ntry:\n socket.create_connection(("198.18.0.2", 81), timeout=5)\nexcept ConnectionRefusedError:\n print("refused")',
+      ],
+      {
+        timeoutMs: 10_000,
+      },
+    );
+    assert.match(r.stdout, /refused/, r.stderr);
+  });
+});
