@@ -905,7 +905,8 @@ export class TcpConnection {
   setKeepAlive(k: KeepAliveConfig | undefined, now: number): void {
     this.config.keepAlive = k && { ...k };
     this.keepAliveProbes = 0;
-    this.keepAliveAt = k && isSynchronized(this.state) && this.state !== TcpState.TimeWait ? now + k.idleUs : INF;
+    this.keepAliveAt =
+      k && isSynchronized(this.state) && this.state !== TcpState.TimeWait ? now + k.idleUs : INF;
   }
 
   private armKeepAlive(now: number): void {

@@ -116,34 +116,6 @@ describe('our stack with the Linux kernel as the peer', { skip }, () => {
     assert.equal(connects, 1, 'all requests on one connection');
   });
 
-  for (const [family, addr] of [
-    ['IPv4', '198.18.0.2'],
-    ['IPv6', 'fd00::2'],
-  ] as const) {
-    test(`${family}: a kernel socket streams 20 MB both ways through our echo server, byte-exact`, async () => {
-      const script = `
-import socket, hashlib, threading, os
-n = 20_000_000
-data = os.urandom(1 << 20) * 20
-s = socket.create_connection(("${addr}", 7), timeout=30)
-got = hashlib.sha256(); count = [0]
-def rd():
-    while True:
-        d = s.recv(1 << 20)
-        if not d: break
-        got.update(d); count[0] += len(d)
-t = threading.Thread(target=rd); t.start()
-s.sendall(data[:n]); s.shutdown(socket.SHUT_WR); t.join(60)
-assert count[0] == n, count[0]
-assert got.hexdigest() == hashlib.sha256(data[:n]).hexdigest()
-print("ok")
-`;
-      const r = await client.exec(python, ['-c', script], { timeoutMs: 90_000 });
-      assert.equal(r.code, 0, r.stdout + r.stderr + server.output().stderr);
-      assert.match(r.stdout, /ok/);
-    });
-  }
-
   test('a connection to a closed port is refused with a RST', async () => {
     const r = await client.exec(
       python,
@@ -157,4 +129,115 @@ print("ok")
     );
     assert.match(r.stdout, /refused/, r.stderr);
   });
+});
+
+/** A kernel socket streams `n` bytes both ways through our echo server; checks both directions. */
+export function echoScript(addr: string, n: number): string {
+  return `
+import socket, hashlib, threading, random
+n = ${n}
+block = random.Random(1).randbytes(1 << 20)
+s = socket.create_connection(("${addr}", 7), timeout=60)
+got = hashlib.sha256(); count = [0]
+def rd():
+    while True:
+        d = s.recv(1 << 20)
+        if not d: break
+        got.update(d); count[0] += len(d)
+t = threading.Thread(target=rd); t.start()
+want = hashlib.sha256(); left = n
+while left > 0:
+    b = block[:min(left, len(block))]; s.sendall(b); want.update(b); left -= len(b)
+s.shutdown(socket.SHUT_WR); t.join(600)
+assert count[0] == n, (count[0], n)
+assert got.hexdigest() == want.hexdigest()
+print("ok")
+`;
+}
+
+interface EchoCase {
+  name: string;
+  addr: string;
+  bytes: number;
+  sysctls?: Record<string, string>;
+  mtu?: number;
+  fault?: string;
+}
+
+const MB = 1_000_000;
+const cases: EchoCase[] = [
+  { name: 'default sysctls', addr: '198.18.0.2', bytes: 200 * MB },
+  {
+    name: 'net.ipv4.tcp_timestamps=0',
+    addr: '198.18.0.2',
+    bytes: 200 * MB,
+    sysctls: { 'net.ipv4.tcp_timestamps': '0' },
+  },
+  { name: 'net.ipv4.tcp_sack=0', addr: '198.18.0.2', bytes: 200 * MB, sysctls: { 'net.ipv4.tcp_sack': '0' } },
+  {
+    name: 'net.ipv4.tcp_window_scaling=0',
+    addr: '198.18.0.2',
+    bytes: 200 * MB,
+    sysctls: { 'net.ipv4.tcp_window_scaling': '0' },
+  },
+  { name: 'MTU 9000', addr: '198.18.0.2', bytes: 200 * MB, mtu: 9000 },
+  { name: 'IPv6', addr: 'fd00::2', bytes: 200 * MB },
+  // netem is missing here: our end impairs what the client sends (as netem on its veth would).
+  {
+    name: 'loss 2 % + reorder 25 % + delay 10 ms',
+    addr: '198.18.0.2',
+    bytes: 20 * MB,
+    fault: 'loss=0.02,reorder=0.25,delay=10',
+  },
+];
+
+describe('200 MB both ways through our echo server, kernel client, under each condition', { skip }, () => {
+  for (const c of cases) {
+    test(`${c.name}: ${c.bytes / MB} MB each way byte-exact, client capture clean`, async () => {
+      const topo = await Topology.create({ prefix: 'tke' });
+      const dir = mkdtempSync(join(tmpdir(), 'takeover-echo-'));
+      try {
+        const client = await topo.addHost('client', {
+          ipv4: '198.18.0.1/24',
+          ipv6: 'fd00::1/64',
+          offloads: false,
+          mtu: c.mtu,
+          sysctls: c.sysctls,
+        });
+        const tap = await topo.addTapHost('server', { mtu: c.mtu });
+        const extra = [...(c.mtu ? ['--mtu', String(c.mtu)] : []), ...(c.fault ? ['--fault', c.fault] : [])];
+        const server = tap.spawn(process.execPath, [
+          '--import',
+          'tsx',
+          app,
+          tap.tap,
+          SERVER_MAC,
+          '198.18.0.2/24',
+          'fd00::2/64',
+          ...extra,
+        ]);
+        await waitUntil(
+          'the server on our stack to be ready',
+          () => server.output().stdout.includes('ready'),
+          {
+            timeoutMs: 15_000,
+            tries: 200,
+          },
+        );
+        const pcap = join(dir, 'echo.pcap');
+        const cap = await client.capture(pcap, { filter: 'tcp port 7', snaplen: 128 });
+        const r = await client.exec(python, ['-c', echoScript(c.addr, c.bytes)], { timeoutMs: 600_000 });
+        await cap.stop();
+        assert.equal(r.code, 0, r.stdout + r.stderr + server.output().stderr);
+        const s = await expertSummary(pcap, { timeoutMs: 120_000 });
+        assert.equal(s.resets, 0, s.report);
+        assert.equal(s.ackedUnseen, 0, s.report);
+        assert.equal(s.malformed, 0, s.report);
+        assert.equal(s.badChecksums, 0, s.report);
+      } finally {
+        await topo.destroy();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });

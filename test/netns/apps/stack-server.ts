@@ -1,57 +1,62 @@
 /**
- * A server on our stack for the real-network tests, run in the switch namespace by
- * `TapHost.spawn`: it opens the TAP, serves, and prints `ready` once listening.
+ * The services (services.ts) on our stack, run in the switch namespace by `TapHost.spawn`: opens
+ * the TAP and prints `ready` once listening.
  *
- *   node --import tsx stack-server.ts <tap> <mac> <addr/prefix>...
+ *   node --import tsx stack-server.ts <tap> <mac> <addr/prefix>... [--mtu N] [--fault loss=0.02,reorder=0.25,delay=10]
  *
- * Port 8080: HTTP (node:http over our sockets): GET /bytes/<n> answers n bytes of `bodyByte`.
- * Port 7:    echo.
- * Port 9:    sink that answers with the number of bytes it got and their sha256 when the peer ends.
+ * --fault impairs what arrives from the network (the clients' direction), as netem on a client's veth.
  */
-import { createHash } from 'node:crypto';
-import http from 'node:http';
-import { netApi, openTapRuntime } from '../../../src/api/index.ts';
-import { bodyChunk } from './body.ts';
+import { netApi, openTapRuntime, Runtime } from '../../../src/api/index.ts';
+import { FaultInjector } from '../../../src/link/fault.ts';
+import { Rng } from '../../../src/link/sim/rng.ts';
+import { TapDevice } from '../../../src/link/tap/index.ts';
+import { cidrFromString } from '../../../src/stack/ip.ts';
+import { macFromString } from '../../../src/wire/address.ts';
+import { type NetLike, serveAll } from './services.ts';
 
-const [tap, mac, ...addresses] = process.argv.slice(2);
-const rt = await openTapRuntime({ tap, mac, addresses });
-const net = netApi(rt);
+const args = process.argv.slice(2);
+const opt = (name: string) => {
+  const i = args.indexOf(name);
+  if (i < 0) return undefined;
+  const v = args[i + 1];
+  args.splice(i, 2);
+  return v;
+};
+const mtu = opt('--mtu');
+const fault = opt('--fault');
+const [tap, mac, ...addresses] = args;
 
-const web = http.createServer((req, res) => {
-  const m = /^\/bytes\/(\d+)$/.exec(req.url ?? '');
-  if (!m) {
-    res.writeHead(404).end('not found\n');
-    return;
-  }
-  const total = Number(m[1]);
-  res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': total });
-  let sent = 0;
-  const more = () => {
-    while (sent < total) {
-      const chunk = bodyChunk(sent, Math.min(65536, total - sent));
-      sent += chunk.length;
-      if (!res.write(chunk)) {
-        res.once('drain', more);
-        return;
-      }
-    }
-    res.end();
-  };
-  more();
-});
-net.createServer((s) => web.emit('connection', s)).listen(8080);
-net.createServer((s) => s.pipe(s)).listen(7);
-net
-  .createServer((s) => {
-    const h = createHash('sha256');
-    let n = 0;
-    s.on('data', (d: Buffer) => {
-      n += d.length;
-      h.update(d);
-    });
-    s.on('end', () => s.end(`${n} ${h.digest('hex')}\n`));
-  })
-  .listen(9);
+let rt: Runtime;
+if (fault) {
+  // netem is missing on this kernel: impair our own end of the link instead (both directions).
+  const f = Object.fromEntries(
+    fault
+      .split(',')
+      .map((kv) => kv.split('='))
+      .map(([k, v]) => [k, Number(v)]),
+  );
+  const dev = await TapDevice.open({ name: tap, mtu: mtu ? Number(mtu) : undefined });
+  // As netem on the client's veth would: everything the client sends is delayed, reordered, lost.
+  const delay = f.delay ?? 0;
+  const faulty = new FaultInjector(dev, {
+    rng: new Rng(1),
+    rx: {
+      loss: f.loss ?? 0,
+      reorder: f.reorder ?? 0,
+      delayMs: delay,
+      reorderDelayMs: [delay + 1, delay + 10],
+    },
+  });
+  rt = new Runtime(faulty, {
+    mac: macFromString(mac)!,
+    addresses: addresses.map((a) => cidrFromString(a)!),
+    mtu: dev.mtu,
+  });
+  rt.announce();
+} else {
+  rt = await openTapRuntime({ tap, mac, addresses, mtu: mtu ? Number(mtu) : undefined });
+}
+serveAll(netApi(rt) as unknown as NetLike);
 
 process.on('SIGTERM', () => {
   void rt.close().then(() => process.exit(0));
