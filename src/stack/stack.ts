@@ -89,6 +89,12 @@ export interface StackConfig {
   synBacklog?: number;
   /** Ephemeral port range for outgoing connections (Linux default 32768-60999). */
   ephemeralPorts?: [number, number];
+  /**
+   * How long a cleanly closed connection's tuple absorbs stray segments in silence (default 10 s).
+   * A passive closer has no TIME-WAIT: without this, a late duplicate from the peer would draw a
+   * RST after a perfectly good close.
+   */
+  closedQuietUs?: number;
 }
 
 const ALL_NODES: Ipv6Addr = ipv6FromString('ff02::1')!;
@@ -147,6 +153,7 @@ export interface StackCounters {
   synDropped: number;
   noRoute: number;
   neighborDrops: number;
+  lateSegments: number;
 }
 
 function connKey(local: IpAddr, lport: number, remote: IpAddr, rport: number): string {
@@ -173,6 +180,7 @@ export class NetStack {
     synDropped: 0,
     noRoute: 0,
     neighborDrops: 0,
+    lateSegments: 0,
   };
   readonly neighbors: NeighborCache;
   private readonly cfg: StackConfig;
@@ -183,6 +191,8 @@ export class NetStack {
   private readonly events = new Set<StackConnection>();
   private readonly accepts: { l: Listener; c: StackConnection }[] = [];
   private readonly usedPorts = new Map<number, number>();
+  /** Recently closed tuples (insertion order is expiry order) → when they stop absorbing segments. */
+  private readonly quiet = new Map<string, number>();
   private readonly buf: Uint8Array;
   private ipId = 0;
   private clock: number;
@@ -507,6 +517,13 @@ export class NetStack {
       this.touch(c);
       return;
     }
+    if (this.isQuiet(key, now)) {
+      if (!pureSyn) {
+        this.counters.lateSegments++;
+        return;
+      }
+      this.quiet.delete(key);
+    }
     if (pureSyn) {
       const l =
         this.listeners.get(`${ipKey(local)}|${seg.dstPort}`) ?? this.listeners.get(`*|${seg.dstPort}`);
@@ -638,9 +655,23 @@ export class NetStack {
     return this.conns.values();
   }
 
+  private isQuiet(key: string, now: number): boolean {
+    // Expired entries leave from the front (all live for the same time).
+    for (const [k, until] of this.quiet) {
+      if (until > now) break;
+      this.quiet.delete(k);
+    }
+    return this.quiet.has(key);
+  }
+
   private remove(c: StackConnection): void {
     if (c.removed) return;
     c.removed = true;
+    if (c.tcp.error === undefined && c.tcp.state === TcpState.Closed) {
+      if (this.quiet.size >= 65536) this.quiet.delete(this.quiet.keys().next().value as string);
+      this.quiet.delete(c.key);
+      this.quiet.set(c.key, this.clock + (this.cfg.closedQuietUs ?? 10_000_000));
+    }
     this.conns.delete(c.key);
     this.timers.set(c, undefined);
     this.dirty.delete(c);
