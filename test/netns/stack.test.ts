@@ -24,6 +24,8 @@ import {
 const skip = rootSkipReason(['curl']);
 const SERVER_MAC = '02:00:00:00:00:02';
 const app = new URL('./apps/stack-server.ts', import.meta.url).pathname;
+const kernelApp = new URL('./apps/kernel-server.ts', import.meta.url).pathname;
+const clientApp = new URL('./apps/stack-client.ts', import.meta.url).pathname;
 
 function expectedSha(n: number): string {
   const h = createHash('sha256');
@@ -114,6 +116,46 @@ describe('our stack with the Linux kernel as the peer', { skip }, () => {
     assert.ok(rows.every((x) => x.startsWith('200 ')));
     const connects = rows.reduce((a, x) => a + Number(x.split(' ')[1]), 0);
     assert.equal(connects, 1, 'all requests on one connection');
+  });
+
+  test('our stack as the client downloads 100 MB from a kernel server, byte-exact', async () => {
+    const origin = await topo.addHost('origin', { ipv4: '198.18.0.3/24', offloads: false });
+    const kernelServer = origin.spawn(process.execPath, ['--import', 'tsx', kernelApp]);
+    await waitUntil('the kernel server to be ready', () => kernelServer.output().stdout.includes('ready'), {
+      timeoutMs: 15_000,
+      tries: 200,
+    });
+    const tap = await topo.addTapHost('dl');
+    const n = 100_000_000;
+    const pcap = join(dir, 'client.pcap');
+    const cap = await origin.capture(pcap, { filter: 'tcp port 19', snaplen: 128 });
+    const c = tap.spawn(process.execPath, [
+      '--import',
+      'tsx',
+      clientApp,
+      tap.tap,
+      '02:00:00:00:00:04',
+      '198.18.0.4/24',
+      '198.18.0.3',
+      String(n),
+    ]);
+    await waitUntil(
+      'the download to finish',
+      () => /^\d+ [0-9a-f]{64}/m.test(c.output().stdout) || c.exitCode !== null,
+      {
+        timeoutMs: 120_000,
+        tries: 1200,
+      },
+    );
+    await cap.stop();
+    const [count, sha] = c.output().stdout.trim().split(' ');
+    assert.equal(Number(count), n, c.output().stderr);
+    assert.equal(sha, expectedSha(n));
+    const s = await expertSummary(pcap);
+    assert.equal(s.resets, 0, s.report);
+    assert.equal(s.ackedUnseen, 0, s.report);
+    assert.equal(s.malformed, 0, s.report);
+    assert.equal(s.badChecksums, 0, s.report);
   });
 
   test('a connection to a closed port is refused with a RST', async () => {
