@@ -312,6 +312,18 @@ export class Socket extends Duplex {
     }
   }
 
+  /**
+   * Both directions are done: 'close' follows 'end' in a later turn, as node:net's does (its
+   * handle closes in the next loop iteration), so code awaiting 'end' then 'close' sees both.
+   */
+  private closeSoon(): void {
+    if (this.closing) return;
+    this.closing = true;
+    setImmediate(() => this.destroy());
+  }
+
+  private closing = false;
+
   /** The stack says the connection changed. */
   private update(): void {
     const c = this.conn;
@@ -326,7 +338,7 @@ export class Socket extends Duplex {
     this.flushWrites();
     // Both directions finished (our FIN acknowledged: TIME-WAIT is the stack's business): 'close'.
     if (tcp.state === TcpState.TimeWait && this.ended && this.finSent) {
-      this.destroy();
+      this.closeSoon();
       return;
     }
     if (tcp.state === TcpState.Closed) {
@@ -334,7 +346,7 @@ export class Socket extends Duplex {
         const syscall = this.connecting ? 'connect' : 'read';
         this.destroy(netError(tcp.error, syscall, this.remoteAddress, this.remotePort));
       } else if (this.ended && this.finSent) {
-        this.destroy();
+        this.closeSoon();
       } else if (!this.ended && tcp.readable === 0) {
         this.ended = true;
         this.push(null);
