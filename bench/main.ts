@@ -19,6 +19,7 @@ const BENCHES: Record<
     about: 'one connection carries 5 GiB on the simulator, every byte checked (--gib N)',
     load: () => import('./tcp-5g.ts'),
   },
+  throughput: { about: 'our stack vs kernel TCP on a TAP (--mb N)', load: () => import('./throughput.ts') },
   fuzz: {
     about: 'mutated and random frames into every parser (default 2M cases; --cases N)',
     load: () => import('./fuzz.ts'),
