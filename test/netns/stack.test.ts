@@ -86,12 +86,13 @@ describe('our stack with the Linux kernel as the peer', { skip }, () => {
         timeoutMs: 130_000,
       },
     );
-    await cap.stop();
+    const { dropped } = await cap.stop();
     assert.equal(r.code, 0, r.stderr + server.output().stderr);
     assert.equal(r.stdout.split(' ')[0], expectedSha(n));
     const s = await expertSummary(pcap);
     assert.equal(s.resets, 0, s.report);
-    assert.equal(s.ackedUnseen, 0, s.report);
+    // A capture that lost packets itself cannot tell an unseen segment from a dropped one.
+    if (!dropped) assert.equal(s.ackedUnseen, 0, s.report);
     assert.equal(s.malformed, 0, s.report);
     assert.equal(s.badChecksums, 0, s.report);
   });
@@ -147,13 +148,14 @@ describe('our stack with the Linux kernel as the peer', { skip }, () => {
         tries: 1200,
       },
     );
-    await cap.stop();
+    const { dropped } = await cap.stop();
     const [count, sha] = c.output().stdout.trim().split(' ');
     assert.equal(Number(count), n, c.output().stderr);
     assert.equal(sha, expectedSha(n));
     const s = await expertSummary(pcap);
     assert.equal(s.resets, 0, s.report);
-    assert.equal(s.ackedUnseen, 0, s.report);
+    // A capture that lost packets itself cannot tell an unseen segment from a dropped one.
+    if (!dropped) assert.equal(s.ackedUnseen, 0, s.report);
     assert.equal(s.malformed, 0, s.report);
     assert.equal(s.badChecksums, 0, s.report);
   });
@@ -269,11 +271,12 @@ describe('200 MB both ways through our echo server, kernel client, under each co
         const pcap = join(dir, 'echo.pcap');
         const cap = await client.capture(pcap, { filter: 'tcp port 7', snaplen: 128 });
         const r = await client.exec(python, ['-c', echoScript(c.addr, c.bytes)], { timeoutMs: 600_000 });
-        await cap.stop();
+        const { dropped } = await cap.stop();
         assert.equal(r.code, 0, r.stdout + r.stderr + server.output().stderr);
         const s = await expertSummary(pcap, { timeoutMs: 120_000 });
         assert.equal(s.resets, 0, s.report);
-        assert.equal(s.ackedUnseen, 0, s.report);
+        // A capture that lost packets itself cannot tell an unseen segment from a dropped one.
+        if (!dropped) assert.equal(s.ackedUnseen, 0, s.report);
         if (s.malformed > 0) {
           // Say which frames, so a rare failure can be understood from the log alone.
           const v = await client.exec('tshark', ['-r', pcap, '-Y', '_ws.malformed', '-V'], {
