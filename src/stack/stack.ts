@@ -57,6 +57,7 @@ import {
   ICMPV6_PACKET_TOO_BIG,
   type Icmpv6Message,
   icmpv6Length,
+  icmpv6Message,
   parseIcmpv6,
 } from '../wire/icmpv6.ts';
 import { emitIpv4Header, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, parseIpv4 } from '../wire/ipv4.ts';
@@ -783,7 +784,7 @@ export class NetStack {
       const group = solicitedNodeMulticast(target);
       const dst = unicastTo === undefined ? group : target;
       this.sendIcmpv6Frame(unicastTo ?? ipv6MulticastMac(group), src as Ipv6Addr, dst, HOP_LIMIT_ND, {
-        ...icmp6(ICMPV6_NEIGHBOR_SOLICITATION),
+        ...icmpv6Message(ICMPV6_NEIGHBOR_SOLICITATION),
         target,
         sourceLinkAddr: this.mac,
       });
@@ -798,7 +799,7 @@ export class NetStack {
     override = true,
   ): void {
     this.sendIcmpv6Frame(dstMac, target, dst, HOP_LIMIT_ND, {
-      ...icmp6(ICMPV6_NEIGHBOR_ADVERTISEMENT),
+      ...icmpv6Message(ICMPV6_NEIGHBOR_ADVERTISEMENT),
       solicited,
       override,
       target,
@@ -908,24 +909,4 @@ export class NetStack {
       this.buf.subarray(ETHERNET_HEADER_LENGTH, ETHERNET_HEADER_LENGTH + 40 + l4),
     );
   }
-}
-
-function icmp6(type: number): Icmpv6Message {
-  return {
-    type,
-    code: 0,
-    checksum: 0,
-    rest: 0,
-    ident: 0,
-    seqNo: 0,
-    mtu: 0,
-    pointer: 0,
-    router: false,
-    solicited: false,
-    override: false,
-    target: undefined,
-    sourceLinkAddr: undefined,
-    targetLinkAddr: undefined,
-    data: EMPTY,
-  };
 }

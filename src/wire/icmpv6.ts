@@ -276,3 +276,27 @@ export function emitIcmpv6(m: Icmpv6Message, buf: Uint8Array, off: number, pseud
   writeU16(buf, off + 2, finishChecksum(onesSum(buf, off, off + total, pseudoSum)));
   return total;
 }
+
+const NO_DATA = new Uint8Array(0);
+
+/** A message record of `type` with every other field empty, overridden by `fields` (for building). */
+export function icmpv6Message(type: number, fields: Partial<Icmpv6Message> = {}): Icmpv6Message {
+  return {
+    type,
+    code: 0,
+    checksum: 0,
+    rest: 0,
+    ident: 0,
+    seqNo: 0,
+    mtu: 0,
+    pointer: 0,
+    router: false,
+    solicited: false,
+    override: false,
+    target: undefined,
+    sourceLinkAddr: undefined,
+    targetLinkAddr: undefined,
+    data: NO_DATA,
+    ...fields,
+  };
+}

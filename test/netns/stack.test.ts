@@ -5,6 +5,7 @@
  * judged by tshark.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,6 +32,26 @@ function expectedSha(n: number): string {
   const h = createHash('sha256');
   for (let o = 0; o < n; o += 1 << 20) h.update(bodyChunk(o, Math.min(1 << 20, n - o)));
   return h.digest('hex');
+}
+
+/**
+ * The client-side capture judged by tshark (DESIGN.md "Checks from captures"): no RST, no ACKed
+ * unseen segment, no malformed frame, no bad checksum. A capture that lost packets itself cannot
+ * tell an unseen segment from a dropped one, so that one check needs a lossless capture.
+ */
+async function assertCleanCapture(pcap: string, dropped: number | undefined): Promise<void> {
+  const s = await expertSummary(pcap, { timeoutMs: 120_000 });
+  assert.equal(s.resets, 0, s.report);
+  if (!dropped) assert.equal(s.ackedUnseen, 0, s.report);
+  if (s.malformed > 0) {
+    // Say which frames, so a rare failure can be understood from the log alone.
+    const v = spawnSync('tshark', ['-r', pcap, '-Y', '_ws.malformed', '-V'], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    assert.fail(`${s.malformed} malformed frame(s):\n${(v.stdout ?? '').slice(0, 4000)}`);
+  }
+  assert.equal(s.badChecksums, 0, s.report);
 }
 
 describe('our stack with the Linux kernel as the peer', { skip }, () => {
@@ -89,12 +110,7 @@ describe('our stack with the Linux kernel as the peer', { skip }, () => {
     const { dropped } = await cap.stop();
     assert.equal(r.code, 0, r.stderr + server.output().stderr);
     assert.equal(r.stdout.split(' ')[0], expectedSha(n));
-    const s = await expertSummary(pcap);
-    assert.equal(s.resets, 0, s.report);
-    // A capture that lost packets itself cannot tell an unseen segment from a dropped one.
-    if (!dropped) assert.equal(s.ackedUnseen, 0, s.report);
-    assert.equal(s.malformed, 0, s.report);
-    assert.equal(s.badChecksums, 0, s.report);
+    await assertCleanCapture(pcap, dropped);
   });
 
   test('1,000 keep-alive requests on one connection', async () => {
@@ -152,12 +168,7 @@ describe('our stack with the Linux kernel as the peer', { skip }, () => {
     const [count, sha] = c.output().stdout.trim().split(' ');
     assert.equal(Number(count), n, c.output().stderr);
     assert.equal(sha, expectedSha(n));
-    const s = await expertSummary(pcap);
-    assert.equal(s.resets, 0, s.report);
-    // A capture that lost packets itself cannot tell an unseen segment from a dropped one.
-    if (!dropped) assert.equal(s.ackedUnseen, 0, s.report);
-    assert.equal(s.malformed, 0, s.report);
-    assert.equal(s.badChecksums, 0, s.report);
+    await assertCleanCapture(pcap, dropped);
   });
 
   test('a connection to a closed port is refused with a RST', async () => {
@@ -273,18 +284,7 @@ describe('200 MB both ways through our echo server, kernel client, under each co
         const r = await client.exec(python, ['-c', echoScript(c.addr, c.bytes)], { timeoutMs: 600_000 });
         const { dropped } = await cap.stop();
         assert.equal(r.code, 0, r.stdout + r.stderr + server.output().stderr);
-        const s = await expertSummary(pcap, { timeoutMs: 120_000 });
-        assert.equal(s.resets, 0, s.report);
-        // A capture that lost packets itself cannot tell an unseen segment from a dropped one.
-        if (!dropped) assert.equal(s.ackedUnseen, 0, s.report);
-        if (s.malformed > 0) {
-          // Say which frames, so a rare failure can be understood from the log alone.
-          const v = await client.exec('tshark', ['-r', pcap, '-Y', '_ws.malformed', '-V'], {
-            timeoutMs: 60_000,
-          });
-          assert.fail(`${s.malformed} malformed frame(s):\n${v.stdout.slice(0, 4000)}`);
-        }
-        assert.equal(s.badChecksums, 0, s.report);
+        await assertCleanCapture(pcap, dropped);
       } finally {
         await topo.destroy();
         rmSync(dir, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import {
 } from '../../src/wire/ethernet.ts';
 import { emitFrame, type Frame, frameLength } from '../../src/wire/frame.ts';
 import type { Icmpv4Message } from '../../src/wire/icmpv4.ts';
-import type { Icmpv6Message } from '../../src/wire/icmpv6.ts';
+import { type Icmpv6Message, icmpv6Message } from '../../src/wire/icmpv6.ts';
 import { IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, type Ipv4Packet } from '../../src/wire/ipv4.ts';
 import { type Ipv6Packet, NO_EXT_HEADERS } from '../../src/wire/ipv6.ts';
 import { type TcpSegment, tcpSegment } from '../../src/wire/tcp.ts';
@@ -64,23 +64,7 @@ export function icmpv4(m: Partial<Icmpv4Message> & Pick<Icmpv4Message, 'type'>):
 }
 
 export function icmpv6(m: Partial<Icmpv6Message> & Pick<Icmpv6Message, 'type'>): Icmpv6Message {
-  return {
-    code: 0,
-    checksum: 0,
-    rest: 0,
-    ident: 0,
-    seqNo: 0,
-    mtu: 0,
-    pointer: 0,
-    router: false,
-    solicited: false,
-    override: false,
-    target: undefined,
-    sourceLinkAddr: undefined,
-    targetLinkAddr: undefined,
-    data: EMPTY,
-    ...m,
-  } as Icmpv6Message;
+  return icmpv6Message(m.type, m);
 }
 
 export function eth(
