@@ -26,6 +26,7 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Command, LatencyResult, Result, TransferResult } from '../test/netns/apps/bench-client.ts';
+import { launch, whenReady } from '../test/netns/apps/launch.ts';
 import { rootSkipReason, type Spawned, Topology, waitUntil } from '../test/netns/harness.ts';
 import { type BenchOptions, printTable } from './harness.ts';
 
@@ -221,28 +222,13 @@ export async function run(o: BenchOptions): Promise<number> {
     const clientHost = await topo.addHost('client', { ipv4: CLIENT_ADDR });
     const kernelHost = await topo.addHost('kernel', { ipv4: `${KERNEL_ADDR}/24` });
     const tap = await topo.addTapHost('stack');
-    const node = (script: string) => ['--import', 'tsx', `${apps}${script}`];
-    const kproc = kernelHost.spawn(process.execPath, node('kernel-server.ts'));
-    const sproc = tap.spawn(process.execPath, [
-      ...node('stack-server.ts'),
-      tap.tap,
-      STACK_MAC,
-      `${STACK_ADDR}/24`,
-    ]);
-    const cproc = clientHost.spawn(process.execPath, node('bench-client.ts'), {
+    const kproc = launch(kernelHost, 'kernel-server.ts');
+    const sproc = launch(tap, 'stack-server.ts', [tap.tap, STACK_MAC, `${STACK_ADDR}/24`]);
+    const cproc = clientHost.spawn(process.execPath, ['--import', 'tsx', `${apps}bench-client.ts`], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     const client = new Client(cproc);
-    const ready = (p: Spawned, what: string) =>
-      waitUntil(
-        `${what} to be ready`,
-        () => {
-          if (p.exitCode !== null || p.signalCode !== null)
-            throw new Error(`${what} exited: ${p.output().stderr.trim().slice(-800)}`);
-          return p.output().stdout.includes('ready');
-        },
-        { timeoutMs: 20_000, tries: 400, intervalMs: 50 },
-      );
+    const ready = whenReady;
     await Promise.all([
       ready(kproc, 'the kernel server'),
       ready(sproc, 'the server on our stack'),

@@ -101,7 +101,6 @@ export interface StackConfig {
 const ALL_NODES: Ipv6Addr = ipv6FromString('ff02::1')!;
 const HOP_LIMIT_ND = 255;
 const IP_TTL = 64;
-const EMPTY = new Uint8Array(0);
 
 /** One TCP connection bound to addresses and ports in this stack. */
 export class StackConnection {

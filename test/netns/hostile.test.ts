@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { startApp } from './apps/launch.ts';
 import {
   expertSummary,
   type Host,
@@ -34,7 +35,6 @@ const CLIENT4 = '198.18.0.1';
 const ATTACKER4 = '198.18.0.66';
 const ATTACKER6 = 'fd00::66';
 const MB = 1_000_000;
-const app = new URL('./apps/stack-server.ts', import.meta.url).pathname;
 const hostile = new URL('./apps/hostile.py', import.meta.url).pathname;
 
 /**
@@ -91,19 +91,12 @@ async function setUp(prefix: string, withAttacker: boolean): Promise<Net> {
       ? await topo.addHost('attacker', { ipv4: `${ATTACKER4}/24`, ipv6: `${ATTACKER6}/64`, offloads: false })
       : undefined;
     const tap = await topo.addTapHost('server');
-    const server = tap.spawn(process.execPath, [
-      '--import',
-      'tsx',
-      app,
-      tap.tap,
-      SERVER_MAC,
-      `${SERVER4}/24`,
-      `${SERVER6}/64`,
-    ]);
-    await waitUntil('the server on our stack to be ready', () => server.output().stdout.includes('ready'), {
-      timeoutMs: 15_000,
-      tries: 200,
-    });
+    const server = await startApp(
+      tap,
+      'stack-server.ts',
+      [tap.tap, SERVER_MAC, `${SERVER4}/24`, `${SERVER6}/64`],
+      'the server on our stack',
+    );
     return { topo, dir, client, attacker, tap, server };
   } catch (e) {
     await topo.destroy();

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { bodyChunk } from './apps/body.ts';
+import { launch, startApp } from './apps/launch.ts';
 import {
   expertSummary,
   type Host,
@@ -24,9 +25,6 @@ import {
 
 const skip = rootSkipReason(['curl']);
 const SERVER_MAC = '02:00:00:00:00:02';
-const app = new URL('./apps/stack-server.ts', import.meta.url).pathname;
-const kernelApp = new URL('./apps/kernel-server.ts', import.meta.url).pathname;
-const clientApp = new URL('./apps/stack-client.ts', import.meta.url).pathname;
 
 function expectedSha(n: number): string {
   const h = createHash('sha256');
@@ -65,19 +63,12 @@ describe('our stack with the Linux kernel as the peer', { skip }, () => {
     topo = await Topology.create({ prefix: 'tks' });
     client = await topo.addHost('client', { ipv4: '198.18.0.1/24', ipv6: 'fd00::1/64', offloads: false });
     const tap = await topo.addTapHost('server');
-    server = tap.spawn(process.execPath, [
-      '--import',
-      'tsx',
-      app,
-      tap.tap,
-      SERVER_MAC,
-      '198.18.0.2/24',
-      'fd00::2/64',
-    ]);
-    await waitUntil('the server on our stack to be ready', () => server.output().stdout.includes('ready'), {
-      timeoutMs: 15_000,
-      tries: 200,
-    });
+    server = await startApp(
+      tap,
+      'stack-server.ts',
+      [tap.tap, SERVER_MAC, '198.18.0.2/24', 'fd00::2/64'],
+      'the server on our stack',
+    );
   });
 
   after(async () => {
@@ -137,19 +128,12 @@ describe('our stack with the Linux kernel as the peer', { skip }, () => {
 
   test('our stack as the client downloads 100 MB from a kernel server, byte-exact', async () => {
     const origin = await topo.addHost('origin', { ipv4: '198.18.0.3/24', offloads: false });
-    const kernelServer = origin.spawn(process.execPath, ['--import', 'tsx', kernelApp]);
-    await waitUntil('the kernel server to be ready', () => kernelServer.output().stdout.includes('ready'), {
-      timeoutMs: 15_000,
-      tries: 200,
-    });
+    await startApp(origin, 'kernel-server.ts', [], 'the kernel server');
     const tap = await topo.addTapHost('dl');
     const n = 100_000_000;
     const pcap = join(dir, 'client.pcap');
     const cap = await origin.capture(pcap, { filter: 'tcp port 19', snaplen: 128 });
-    const c = tap.spawn(process.execPath, [
-      '--import',
-      'tsx',
-      clientApp,
+    const c = launch(tap, 'stack-client.ts', [
       tap.tap,
       '02:00:00:00:00:04',
       '198.18.0.4/24',
@@ -261,23 +245,11 @@ describe('200 MB both ways through our echo server, kernel client, under each co
         });
         const tap = await topo.addTapHost('server', { mtu: c.mtu });
         const extra = [...(c.mtu ? ['--mtu', String(c.mtu)] : []), ...(c.fault ? ['--fault', c.fault] : [])];
-        const server = tap.spawn(process.execPath, [
-          '--import',
-          'tsx',
-          app,
-          tap.tap,
-          SERVER_MAC,
-          '198.18.0.2/24',
-          'fd00::2/64',
-          ...extra,
-        ]);
-        await waitUntil(
-          'the server on our stack to be ready',
-          () => server.output().stdout.includes('ready'),
-          {
-            timeoutMs: 15_000,
-            tries: 200,
-          },
+        const server = await startApp(
+          tap,
+          'stack-server.ts',
+          [tap.tap, SERVER_MAC, '198.18.0.2/24', 'fd00::2/64', ...extra],
+          'the server on our stack',
         );
         const pcap = join(dir, 'echo.pcap');
         const cap = await client.capture(pcap, { filter: 'tcp port 7', snaplen: 128 });
