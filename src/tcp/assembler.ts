@@ -155,6 +155,13 @@ export class Assembler {
     return out;
   }
 
+  /** How many blocks `sackBlocks(rcvNxt, max)` would return. */
+  sackBlockCount(rcvNxt: number, max: number): number {
+    let n = 0;
+    for (const r of this.list) if (r.end > rcvNxt) n++;
+    return n < max ? n : max;
+  }
+
   /** Held ranges as flat [start, end, ...], ascending. */
   ranges(): number[] {
     const out: number[] = [];

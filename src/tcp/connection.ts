@@ -1121,7 +1121,7 @@ export class TcpConnection {
     }
     let sackBlocks: number[] | undefined;
     if (this.sackOk && !syn && this.assembler.bytes > 0) {
-      const b = this.assembler.sackBlocks(this.rcvNxt, this.tsOk ? 3 : 4);
+      const b = this.assembler.sackBlocks(this.rcvNxt, this.maxSackBlocks());
       if (b.length > 0) {
         sackBlocks = b;
         for (let i = 0; i < b.length; i++) b[i] = offsetToSeq(this.irs, b[i]);
@@ -1261,9 +1261,23 @@ export class TcpConnection {
     return seg;
   }
 
-  /** Largest payload per segment: the MSS less the options every segment carries (RFC 6691). */
+  /** SACK blocks a segment carries at most: 4, or 3 beside timestamps (40 bytes of options). */
+  private maxSackBlocks(): number {
+    return this.tsOk ? 3 : 4;
+  }
+
+  /**
+   * Largest payload per segment: the MSS less the options the next segment carries (RFC 6691):
+   * timestamps, and the SACK blocks while out-of-order data is held (as Linux's tcp_current_mss),
+   * so a segment never outgrows the MTU.
+   */
   private maxPayload(): number {
-    return this.tsOk ? Math.max(1, this.sndMss - TS_OPTION_BYTES) : this.sndMss;
+    let opts = this.tsOk ? TS_OPTION_BYTES : 0;
+    if (this.sackOk && this.assembler.bytes > 0) {
+      const n = this.assembler.sackBlockCount(this.rcvNxt, this.maxSackBlocks());
+      if (n > 0) opts += 4 + 8 * n;
+    }
+    return Math.max(1, this.sndMss - opts);
   }
 
   /** Bytes in flight per RFC 6675 SetPipe: outstanding, less SACKed and lost-not-resent. */
