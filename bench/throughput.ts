@@ -27,7 +27,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import type { Command, LatencyResult, Result, TransferResult } from '../test/netns/apps/bench-client.ts';
 import { launch, whenReady } from '../test/netns/apps/launch.ts';
-import { rootSkipReason, type Spawned, Topology, waitUntil } from '../test/netns/harness.ts';
+import { rootSkipReason, type Spawned, Topology } from '../test/netns/harness.ts';
 import { type BenchOptions, printTable } from './harness.ts';
 
 const CLIENT_ADDR = '198.18.0.1/24';

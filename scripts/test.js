@@ -18,7 +18,10 @@ function collect(dir, out) {
 }
 
 const args = process.argv.slice(2);
-const files = args.length > 0 ? args : collect('test', []);
+const files =
+  args.length > 0
+    ? args.flatMap((a) => (statSync(a).isDirectory() ? collect(a, []) : [a]))
+    : collect('test', []);
 const r = spawnSync(
   process.execPath,
   ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-reporter=spec', ...files],

@@ -48,7 +48,13 @@ export class Runtime {
     config: StackConfig,
     rng: RandomSource = new CryptoRandom(),
   ) {
-    this.stack = new NetStack(config, rng, (f) => device.send(f), monotonicUs());
+    // A link that segments TCP itself (a TAP with offload) gets 64 KiB frames unless the config says no.
+    this.stack = new NetStack(
+      { gsoMaxFrame: device.gsoMaxFrame ?? 0, ...config },
+      rng,
+      (f, segmentSize) => device.send(f, segmentSize),
+      monotonicUs(),
+    );
     device.onReceive((frames) => {
       if (this.closed) return;
       const now = monotonicUs();

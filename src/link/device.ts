@@ -10,7 +10,15 @@ export interface LinkDevice {
    * buffer at once). Frames queued in one turn of the event loop leave together at `flush()`
    * or at the end of the turn.
    */
-  send(frame: Uint8Array): void;
+  send(frame: Uint8Array, segmentSize?: number): void;
+  /**
+   * Set when the link takes TCP frames larger than its MTU and cuts them into segments itself
+   * (generic segmentation offload): the largest such frame, Ethernet header included. `send` with
+   * `segmentSize` hands one: an IPv4 or IPv6 TCP frame whose checksum field holds the folded
+   * pseudo-header sum (Linux's CHECKSUM_PARTIAL), every piece but the last `segmentSize` payload
+   * bytes long.
+   */
+  readonly gsoMaxFrame?: number;
   /** Writes whatever `send` queued, now. */
   flush(): void;
   /**

@@ -26,7 +26,7 @@ import {
 } from '../wire/address.ts';
 import { ARP_REPLY, ARP_REQUEST, type ArpPacket, emitArp, gratuitousArp, parseArp } from '../wire/arp.ts';
 import { readU16, readU32 } from '../wire/bytes.ts';
-import { pseudoHeaderSumV4, pseudoHeaderSumV6 } from '../wire/checksum.ts';
+import { fold, pseudoHeaderSumV4, pseudoHeaderSumV6 } from '../wire/checksum.ts';
 import { WireError } from '../wire/error.ts';
 import {
   ETHERNET_HEADER_LENGTH,
@@ -64,8 +64,11 @@ import { emitIpv4Header, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, parseIpv4 } 
 import { emitIpv6Header, NO_EXT_HEADERS, parseIpv6 } from '../wire/ipv6.ts';
 import {
   emitTcp,
+  emitTcpHeader,
   parseTcp,
   TCP_ACK,
+  TCP_FIN,
+  TCP_PSH,
   TCP_RST,
   TCP_SYN,
   type TcpSegment,
@@ -96,6 +99,34 @@ export interface StackConfig {
    * RST after a perfectly good close.
    */
   closedQuietUs?: number;
+  /**
+   * Largest frame (Ethernet header included) the link accepts with a segment size and cuts into
+   * TCP segments itself (generic segmentation offload, as a TAP with a virtio-net header does).
+   * When set, the segments one connection emits back to back in one poll leave as one such frame.
+   * Default 0: every segment is its own frame.
+   */
+  gsoMaxFrame?: number;
+}
+
+/**
+ * TCP segments of one connection gathered into one frame for the link to segment (GSO). Linux's
+ * tcp_gso_segment copies the header to every piece, advancing seq and the IPv4 ident, clearing
+ * PSH and FIN on all but the last: so every segment but the last is `segSize` bytes, only the
+ * last may carry PSH or FIN, and all share ack, window and options.
+ */
+interface GsoBatch {
+  c: StackConnection;
+  /** The first segment's fields (its payload is replaced at flush). */
+  first: TcpSegment;
+  mac: MacAddr;
+  /** Where the payload starts in the GSO buffer. */
+  payloadAt: number;
+  bytes: number;
+  maxBytes: number;
+  segSize: number;
+  lastLen: number;
+  lastFlags: number;
+  count: number;
 }
 
 const ALL_NODES: Ipv6Addr = ipv6FromString('ff02::1')!;
@@ -154,6 +185,8 @@ export interface StackCounters {
   noRoute: number;
   neighborDrops: number;
   lateSegments: number;
+  /** Frames handed to the link to cut into segments (GSO); each counts once in framesOut. */
+  gsoFrames: number;
 }
 
 function connKey(local: IpAddr, lport: number, remote: IpAddr, rport: number): string {
@@ -181,6 +214,7 @@ export class NetStack {
     noRoute: 0,
     neighborDrops: 0,
     lateSegments: 0,
+    gsoFrames: 0,
   };
   readonly neighbors: NeighborCache;
   private readonly cfg: StackConfig;
@@ -196,11 +230,20 @@ export class NetStack {
   private readonly buf: Uint8Array;
   private ipId = 0;
   private clock: number;
+  private readonly gsoBuf: Uint8Array | undefined;
+  private gso: GsoBatch | undefined;
+  /** The connection `service` is polling (its segments may be gathered for GSO). */
+  private servicing: StackConnection | undefined;
+  private readonly emitServiced = (seg: TcpSegment): void => this.gatherTcp(this.servicing!, seg);
 
+  /**
+   * `transmit` gets every frame; `segmentSize` is set only on a GSO frame (see
+   * `StackConfig.gsoMaxFrame`), which the link must cut into TCP segments of that payload size.
+   */
   constructor(
     cfg: StackConfig,
     private readonly rng: RandomSource,
-    private readonly transmit: (frame: Uint8Array) => void,
+    private readonly transmit: (frame: Uint8Array, segmentSize?: number) => void,
     now: number,
   ) {
     if (cfg.addresses.length === 0)
@@ -212,6 +255,10 @@ export class NetStack {
       throw new RangeError(`stack config: mtu must be from 1280 to 65535 (got ${this.mtu}).`);
     this.addresses = cfg.addresses.slice();
     this.buf = new Uint8Array(ETHERNET_HEADER_LENGTH + this.mtu + 64);
+    const gsoMax = cfg.gsoMaxFrame ?? 0;
+    if (!(Number.isInteger(gsoMax) && gsoMax >= 0 && gsoMax <= 65535 + ETHERNET_HEADER_LENGTH))
+      throw new RangeError(`stack config: gsoMaxFrame must be an integer from 0 to 65549 (got ${gsoMax}).`);
+    this.gsoBuf = gsoMax > ETHERNET_HEADER_LENGTH + this.mtu ? new Uint8Array(gsoMax) : undefined;
     this.clock = now;
     this.ipId = rng.nextU32() & 0xffff;
     this.neighbors = new NeighborCache(
@@ -709,7 +756,9 @@ export class NetStack {
   private service(c: StackConnection, now: number): void {
     if (c.removed) return;
     const tcp = c.tcp;
-    tcp.poll(now, (seg) => this.sendTcp(c.local, c.remote, seg));
+    this.servicing = c;
+    tcp.poll(now, this.emitServiced);
+    this.flushGso();
     const l = c.listener;
     if (l && isSynchronized(tcp.state)) {
       // Handshake complete: out of the half-open table, into the application's hands.
@@ -807,8 +856,14 @@ export class NetStack {
   }
 
   /** Writes the IP header for `len` upper-layer bytes already at buf[14 + header]; returns the header size. */
-  private ipHeader(src: IpAddr, dst: IpAddr, proto: number, len: number, hopLimit = IP_TTL): number {
-    const b = this.buf;
+  private ipHeader(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: number,
+    len: number,
+    hopLimit = IP_TTL,
+    b = this.buf,
+  ): number {
     if (isV4(src)) {
       this.ipId = (this.ipId + 1) & 0xffff;
       return emitIpv4Header(
@@ -861,6 +916,114 @@ export class NetStack {
     }
     const mac = this.neighbors.resolve(hop, packet, this.clock);
     if (mac !== undefined) this.sendFrame(mac, etherType, packet);
+  }
+
+  /**
+   * A segment `c` emits while being serviced: gathered into the GSO batch when the link segments
+   * for us and the segment fits the batch (see GsoBatch), sent alone otherwise.
+   */
+  private gatherTcp(c: StackConnection, seg: TcpSegment): void {
+    const buf = this.gsoBuf;
+    if (buf === undefined) {
+      this.sendTcp(c.local, c.remote, seg);
+      return;
+    }
+    const n = seg.payload.length;
+    const plain = n > 0 && (seg.flags & ~(TCP_PSH | TCP_FIN)) === TCP_ACK && seg.sackBlocks === undefined;
+    const g = this.gso;
+    if (g !== undefined) {
+      const f = g.first;
+      if (
+        plain &&
+        g.c === c &&
+        g.lastFlags === TCP_ACK &&
+        g.lastLen === g.segSize &&
+        n <= g.segSize &&
+        g.bytes + n <= g.maxBytes &&
+        seg.seq === (f.seq + g.bytes) >>> 0 &&
+        seg.ack === f.ack &&
+        seg.window === f.window &&
+        seg.tsVal === f.tsVal &&
+        seg.tsEcr === f.tsEcr &&
+        seg.urgentPointer === f.urgentPointer
+      ) {
+        buf.set(seg.payload, g.payloadAt + g.bytes);
+        g.bytes += n;
+        g.lastLen = n;
+        g.lastFlags = seg.flags;
+        g.count++;
+        return;
+      }
+      this.flushGso();
+    }
+    const hop = plain && seg.mss === undefined ? this.nextHop(c.remote) : undefined;
+    // Only to a neighbour already resolved (`resolve` then queues nothing; it re-confirms a stale one).
+    const mac =
+      hop === undefined || this.neighbors.get(hop)?.mac === undefined
+        ? undefined
+        : this.neighbors.resolve(hop, seg.payload, this.clock);
+    if (mac === undefined) {
+      this.sendTcp(c.local, c.remote, seg);
+      return;
+    }
+    const ipHl = c.v4 ? 20 : 40;
+    const payloadAt = ETHERNET_HEADER_LENGTH + ipHl + tcpHeaderLength(seg);
+    // IPv4's total length and IPv6's payload length are 16 bits.
+    const room = Math.min(
+      buf.length - payloadAt,
+      65535 - (payloadAt - ETHERNET_HEADER_LENGTH - (c.v4 ? 0 : 40)),
+    );
+    buf.set(seg.payload, payloadAt);
+    this.gso = {
+      c,
+      first: { ...seg },
+      mac,
+      payloadAt,
+      bytes: n,
+      maxBytes: room - (room % n),
+      segSize: n,
+      lastLen: n,
+      lastFlags: seg.flags,
+      count: 1,
+    };
+  }
+
+  /** Sends the gathered batch: one GSO frame, or a plain one when it holds a single segment. */
+  private flushGso(): void {
+    const g = this.gso;
+    if (g === undefined) return;
+    this.gso = undefined;
+    const buf = this.gsoBuf!;
+    const c = g.c;
+    const seg = g.first;
+    seg.flags = g.lastFlags;
+    seg.payload = buf.subarray(g.payloadAt, g.payloadAt + g.bytes);
+    if (g.count === 1) {
+      this.sendTcp(c.local, c.remote, seg);
+      return;
+    }
+    const ipHl = c.v4 ? 20 : 40;
+    const tcpAt = ETHERNET_HEADER_LENGTH + ipHl;
+    const l4 = g.payloadAt - tcpAt + g.bytes;
+    emitTcpHeader(seg, g.bytes, buf, tcpAt);
+    // CHECKSUM_PARTIAL convention (Linux __tcp_v4_send_check): the field holds the folded
+    // pseudo-header sum; the link sums the rest and fixes it per segment.
+    const pseudo = c.v4
+      ? pseudoHeaderSumV4(c.local as number, c.remote as number, IPPROTO_TCP, l4)
+      : pseudoHeaderSumV6(c.local as Ipv6Addr, c.remote as Ipv6Addr, IPPROTO_TCP, l4);
+    buf[tcpAt + 16] = fold(pseudo) >>> 8;
+    buf[tcpAt + 17] = fold(pseudo) & 0xff;
+    this.ipHeader(c.local, c.remote, IPPROTO_TCP, l4, IP_TTL, buf);
+    // The link numbers the IPv4 idents of the pieces from the first one on.
+    this.ipId = (this.ipId + g.count - 1) & 0xffff;
+    emitEthernetHeader(
+      { dst: g.mac, src: this.mac, vlans: NO_VLANS, etherType: c.v4 ? ETHERTYPE_IPV4 : ETHERTYPE_IPV6 },
+      buf,
+      0,
+    );
+    this.counters.framesOut++;
+    this.counters.gsoFrames++;
+    this.transmit(buf.subarray(0, tcpAt + l4), g.segSize);
   }
 
   private sendTcp(src: IpAddr, dst: IpAddr, seg: TcpSegment): void {

@@ -212,11 +212,30 @@ export function tcpHeaderLength(seg: TcpSegment): number {
  * Throws RangeError when `buf` is too small: that is a caller bug, not a network input.
  */
 export function emitTcp(seg: TcpSegment, buf: Uint8Array, off: number, pseudoSum: number): number {
+  const payload = seg.payload;
+  const hl = emitTcpHeader(seg, payload.length, buf, off);
+  const total = hl + payload.length;
+  const dataAt = off + hl;
+  if (
+    payload.length > 0 &&
+    !(payload.buffer === buf.buffer && payload.byteOffset === buf.byteOffset + dataAt)
+  )
+    buf.set(payload, dataAt);
+
+  writeU16(buf, off + 16, finishChecksum(onesSum(buf, off, off + total, pseudoSum)));
+  return total;
+}
+
+/**
+ * Writes `seg`'s header (options included) at `off` for a payload of `payloadLength` bytes that
+ * the caller places right after it; the checksum field is left zero. Returns the header length.
+ * Throws RangeError when header and payload do not fit `buf`.
+ */
+export function emitTcpHeader(seg: TcpSegment, payloadLength: number, buf: Uint8Array, off: number): number {
   const base = baseOptionsLength(seg);
   const nSack = sackBlocksToEmit(seg, base);
   const hl = TCP_HEADER_MIN + base + (nSack > 0 ? 4 + 8 * nSack : 0);
-  const payload = seg.payload;
-  const total = hl + payload.length;
+  const total = hl + payloadLength;
   if (off < 0 || off + total > buf.length) throw new RangeError('emitTcp: buffer too small');
 
   writeU16(buf, off, seg.srcPort);
@@ -278,16 +297,7 @@ export function emitTcp(seg: TcpSegment, buf: Uint8Array, off: number, pseudoSum
     p += 4;
     for (let k = 0; k < 2 * nSack; k++, p += 4) writeU32(buf, p, blocks[k]);
   }
-
-  const dataAt = off + hl;
-  if (
-    payload.length > 0 &&
-    !(payload.buffer === buf.buffer && payload.byteOffset === buf.byteOffset + dataAt)
-  )
-    buf.set(payload, dataAt);
-
-  writeU16(buf, off + 16, finishChecksum(onesSum(buf, off, off + total, pseudoSum)));
-  return total;
+  return hl;
 }
 
 const FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR', 'NS'];

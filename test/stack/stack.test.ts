@@ -4,8 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { LearningSwitch, Network, Recorder } from '../../src/link/sim/index.ts';
-import { cidrFromString, ipFromString } from '../../src/stack/ip.ts';
+import { Recorder } from '../../src/link/sim/index.ts';
+import { ipFromString } from '../../src/stack/ip.ts';
 import type { StackConnection } from '../../src/stack/stack.ts';
 import { TcpState } from '../../src/tcp/state.ts';
 import { macFromString } from '../../src/wire/address.ts';
@@ -13,65 +13,7 @@ import { isWireError } from '../../src/wire/error.ts';
 import { parseFrame } from '../../src/wire/frame.ts';
 import { ICMP_ECHO_REQUEST } from '../../src/wire/icmpv4.ts';
 import { encode, frame, icmpv4, ipv4 } from '../support/build.ts';
-import { StackNode } from '../support/stack-sim.ts';
-import { checkPattern, fillPattern } from '../support/tcp-sim.ts';
-
-const A_MAC = macFromString('02:00:00:00:01:0a')!;
-const B_MAC = macFromString('02:00:00:00:01:0b')!;
-
-function world(seed: number, loss = 0) {
-  const net = new Network({ seed });
-  const a = new StackNode({
-    mac: A_MAC,
-    addresses: [cidrFromString('198.18.0.1/24')!, cidrFromString('fd00::1/64')!],
-  });
-  const b = new StackNode({
-    mac: B_MAC,
-    addresses: [cidrFromString('198.18.0.2/24')!, cidrFromString('fd00::2/64')!],
-  });
-  const sw = net.attach(new LearningSwitch({ ports: 3 }), 'sw');
-  const ha = net.attach(a, 'a');
-  const hb = net.attach(b, 'b');
-  net.connect(ha, 0, sw, 0, { latencyUs: 200, bandwidthBps: 1e9, loss });
-  net.connect(hb, 0, sw, 1, { latencyUs: 200, bandwidthBps: 1e9, loss });
-  return { net, a, b, sw, swPort: 2 };
-}
-
-/** An app that sends `n` pattern bytes on each connection, reads and checks the peer's, then closes. */
-function streamApp(node: StackNode, n: number, stream: number, peerStream: number) {
-  const st = new Map<StackConnection, { sent: number; got: number; bad: number; closed: boolean }>();
-  const drive = (c: StackConnection) => {
-    let s = st.get(c);
-    if (!s) {
-      s = { sent: 0, got: 0, bad: -1, closed: false };
-      st.set(c, s);
-    }
-    const t = c.tcp;
-    let acted = false;
-    while (s.sent < n && t.writable > 0) {
-      const chunk = new Uint8Array(Math.min(n - s.sent, t.writable, 32768));
-      fillPattern(stream, s.sent, chunk);
-      s.sent += t.write(chunk);
-      acted = true;
-    }
-    if (s.sent === n && !s.closed) {
-      t.close();
-      s.closed = true;
-      acted = true;
-    }
-    for (let d = t.read(); d; d = t.read()) {
-      const bad = checkPattern(peerStream, s.got, d);
-      if (bad >= 0 && s.bad < 0) s.bad = s.got + bad;
-      s.got += d.length;
-      acted = true;
-    }
-    // Only real work wakes the stack again (a wake for nothing would spin at the same instant).
-    if (acted) node.stack.touch(c);
-  };
-  node.onAccept = (c) => drive(c);
-  node.onChange = (c) => drive(c);
-  return { st, drive };
-}
+import { B_MAC, streamApp, world } from '../support/stack-sim.ts';
 
 describe('two stacks on the simulator', () => {
   for (const [family, addr] of [

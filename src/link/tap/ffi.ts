@@ -18,6 +18,8 @@ export const CLONE_NEWNET = 0x40000000;
 export const TUNSETIFF = 0x400454ca;
 export const IFF_TAP = 0x0002;
 export const IFF_NO_PI = 0x1000;
+/** Each read and write starts with a struct virtio_net_hdr (10 bytes): checksum and GSO offload. */
+export const IFF_VNET_HDR = 0x4000;
 export const SIOCGIFMTU = 0x8921;
 export const SIOCSIFMTU = 0x8922;
 export const AF_INET = 2;

@@ -9,8 +9,9 @@
  * thread gets frames every `maxFrames` frames or ~`batchBytes` bytes, whichever comes first.
  *
  * Batch layout (a fresh ArrayBuffer per batch, transferred to the main thread):
- * u32 frame count, u32 frames dropped since the last batch, then per frame u32 length + bytes
- * (little-endian).
+ * u32 frame count, u32 frames dropped since the last batch, then per frame u32 length, the
+ * `vnetHdr` bytes of virtio-net header the read began with (kept: skipping them costs a copy),
+ * then the frame (little-endian).
  *
  * Shared control words (Int32Array over a SharedArrayBuffer): [CTL_STOP] set to 1 to stop;
  * [CTL_PENDING] bytes posted in batches not yet consumed. The worker stops reading when
@@ -33,6 +34,8 @@ export interface ReaderWorkerData {
   maxFrames: number;
   /** Bytes handed over and not yet consumed before the reader pauses. */
   maxPending: number;
+  /** Length of the virtio-net header each read starts with (0 without IFF_VNET_HDR). */
+  vnetHdr: number;
 }
 
 /** Messages other than batches. */
@@ -46,7 +49,7 @@ const lib = koffi.load('libc.so.6');
 // typed array (~0.4 us a call), and the batch is copied out once when it leaves.
 const read = lib.func('long read(int fd, uintptr_t buf, unsigned long n)');
 const poll = lib.func('int poll(_Inout_ void *fds, unsigned long nfds, int timeout)');
-const { fd, wakeFd, readMax, batchBytes, maxFrames, maxPending } = workerData;
+const { fd, wakeFd, readMax, batchBytes, maxFrames, maxPending, vnetHdr } = workerData;
 const ctl = new Int32Array(workerData.ctl);
 const EINTR = 4, EAGAIN = 11, POLLIN = 1;
 const pfds = new Uint8Array(16);
@@ -70,11 +73,11 @@ parentPort.postMessage({ kind: 'ready' });
 while (Atomics.load(ctl, ${CTL_STOP}) === 0) {
   const pending = Atomics.load(ctl, ${CTL_PENDING});
   if (pending >= maxPending) { Atomics.wait(ctl, ${CTL_PENDING}, pending, 100); continue; }
-  const n = read(fd, base + used + 4, readMax);
+  const n = read(fd, base + used + 4, readMax + vnetHdr);
   if (n > 0) {
-    if (n >= readMax) drops++;
-    else { dv.setUint32(used, n, true); used += 4 + n; count++; }
-    if (count >= maxFrames || batchBytes - used < readMax + 4) post();
+    if (n >= readMax + vnetHdr || n < vnetHdr) drops++;
+    else { dv.setUint32(used, n - vnetHdr, true); used += 4 + n; count++; }
+    if (count >= maxFrames || batchBytes - used < readMax + vnetHdr + 4) post();
     continue;
   }
   if (n < 0) {
