@@ -155,6 +155,17 @@ export class StackConnection {
   }
 }
 
+/**
+ * Told synchronously of every connection's life (the replication layer): `created` before the
+ * connection's first poll (so limits can hold its SYN or SYN-ACK), `serviced` after each poll,
+ * `removed` when it leaves the table.
+ */
+export interface StackObserver {
+  created(c: StackConnection): void;
+  serviced(c: StackConnection): void;
+  removed(c: StackConnection): void;
+}
+
 export class Listener {
   halfOpen = 0;
   closed = false;
@@ -217,6 +228,8 @@ export class NetStack {
     gsoFrames: 0,
   };
   readonly neighbors: NeighborCache;
+  /** See StackObserver. */
+  observer: StackObserver | undefined;
   private readonly cfg: StackConfig;
   private readonly conns = new Map<string, StackConnection>();
   private readonly listeners = new Map<string, Listener>();
@@ -591,6 +604,7 @@ export class NetStack {
         l.halfOpen++;
         this.conns.set(key, c);
         this.holdPort(seg.dstPort);
+        this.observer?.created(c);
         this.touch(c);
         return;
       }
@@ -662,6 +676,36 @@ export class NetStack {
     const c = new StackConnection(key, local, lport, remote, port, tcp);
     this.conns.set(key, c);
     this.holdPort(lport);
+    this.observer?.created(c);
+    this.touch(c);
+    return c;
+  }
+
+  /**
+   * Takes in a connection restored from elsewhere (a take-over): it is polled at once. One still
+   * in SYN-RECEIVED joins its listener's half-open table, so the application accepts it when the
+   * handshake completes. Throws if the tuple is in use.
+   */
+  adopt(
+    local: IpAddr,
+    localPort: number,
+    remote: IpAddr,
+    remotePort: number,
+    tcp: TcpConnection,
+  ): StackConnection {
+    const key = connKey(local, localPort, remote, remotePort);
+    if (this.conns.has(key)) throw new Error(`adopt: connection ${key} exists already.`);
+    const c = new StackConnection(key, local, localPort, remote, remotePort, tcp);
+    if (tcp.state === TcpState.SynReceived) {
+      const l = this.listeners.get(`${ipKey(local)}|${localPort}`) ?? this.listeners.get(`*|${localPort}`);
+      if (l && !l.closed) {
+        c.listener = l;
+        l.halfOpen++;
+      }
+    }
+    this.conns.set(key, c);
+    this.holdPort(localPort);
+    this.quiet.delete(key);
     this.touch(c);
     return c;
   }
@@ -728,6 +772,7 @@ export class NetStack {
       c.listener = undefined;
     }
     this.events.add(c);
+    this.observer?.removed(c);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -771,6 +816,7 @@ export class NetStack {
         this.accepts.push({ l, c });
       }
     }
+    this.observer?.serviced(c);
     if (tcp.state === TcpState.Closed && tcp.pollAt() === undefined) {
       this.remove(c);
       return;

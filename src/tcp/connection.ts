@@ -146,6 +146,7 @@ export interface TcpSnapshot {
   lastChallengeAt: number;
   control: { seq: number; ack: number; flags: number }[];
   windowProbe: boolean;
+  kickAcks: number;
   retransmits: number;
   softError: TcpErrorCode | '';
   counters: TcpCounters;
@@ -194,6 +195,10 @@ export class TcpConnection {
   private rcvNxt = -1;
   private readOffset = 0;
   private received: Uint8Array[] = [];
+  /** In-order arrivals kept for the replication layer (`observeArrivals`). */
+  private arrivals: Uint8Array[] | undefined;
+  /** Duplicate ACKs still to send after a take-over (`kickStart`). */
+  private kickAcks = 0;
   private receivedBytes = 0;
   private peerFinOffset = INF;
   private assembler: Assembler;
@@ -403,6 +408,45 @@ export class TcpConnection {
       s === TcpState.Established ||
       s === TcpState.CloseWait
     );
+  }
+
+  /**
+   * Keep every in-order byte that arrives (from the current `receivedPosition` on) for
+   * `takeArrivals`, whether or not the application reads it first: the replication layer's view of
+   * the receive stream. Off by default.
+   */
+  observeArrivals(on: boolean): void {
+    this.arrivals = on ? [] : undefined;
+  }
+
+  /** In-order bytes that arrived since the last call (see `observeArrivals`), oldest first. */
+  takeArrivals(): Uint8Array[] {
+    const a = this.arrivals;
+    if (a === undefined || a.length === 0) return [];
+    this.arrivals = [];
+    return a;
+  }
+
+  /** The bytes written from send offset `from` (not below the oldest held byte) to `writePosition`. */
+  writtenSince(from: number): Uint8Array {
+    const start = Math.max(from, this.sendBuf.start);
+    const n = this.sendBuf.end - start;
+    return n > 0 ? this.sendBuf.view(start, n) : EMPTY;
+  }
+
+  /**
+   * Take-over kick-start (DESIGN.md "Take-over" 5), for a connection just restored on a new node:
+   * do not wait for the peer's back-off. Outstanding data (or a SYN/FIN) is retransmitted at once
+   * from SND.UNA, else a probe at SND.UNA - 1 makes the peer answer with an ACK; and duplicate ACKs
+   * make the peer fast-retransmit what it sent to the dead node (the first may count as a window
+   * update, hence one more than the three of RFC 5681).
+   */
+  kickStart(now: number): void {
+    if (this.state === TcpState.Closed || this.state === TcpState.TimeWait) return;
+    this.clock = now;
+    if (this.sndMax > this.sndUna || this.synNeedsSend || !isSynchronized(this.state)) this.rtoAt = now;
+    else this.windowProbe = true;
+    if (isSynchronized(this.state)) this.kickAcks = 4;
   }
 
   /** Queues bytes for sending; returns how many the send buffer took (backpressure). */
@@ -834,6 +878,7 @@ export class TcpConnection {
   }
 
   private deliver(bytes: Uint8Array): void {
+    this.arrivals?.push(bytes);
     this.received.push(bytes);
     this.receivedBytes += bytes.length;
     this.rcvNxt += bytes.length;
@@ -971,7 +1016,7 @@ export class TcpConnection {
   }
 
   private outputReady(): boolean {
-    if (this.control.length > 0) return true;
+    if (this.control.length > 0 || this.kickAcks > 0) return true;
     // A SYN or SYN-ACK held by the limits blocks all other output (see `output`): nothing to do
     // until the layer above raises them, so `pollAt` must not answer "now" (a busy loop).
     if (this.synNeedsSend)
@@ -1120,7 +1165,7 @@ export class TcpConnection {
       this.bytesSinceAck = 0;
     }
     let sackBlocks: number[] | undefined;
-    if (this.sackOk && !syn && this.assembler.bytes > 0) {
+    if (!syn && this.sacking()) {
       const b = this.assembler.sackBlocks(this.rcvNxt, this.maxSackBlocks());
       if (b.length > 0) {
         sackBlocks = b;
@@ -1215,6 +1260,7 @@ export class TcpConnection {
         sent++;
       }
     }
+    for (; this.kickAcks > 0; this.kickAcks--) emit(this.segment(this.sndMax, TCP_ACK, EMPTY, now));
     if (sent === 0 && (this.ackNow || this.ackOwed())) {
       if (this.ackField() > this.lastAckSent || this.ackNow)
         emit(this.segment(this.sndMax, TCP_ACK, EMPTY, now));
@@ -1261,6 +1307,15 @@ export class TcpConnection {
     return seg;
   }
 
+  /**
+   * Do segments carry SACK blocks now: out-of-order data held, SACK agreed, and no `ackLimit`.
+   * A SACK block acknowledges too (selectively): under a replication limit the blocks would
+   * announce bytes the standby does not hold, so none are sent (DESIGN.md I2).
+   */
+  private sacking(): boolean {
+    return this.sackOk && this.assembler.bytes > 0 && this.ackLimit === INF;
+  }
+
   /** SACK blocks a segment carries at most: 4, or 3 beside timestamps (40 bytes of options). */
   private maxSackBlocks(): number {
     return this.tsOk ? 3 : 4;
@@ -1273,7 +1328,7 @@ export class TcpConnection {
    */
   private maxPayload(): number {
     let opts = this.tsOk ? TS_OPTION_BYTES : 0;
-    if (this.sackOk && this.assembler.bytes > 0) {
+    if (this.sacking()) {
       const n = this.assembler.sackBlockCount(this.rcvNxt, this.maxSackBlocks());
       if (n > 0) opts += 4 + 8 * n;
     }
@@ -1379,12 +1434,13 @@ export class TcpConnection {
 
   /**
    * The whole connection as plain data (JSON-safe but for byte buffers). `now` is the instant it
-   * is taken (default: the last call's); `restore` maps that instant onto its own clock.
+   * is taken (default: the last call's); `restore` maps that instant onto its own clock. Without
+   * `buffers` the byte buffers are left empty (their offsets kept): the state alone, cheap to take.
    */
-  snapshot(now: number = this.clock): TcpSnapshot {
-    const received = new Uint8Array(this.receivedBytes);
+  snapshot(now: number = this.clock, buffers = true): TcpSnapshot {
+    const received = new Uint8Array(buffers ? this.receivedBytes : 0);
     let o = 0;
-    for (const c of this.received) {
+    for (const c of buffers ? this.received : []) {
       received.set(c, o);
       o += c.length;
     }
@@ -1417,12 +1473,16 @@ export class TcpConnection {
       tsRecentAt: this.tsRecentAt,
       finQueued: this.finQueued,
       finOffset: enc(this.finOffset),
-      sendBuffer: this.sendBuf.snapshot(),
+      sendBuffer: buffers
+        ? this.sendBuf.snapshot()
+        : { start: this.sendBuf.start, data: EMPTY, capacity: this.sendBuf.capacity },
       rcvNxt: this.rcvNxt,
       readOffset: this.readOffset,
       received,
       peerFinOffset: enc(this.peerFinOffset),
-      assembler: this.assembler.snapshot(),
+      assembler: buffers
+        ? this.assembler.snapshot()
+        : { ranges: [], recent: [], maxBytes: this.assembler.maxBytes },
       rcvRightEdge: this.rcvRightEdge,
       ackLimit: enc(this.ackLimit),
       sendLimit: enc(this.sendLimit),
@@ -1456,6 +1516,7 @@ export class TcpConnection {
       lastChallengeAt: this.lastChallengeAt === Number.NEGATIVE_INFINITY ? NONE : this.lastChallengeAt,
       control: this.control.map((c) => ({ ...c })),
       windowProbe: this.windowProbe,
+      kickAcks: this.kickAcks,
       retransmits: this.retransmits,
       softError: this.pendingSoftError ?? '',
       counters: { ...this.counters },
@@ -1545,6 +1606,7 @@ export class TcpConnection {
     c.lastChallengeAt = s.lastChallengeAt === NONE ? Number.NEGATIVE_INFINITY : s.lastChallengeAt + d;
     c.control = s.control.map((x) => ({ ...x }));
     c.windowProbe = s.windowProbe;
+    c.kickAcks = s.kickAcks ?? 0;
     c.retransmits = s.retransmits;
     c.pendingSoftError = s.softError === '' ? undefined : s.softError;
     Object.assign(c.counters, s.counters);

@@ -1,0 +1,305 @@
+/**
+ * The standby's mirror of every connection on the active (DESIGN.md "Replication", "Take-over"
+ * step 4): applies the log batch by batch, keeps memory bounded by trimming what the peer has
+ * acknowledged (send side) and what the application consumed (receive side), and at take-over
+ * builds each connection back as an engine snapshot for `TcpConnection.restore`.
+ *
+ * A batch is applied whole or not at all (DESIGN.md "A tick is a transaction"): it is checked
+ * first, so a bad batch leaves the mirror as it was and the caller drops the link.
+ */
+import type { IpAddr } from '../stack/ip.ts';
+import { TcpConnection, type TcpSnapshot } from '../tcp/connection.ts';
+import {
+  type Batch,
+  type ConnTuple,
+  parseJsonBytes,
+  REC_CKPT,
+  REC_CONN,
+  REC_GONE,
+  REC_RECV,
+  REC_SEND,
+} from './log.ts';
+
+const NONE = -1;
+
+/** Bytes of one stream from `start` to `end`, in arrival chunks. */
+export class ByteLog {
+  start = 0;
+  end = 0;
+  private chunks: Uint8Array[] = [];
+  private empty = true;
+
+  get length(): number {
+    return this.end - this.start;
+  }
+
+  /** Appends a copy of `data` at `offset`: must be where the log ends (the first append sets it). */
+  append(offset: number, data: Uint8Array): boolean {
+    if (this.empty && this.chunks.length === 0 && this.start === this.end) {
+      this.start = offset;
+      this.end = offset;
+    }
+    if (offset !== this.end) return false;
+    if (data.length === 0) return true;
+    this.empty = false;
+    this.chunks.push(data.slice());
+    this.end += data.length;
+    return true;
+  }
+
+  /** Forgets the bytes before `to`. */
+  trim(to: number): void {
+    if (to <= this.start) return;
+    if (to >= this.end) {
+      this.chunks = [];
+      this.start = this.end = Math.max(to, this.end);
+      return;
+    }
+    let drop = to - this.start;
+    while (drop > 0) {
+      const c = this.chunks[0];
+      if (c.length <= drop) {
+        this.chunks.shift();
+        drop -= c.length;
+      } else {
+        this.chunks[0] = c.subarray(drop);
+        drop = 0;
+      }
+    }
+    this.start = to;
+  }
+
+  /** A copy of [from, end) (from clamped to what is held). */
+  bytesFrom(from: number): Uint8Array {
+    const f = Math.min(Math.max(from, this.start), this.end);
+    const out = new Uint8Array(this.end - f);
+    let skip = f - this.start;
+    let o = 0;
+    for (const c of this.chunks) {
+      if (skip >= c.length) {
+        skip -= c.length;
+        continue;
+      }
+      const part = skip > 0 ? c.subarray(skip) : c;
+      skip = 0;
+      out.set(part, o);
+      o += part.length;
+    }
+    return out;
+  }
+}
+
+/** One mirrored connection. */
+export class MirrorConn {
+  readonly recv = new ByteLog();
+  readonly send = new ByteLog();
+  /** The latest state (an engine snapshot without buffers, config included). */
+  state: TcpSnapshot;
+  /** The application's last checkpoint, if it took one. */
+  checkpoint: { value: unknown; readOffset: number; writeOffset: number } | undefined;
+
+  constructor(
+    readonly id: number,
+    readonly tuple: ConnTuple,
+    state: TcpSnapshot,
+  ) {
+    this.state = state;
+  }
+
+  /** Drops what can never be needed again: bytes the peer acknowledged, bytes the app consumed. */
+  trim(): void {
+    const s = this.state;
+    this.send.trim(s.sendBuffer.start);
+    const keepFrom = this.checkpoint ? Math.min(this.checkpoint.readOffset, s.readOffset) : s.readOffset;
+    this.recv.trim(keepFrom);
+  }
+
+  /**
+   * The engine snapshot to restore at take-over: the last state, its buffers from the logs, no
+   * replication limits, output as committed (bytes the active may have sent after its last
+   * batch count as in flight, so they are retransmitted, never skipped), the timestamp clock moved
+   * on by `tsAdvanceMs` so it never goes backwards for the peer (PAWS).
+   */
+  snapshotForRestore(tsAdvanceMs: number): TcpSnapshot {
+    const s = this.state;
+    const sendStart = s.sendBuffer.start;
+    const sendData = this.send.bytesFrom(sendStart);
+    return {
+      ...s,
+      sendBuffer: { start: sendStart, data: sendData, capacity: s.sendBuffer.capacity },
+      received: this.recv.bytesFrom(s.readOffset),
+      assembler: { ranges: [], recent: [], maxBytes: s.assembler.maxBytes },
+      ackLimit: NONE,
+      sendLimit: NONE,
+      sndMax: s.sndMax >= 0 ? Math.max(s.sndMax, sendStart + sendData.length) : s.sndMax,
+      tsOffset: (s.tsOffset + tsAdvanceMs) >>> 0,
+      control: [],
+      rstPending: false,
+      windowProbe: false,
+      kickAcks: 0,
+      sacked: [],
+      lostEnd: s.sndUna,
+      highRxt: s.sndUna,
+    };
+  }
+}
+
+export interface MirrorCounters {
+  batches: number;
+  records: number;
+  rejected: number;
+}
+
+/** Every connection the active has, as of the last batch applied. */
+export class Mirror {
+  readonly conns = new Map<number, MirrorConn>();
+  readonly counters: MirrorCounters = { batches: 0, records: 0, rejected: 0 };
+  /** The last batch applied (0: none since the last reset). */
+  lsn = 0;
+  /** The active's clock in the last batch, and ours when it arrived. */
+  activeAt = 0;
+  receivedAt = 0;
+  /** Whether a bootstrap (reset batch) has been applied: only then can this node take over. */
+  synced = false;
+
+  /** Bytes held in all logs (the mirror's memory). */
+  get bytes(): number {
+    let n = 0;
+    for (const c of this.conns.values()) n += c.recv.length + c.send.length;
+    return n;
+  }
+
+  /**
+   * Applies `b` (received at our clock `now`); a reason when it is refused (out of order, a
+   * record for an unknown connection, data not where its log ends, a state that is not a
+   * snapshot). A refused batch changes nothing.
+   */
+  apply(b: Batch, now: number): string | undefined {
+    const err = this.check(b);
+    if (err) {
+      this.counters.rejected++;
+      return err;
+    }
+    if (b.reset) {
+      this.conns.clear();
+      this.synced = true;
+    }
+    const touched = new Set<MirrorConn>();
+    for (const r of b.records) {
+      switch (r.type) {
+        case REC_CONN: {
+          const state = parseJsonBytes(r.state) as TcpSnapshot;
+          const c = this.conns.get(r.id);
+          if (c) {
+            // Later states omit the config (it never changes).
+            state.config = c.state.config;
+            c.state = state;
+            touched.add(c);
+          } else {
+            const n = new MirrorConn(r.id, r.tuple, state);
+            this.conns.set(r.id, n);
+            touched.add(n);
+          }
+          break;
+        }
+        case REC_RECV:
+        case REC_SEND: {
+          const c = this.conns.get(r.id)!;
+          (r.type === REC_RECV ? c.recv : c.send).append(r.offset, r.data);
+          touched.add(c);
+          break;
+        }
+        case REC_GONE:
+          this.conns.delete(r.id);
+          break;
+        case REC_CKPT: {
+          const c = this.conns.get(r.id)!;
+          c.checkpoint = {
+            value: parseJsonBytes(r.value),
+            readOffset: r.readOffset,
+            writeOffset: r.writeOffset,
+          };
+          break;
+        }
+      }
+    }
+    for (const c of touched) if (this.conns.get(c.id) === c) c.trim();
+    this.lsn = b.lsn;
+    this.activeAt = b.at;
+    this.receivedAt = now;
+    this.counters.batches++;
+    this.counters.records += b.records.length;
+    return undefined;
+  }
+
+  /** Validates a whole batch against the mirror without changing it. */
+  private check(b: Batch): string | undefined {
+    if (!b.reset && !this.synced) return `batch ${b.lsn} before any bootstrap`;
+    if (!b.reset && b.lsn !== this.lsn + 1) return `batch ${b.lsn} out of order (expected ${this.lsn + 1})`;
+    // Simulated log ends and known ids, so every append lands where its log ends.
+    const ends = new Map<string, number>();
+    const known = new Set<number>(b.reset ? [] : this.conns.keys());
+    const fresh = new Set<number>();
+    for (const [i, r] of b.records.entries()) {
+      if (r.type === REC_CONN) {
+        const s = parseJsonBytes(r.state) as Partial<TcpSnapshot> | undefined;
+        if (!s || typeof s !== 'object' || s.version !== 1 || typeof s.sndUna !== 'number')
+          return `batch ${b.lsn} record ${i}: the state is not an engine snapshot`;
+        if (!known.has(r.id)) {
+          if (typeof s.config !== 'object' || s.config === null)
+            return `batch ${b.lsn} record ${i}: a new connection without its config`;
+          known.add(r.id);
+          fresh.add(r.id);
+        }
+        continue;
+      }
+      if (!known.has(r.id)) return `batch ${b.lsn} record ${i}: unknown connection ${r.id}`;
+      if (r.type === REC_GONE) {
+        known.delete(r.id);
+        for (const k of ['r', 's']) ends.delete(`${k}${r.id}`);
+        continue;
+      }
+      if (r.type === REC_RECV || r.type === REC_SEND) {
+        const k = `${r.type === REC_RECV ? 'r' : 's'}${r.id}`;
+        let end = ends.get(k);
+        if (end === undefined) {
+          const c = fresh.has(r.id) ? undefined : this.conns.get(r.id);
+          const log = c ? (r.type === REC_RECV ? c.recv : c.send) : undefined;
+          end = log && (log.length > 0 || log.end > 0) ? log.end : r.offset;
+        }
+        if (r.offset !== end)
+          return `batch ${b.lsn} record ${i}: data at ${r.offset}, the log ends at ${end}`;
+        ends.set(k, end + r.data.length);
+      }
+    }
+    return undefined;
+  }
+
+  /**
+   * Every mirrored connection restored as an engine on our clock `now`, with the timestamp clock
+   * moved on by the time since the last batch plus `tsMarginMs`. Connections whose state does not
+   * restore are reported, not thrown.
+   */
+  restoreAll(
+    now: number,
+    tsMarginMs: number,
+  ): { restored: { tuple: ConnTuple; tcp: TcpConnection; mirror: MirrorConn }[]; failed: string[] } {
+    const advance = Math.ceil((now - this.receivedAt) / 1000) + tsMarginMs;
+    const restored: { tuple: ConnTuple; tcp: TcpConnection; mirror: MirrorConn }[] = [];
+    const failed: string[] = [];
+    for (const m of this.conns.values()) {
+      try {
+        const tcp = TcpConnection.restore(m.snapshotForRestore(advance), now);
+        restored.push({ tuple: m.tuple, tcp, mirror: m });
+      } catch (e) {
+        failed.push(`connection ${m.id}: ${(e as Error).message}`);
+      }
+    }
+    return { restored, failed };
+  }
+}
+
+/** A tuple as text, for logs. */
+export function tupleText(t: ConnTuple, fmt: (a: IpAddr) => string): string {
+  return `${fmt(t.local)}:${t.localPort} <-> ${fmt(t.remote)}:${t.remotePort}`;
+}

@@ -1,0 +1,406 @@
+/**
+ * One node of an active/standby pair (DESIGN.md "Replication", "Take-over"): roles, epochs,
+ * heartbeats and the failure detector, the replication link's messages, and the take-over itself
+ * (restore every mirrored connection, kick-start it, claim the VIP).
+ *
+ * Pure like the layers below: time comes in as `now` (µs), the replication link is an interface
+ * (a kernel TCP socket inside a SecureChannel in production, a simulated pipe in tests), and the
+ * driver calls `afterTurn` at the end of each turn of its event loop, `poll` at `pollAt`.
+ *
+ * Roles:
+ * - `active`: owns the VIP; replicates to a standby when one is attached (sync: output waits for
+ *   it), serves alone (degraded) when none is.
+ * - `standby`: silent on the data link; mirrors; takes over once `synced` (bootstrap applied) when
+ *   nothing was heard from the active for `timeoutUs`.
+ * - `fenced`: saw a higher epoch while active: stops sending at once (I4) and stays silent.
+ *
+ * Configured `active` starts as `candidate` for `startupWaitUs`: if the peer answers as active it
+ * joins as standby (no preemption after a restart); if the peer answers as standby or nobody
+ * answers, it becomes active.
+ */
+import type { NetStack, StackConnection } from '../stack/stack.ts';
+import { decodeBatch, encodeBatch } from './log.ts';
+import { Mirror } from './mirror.ts';
+import { Replicator } from './replicator.ts';
+
+export const MSG_ROLE = 1;
+export const MSG_BATCH = 2;
+export const MSG_ACK = 3;
+export const MSG_HEARTBEAT = 4;
+
+export type Role = 'candidate' | 'active' | 'standby' | 'fenced';
+
+/** The replication link as the node sees it: authenticated, ordered messages. */
+export interface PeerLink {
+  send(type: number, epoch: number, payload: Uint8Array): void;
+  close(): void;
+}
+
+export interface HaNodeOptions {
+  nodeId: string;
+  role: 'active' | 'standby';
+  mode?: 'sync' | 'async';
+  heartbeatUs?: number;
+  timeoutUs?: number;
+  /** How long a configured active waits to hear from its peer before it takes the VIP alone. */
+  startupWaitUs?: number;
+  /** Added to the timestamp clock at take-over beyond the time since the last batch (ms). */
+  tsMarginMs?: number;
+  /** GARP/NA at take-over and after these delays (µs), then every `announceRefreshUs`. */
+  announceAfterUs?: number[];
+  announceRefreshUs?: number;
+}
+
+/** What the node asks of its driver. */
+export interface HaDriver {
+  /** Let frames out of the data link (and in): only while active. */
+  setMuted(muted: boolean): void;
+  /** Run a stack turn soon (limits were raised; connections were restored). */
+  wake(): void;
+  /** Connections restored by a take-over, for the application. */
+  restored(conns: { c: StackConnection; checkpoint: unknown }[], now: number): void;
+  log(line: string): void;
+}
+
+export interface TakeoverRecord {
+  /** When the active was last heard from and when the take-over ran (our clock, µs). */
+  lastHeardAt: number;
+  at: number;
+  epoch: number;
+  connections: number;
+  failed: number;
+}
+
+const ENC = new TextEncoder();
+const DEC = new TextDecoder();
+
+function f64(v: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setFloat64(0, v);
+  return b;
+}
+
+function readF64(b: Uint8Array): number | undefined {
+  if (b.length !== 8) return undefined;
+  return new DataView(b.buffer, b.byteOffset, 8).getFloat64(0);
+}
+
+export class HaNode {
+  role: Role;
+  epoch = 0;
+  readonly mirror = new Mirror();
+  replicator: Replicator | undefined;
+  readonly takeovers: TakeoverRecord[] = [];
+  /** Batches or messages refused (forged content, out of order, stale epoch) with the reason. */
+  readonly rejects: string[] = [];
+  private link: PeerLink | undefined;
+  private peerRole: Role | undefined;
+  private peerReady = false;
+  private lastHeard: number;
+  private lastSent: number;
+  private startedAt: number;
+  private announceAt: number[] = [];
+  /** The last `now` any call gave (messages go out inside calls that have one). */
+  private clock: number;
+  private readonly o: Required<HaNodeOptions>;
+
+  constructor(
+    opts: HaNodeOptions,
+    private readonly stack: NetStack,
+    private readonly driver: HaDriver,
+    now: number,
+  ) {
+    this.o = {
+      mode: 'sync',
+      heartbeatUs: 20_000,
+      timeoutUs: 100_000,
+      startupWaitUs: 300_000,
+      tsMarginMs: 1000,
+      announceAfterUs: [50_000, 200_000, 1_000_000],
+      announceRefreshUs: 10_000_000,
+      ...opts,
+    };
+    this.role = opts.role === 'active' ? 'candidate' : 'standby';
+    this.lastHeard = now;
+    this.lastSent = now;
+    this.startedAt = now;
+    this.clock = now;
+    driver.setMuted(true);
+  }
+
+  get mode(): 'sync' | 'async' {
+    return this.o.mode;
+  }
+
+  /** The standby is attached and holding (for status). */
+  get standbyAttached(): boolean {
+    return this.role === 'active' && this.peerReady;
+  }
+
+  get linkUp(): boolean {
+    return this.link !== undefined;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Link events
+
+  /** An authenticated link to the peer is up (either side may have dialled). */
+  linkOpened(link: PeerLink, now: number): void {
+    if (this.link) this.link.close();
+    this.link = link;
+    this.peerRole = undefined;
+    this.peerReady = false;
+    this.lastHeard = now;
+    this.clock = now;
+    this.sendRole();
+  }
+
+  linkClosed(link: PeerLink, _now: number): void {
+    if (this.link !== link) return;
+    this.link = undefined;
+    this.peerRole = undefined;
+    if (this.role === 'active' && this.peerReady) {
+      this.peerReady = false;
+      this.replicator?.detach();
+      this.driver.log(`standby gone: serving alone (degraded) at epoch ${this.epoch}`);
+      this.driver.wake();
+    }
+  }
+
+  /** A message from the peer. A bad one closes the link (the peer reconnects and starts over). */
+  message(type: number, epoch: number, payload: Uint8Array, now: number): void {
+    if (!this.link) return;
+    this.lastHeard = now;
+    this.clock = now;
+    if (epoch > this.epoch && this.role === 'active') {
+      this.fence(`the peer speaks for epoch ${epoch}, ours is ${this.epoch}`);
+      return;
+    }
+    switch (type) {
+      case MSG_ROLE:
+        this.onRole(payload, epoch, now);
+        return;
+      case MSG_BATCH:
+        this.onBatch(payload, epoch, now);
+        return;
+      case MSG_ACK: {
+        const lsn = readF64(payload);
+        if (lsn === undefined || this.role !== 'active') {
+          this.refuse('an ACK that is not one');
+          return;
+        }
+        this.replicator?.ack(lsn);
+        this.driver.wake();
+        return;
+      }
+      case MSG_HEARTBEAT:
+        return;
+      default:
+        this.refuse(`unknown message type ${type}`);
+    }
+  }
+
+  private refuse(reason: string): void {
+    this.rejects.push(reason);
+    this.driver.log(`replication: refused ${reason}; closing the link`);
+    const l = this.link;
+    if (l) {
+      this.linkClosed(l, this.lastHeard);
+      l.close();
+    }
+  }
+
+  private sendRole(): void {
+    const body = { nodeId: this.o.nodeId, role: this.role, ready: this.mirror.synced };
+    this.send(MSG_ROLE, ENC.encode(JSON.stringify(body)));
+  }
+
+  private send(type: number, payload: Uint8Array): void {
+    this.link?.send(type, this.epoch, payload);
+    this.lastSent = this.clock;
+  }
+
+  private onRole(payload: Uint8Array, epoch: number, now: number): void {
+    let body: { role?: unknown; nodeId?: unknown };
+    try {
+      body = JSON.parse(DEC.decode(payload));
+    } catch {
+      this.refuse('a role message that is not JSON');
+      return;
+    }
+    const role = body.role;
+    if (role !== 'active' && role !== 'standby' && role !== 'candidate' && role !== 'fenced') {
+      this.refuse('a role message without a role');
+      return;
+    }
+    this.peerRole = role;
+    if (role === 'active') {
+      if (this.role === 'candidate' || this.role === 'standby') {
+        // Join as standby (no preemption): take the active's epoch.
+        this.role = 'standby';
+        this.epoch = Math.max(this.epoch, epoch);
+        this.mirror.synced = false;
+        this.driver.setMuted(true);
+        this.sendRole();
+      } else if (this.role === 'active' && epoch === this.epoch) {
+        // Two actives with one epoch: the smaller node id keeps it.
+        if (String(body.nodeId) < this.o.nodeId)
+          this.fence(`active peer ${String(body.nodeId)} at our epoch`);
+      }
+      return;
+    }
+    if (role === 'standby' || role === 'candidate') {
+      if (this.role === 'candidate') this.becomeActive(now, false);
+      if (this.role === 'active' && role === 'standby' && !this.peerReady) {
+        this.peerReady = true;
+        const b = this.replicator!.bootstrap(now);
+        this.sendBatch(b);
+        this.driver.log(`standby attached: bootstrap of ${b.records.length} records (lsn ${b.lsn})`);
+      }
+    }
+  }
+
+  private sendBatch(b: Parameters<typeof encodeBatch>[0]): void {
+    const bytes = encodeBatch(b);
+    if (this.replicator) this.replicator.counters.bytes += bytes.length;
+    this.send(MSG_BATCH, bytes);
+  }
+
+  private onBatch(payload: Uint8Array, epoch: number, now: number): void {
+    if (this.role !== 'standby') {
+      this.refuse('a batch while not standby');
+      return;
+    }
+    if (epoch < this.epoch) {
+      this.refuse(`a batch of epoch ${epoch} below ours (${this.epoch})`);
+      return;
+    }
+    this.epoch = epoch;
+    const b = decodeBatch(payload);
+    if (typeof b === 'string') {
+      this.refuse(b);
+      return;
+    }
+    const err = this.mirror.apply(b, now);
+    if (err) {
+      this.refuse(err);
+      return;
+    }
+    this.send(MSG_ACK, f64(b.lsn));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Driver calls
+
+  /** End of a driver turn: the active ships what the turn did as one batch. */
+  afterTurn(now: number): void {
+    this.clock = now;
+    if (this.role !== 'active' || !this.replicator) return;
+    const b = this.replicator.batch(now);
+    if (b && this.link && this.peerReady) this.sendBatch(b);
+  }
+
+  pollAt(): number {
+    let t = this.link ? this.lastSent + this.o.heartbeatUs : Number.POSITIVE_INFINITY;
+    if (this.role === 'standby' && this.mirror.synced) t = Math.min(t, this.lastHeard + this.o.timeoutUs);
+    if (this.role === 'active' && this.peerReady) t = Math.min(t, this.lastHeard + this.o.timeoutUs);
+    if (this.role === 'candidate') t = Math.min(t, this.startedAt + this.o.startupWaitUs);
+    if (this.announceAt.length > 0) t = Math.min(t, this.announceAt[0]);
+    return t;
+  }
+
+  poll(now: number): void {
+    this.clock = now;
+    if (this.role === 'candidate' && now >= this.startedAt + this.o.startupWaitUs)
+      this.becomeActive(now, false);
+    if (this.role === 'standby' && this.mirror.synced && now >= this.lastHeard + this.o.timeoutUs)
+      this.takeOver(now);
+    if (this.role === 'active' && this.peerReady && now >= this.lastHeard + this.o.timeoutUs) {
+      this.driver.log(`standby silent for ${((now - this.lastHeard) / 1000).toFixed(0)} ms: dropping it`);
+      const l = this.link;
+      if (l) {
+        this.linkClosed(l, now);
+        l.close();
+      }
+    }
+    // The same sums as pollAt's: `now - a >= d` can miss `now >= a + d` by a rounding.
+    if (this.link && now >= this.lastSent + this.o.heartbeatUs) this.send(MSG_HEARTBEAT, f64(now));
+    while (this.announceAt.length > 0 && this.announceAt[0] <= now) {
+      this.announceAt.shift();
+      if (this.role === 'active') {
+        this.stack.announce();
+        if (this.announceAt.length === 0) this.announceAt.push(now + this.o.announceRefreshUs);
+      }
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Roles
+
+  private becomeActive(now: number, takeover: boolean): void {
+    if (!takeover) this.epoch = Math.max(this.epoch, 0) + 1;
+    this.role = 'active';
+    this.replicator = new Replicator(this.stack, this.o.mode);
+    this.driver.setMuted(false);
+    this.stack.announce();
+    this.announceAt = this.o.announceAfterUs.map((d) => now + d);
+    this.driver.log(`active at epoch ${this.epoch}${takeover ? ' (take-over)' : ''}`);
+    this.sendRole();
+    this.driver.wake();
+  }
+
+  /** Step 2-6 of DESIGN.md "Take-over": epoch+1, restore, kick-start, claim the VIP, resume the app. */
+  takeOver(now: number): void {
+    const lastHeard = this.lastHeard;
+    this.epoch++;
+    const { restored, failed } = this.mirror.restoreAll(now, this.o.tsMarginMs);
+    for (const f of failed) this.driver.log(`take-over: ${f}`);
+    const conns: { c: StackConnection; checkpoint: unknown }[] = [];
+    for (const r of restored) {
+      try {
+        const c = this.stack.adopt(
+          r.tuple.local,
+          r.tuple.localPort,
+          r.tuple.remote,
+          r.tuple.remotePort,
+          r.tcp,
+        );
+        r.tcp.kickStart(now);
+        conns.push({ c, checkpoint: r.mirror.checkpoint?.value });
+      } catch (e) {
+        failed.push((e as Error).message);
+      }
+    }
+    this.mirror.conns.clear();
+    this.mirror.synced = false;
+    if (this.link) {
+      const l = this.link;
+      this.link = undefined;
+      l.close();
+    }
+    this.peerReady = false;
+    this.becomeActive(now, true);
+    this.takeovers.push({
+      lastHeardAt: lastHeard,
+      at: now,
+      epoch: this.epoch,
+      connections: conns.length,
+      failed: failed.length,
+    });
+    this.driver.log(
+      `take-over: ${conns.length} connection(s) restored, ${failed.length} failed, ${((now - lastHeard) / 1000).toFixed(0)} ms after the active was last heard`,
+    );
+    this.driver.restored(conns, now);
+  }
+
+  private fence(reason: string): void {
+    this.role = 'fenced';
+    this.driver.setMuted(true);
+    this.driver.log(`fenced: ${reason}; silent from now on`);
+    const l = this.link;
+    if (l) {
+      this.link = undefined;
+      l.close();
+    }
+  }
+}

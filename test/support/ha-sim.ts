@@ -1,0 +1,240 @@
+/**
+ * Active/standby pairs on the simulated network: each HA node is a NetStack plus an HaNode, both
+ * with the shared virtual MAC and the VIP; the replication link is a simulated ordered pipe with
+ * latency that breaks when either end crashes (as a kernel TCP does when a process is killed: the
+ * survivor sees the close after one latency).
+ *
+ * Server applications are stateless functions of a connection's offsets, so the same code runs
+ * on both nodes and picks up restored connections (DESIGN.md "Application model"):
+ * - echo (port 7): reads what it can write back, writes it back;
+ * - download (port 19): writes a pattern stream by offset up to a length, then closes;
+ * - request/response (port 80): each 64-byte request gets a 1,000-byte answer derived from it.
+ */
+
+import { type HaDriver, HaNode, type HaNodeOptions, type PeerLink } from '../../src/ha/node.ts';
+import type { NodeHandle, SimNode } from '../../src/link/sim/index.ts';
+import { cidrFromString } from '../../src/stack/ip.ts';
+import { NetStack, type StackConfig, type StackConnection } from '../../src/stack/stack.ts';
+import { TcpState } from '../../src/tcp/state.ts';
+import { macFromString } from '../../src/wire/address.ts';
+import { fillPattern } from './tcp-sim.ts';
+
+export const VIP_MAC = macFromString('00:00:5e:00:01:01')!;
+export const VIP4 = '198.18.0.100';
+export const VIP6 = 'fd00::100';
+export const ECHO_PORT = 7;
+export const DOWNLOAD_PORT = 19;
+export const RR_PORT = 80;
+export const REQUEST_BYTES = 64;
+export const RESPONSE_BYTES = 1000;
+/** Pattern stream id of downloads. */
+export const DOWNLOAD_STREAM = 77;
+
+/** The answer to one request: bytes derived from the request's content. */
+export function responseFor(req: Uint8Array): Uint8Array {
+  const out = new Uint8Array(RESPONSE_BYTES);
+  let h = 2166136261;
+  for (const b of req) h = Math.imul(h ^ b, 16777619) >>> 0;
+  for (let i = 0; i < out.length; i++) {
+    h = Math.imul(h ^ i, 16777619) >>> 0;
+    out[i] = h & 0xff;
+  }
+  return out;
+}
+
+/** Connections the application has closed (close() once: a second one would be no news). */
+const closedByApp = new WeakSet<object>();
+
+function closeOnce(c: StackConnection): boolean {
+  if (closedByApp.has(c.tcp)) return false;
+  closedByApp.add(c.tcp);
+  c.tcp.close();
+  return true;
+}
+
+/** Drives one server connection; returns whether it did anything. */
+export function serveConnection(c: StackConnection, downloadBytes: number): boolean {
+  const t = c.tcp;
+  let acted = false;
+  if (c.localPort === ECHO_PORT) {
+    for (let i = 0; i < 64; i++) {
+      const n = Math.min(t.readable, t.writable);
+      if (n === 0) break;
+      const d = t.read(n)!;
+      t.write(d);
+      acted = true;
+    }
+    if (t.eof && t.state === TcpState.CloseWait && closeOnce(c)) acted = true;
+  } else if (c.localPort === DOWNLOAD_PORT) {
+    for (let i = 0; i < 64 && t.writePosition < downloadBytes && t.writable > 0; i++) {
+      const chunk = new Uint8Array(Math.min(downloadBytes - t.writePosition, t.writable, 32768));
+      fillPattern(DOWNLOAD_STREAM, t.writePosition, chunk);
+      t.write(chunk);
+      acted = true;
+    }
+    if (
+      t.writePosition >= downloadBytes &&
+      (t.state === TcpState.Established || t.state === TcpState.CloseWait) &&
+      closeOnce(c)
+    )
+      acted = true;
+    for (let d = t.read(); d; d = t.read()) acted = true; // the client sends nothing; drain anyway
+  } else if (c.localPort === RR_PORT) {
+    for (let i = 0; i < 64 && t.readable >= REQUEST_BYTES && t.writable >= RESPONSE_BYTES; i++) {
+      t.write(responseFor(t.read(REQUEST_BYTES)!));
+      acted = true;
+    }
+    if (t.eof && t.state === TcpState.CloseWait && closeOnce(c)) acted = true;
+  }
+  return acted;
+}
+
+export interface HaSimOptions {
+  nodeId: string;
+  role: 'active' | 'standby';
+  /** Its own MAC is unused: both nodes speak with the virtual MAC, one at a time. */
+  stack?: Partial<StackConfig>;
+  ha?: Partial<HaNodeOptions>;
+  downloadBytes?: number;
+}
+
+export class HaSimNode implements SimNode {
+  handle!: NodeHandle;
+  stack!: NetStack;
+  ha!: HaNode;
+  muted = true;
+  /** Frames sent on the data link (the VIP's frames). */
+  framesSent = 0;
+  /** Frames sent while this node was not active (must stay 0: I4). */
+  framesWhileNotActive = 0;
+  readonly logs: string[] = [];
+  link: SimPipeEnd | undefined;
+
+  constructor(readonly opts: HaSimOptions) {}
+
+  attach(h: NodeHandle): void {
+    this.handle = h;
+    this.muted = true;
+    const cfg: StackConfig = {
+      mac: VIP_MAC,
+      addresses: [cidrFromString(`${VIP4}/24`)!, cidrFromString(`${VIP6}/64`)!],
+      ...this.opts.stack,
+    };
+    this.stack = new NetStack(
+      cfg,
+      h.rng,
+      (f) => {
+        if (this.muted) return;
+        this.framesSent++;
+        if (this.ha.role !== 'active') this.framesWhileNotActive++;
+        h.send(0, f);
+      },
+      h.now,
+    );
+    for (const port of [ECHO_PORT, DOWNLOAD_PORT, RR_PORT]) this.stack.listen(port, { onAccept: () => {} });
+    const driver: HaDriver = {
+      setMuted: (m) => {
+        this.muted = m;
+      },
+      wake: () => h.wake(),
+      restored: () => {},
+      log: (line) => this.logs.push(`${(h.now / 1000).toFixed(1)} ms ${this.opts.nodeId}: ${line}`),
+    };
+    this.ha = new HaNode(
+      { nodeId: this.opts.nodeId, role: this.opts.role, ...this.opts.ha },
+      this.stack,
+      driver,
+      h.now,
+    );
+  }
+
+  receive(_port: number, frame: Uint8Array, now: number): void {
+    if (!this.muted) this.stack.receive(frame, now);
+    this.turn(now);
+  }
+
+  poll(now: number): void {
+    this.ha.poll(now);
+    this.turn(now);
+  }
+
+  pollAt(): number | undefined {
+    const a = this.stack.pollAt();
+    const h = this.ha.pollAt();
+    const b = h === Number.POSITIVE_INFINITY ? undefined : h;
+    if (a === undefined) return b;
+    return b === undefined || a < b ? a : b;
+  }
+
+  /** One driver turn: stack and application until quiet (bounded), then the batch. */
+  turn(now: number): void {
+    const dl = this.opts.downloadBytes ?? 0;
+    for (let i = 0; i < 100; i++) {
+      this.stack.poll(now);
+      const ev = this.stack.takeEvents();
+      if (ev.changed.length === 0 && ev.accepted.length === 0) break;
+      for (const { c } of ev.accepted) if (serveConnection(c, dl)) this.stack.touch(c);
+      for (const c of ev.changed) if (!c.removed && serveConnection(c, dl)) this.stack.touch(c);
+    }
+    this.ha.afterTurn(now);
+  }
+}
+
+/** One end of the simulated replication link. */
+export class SimPipeEnd implements PeerLink {
+  closed = false;
+  peer!: SimPipeEnd;
+  constructor(
+    readonly owner: HaSimNode,
+    private readonly latencyUs: number,
+  ) {}
+
+  send(type: number, epoch: number, payload: Uint8Array): void {
+    if (this.closed || !this.owner.handle.alive) return;
+    const copy = payload.slice();
+    const peer = this.peer;
+    this.owner.handle.net.after(this.latencyUs, (now) => {
+      if (peer.closed || !peer.owner.handle.alive) return;
+      peer.owner.ha.message(type, epoch, copy, now);
+      peer.owner.turn(now);
+    });
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    const peer = this.peer;
+    this.owner.handle.net.after(this.latencyUs, (now) => {
+      if (peer.closed) return;
+      peer.closed = true;
+      if (peer.owner.handle.alive) peer.owner.ha.linkClosed(peer, now);
+    });
+  }
+}
+
+/** Opens a replication link between two HA nodes (both see it open at once). */
+export function linkNodes(a: HaSimNode, b: HaSimNode, latencyUs: number, now: number): void {
+  const ea = new SimPipeEnd(a, latencyUs);
+  const eb = new SimPipeEnd(b, latencyUs);
+  ea.peer = eb;
+  eb.peer = ea;
+  a.link = ea;
+  b.link = eb;
+  a.ha.linkOpened(ea, now);
+  b.ha.linkOpened(eb, now);
+}
+
+/** Kill -9 of an HA node: it stops at once; its replication link closes for the peer. */
+export function crashNode(n: HaSimNode): void {
+  n.handle.crash();
+  const l = n.link;
+  if (l && !l.closed) {
+    l.closed = true;
+    const peer = l.peer;
+    n.handle.net.after(200, (now) => {
+      if (peer.closed) return;
+      peer.closed = true;
+      if (peer.owner.handle.alive) peer.owner.ha.linkClosed(peer, now);
+    });
+  }
+}
