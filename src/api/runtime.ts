@@ -33,8 +33,23 @@ export interface ConnectionHooks {
   onChange(c: StackConnection): void;
 }
 
+/**
+ * A layer that runs once per turn (replication, src/ha): polled at its own deadlines, and called
+ * after each turn once the application's synchronous work and its microtasks are done, so
+ * everything the turn did is seen at once (DESIGN.md "A tick is a transaction").
+ */
+export interface TurnHook {
+  pollAt(): number | undefined;
+  poll(now: number): void;
+  afterTurn(now: number): void;
+}
+
 export class Runtime {
   readonly stack: NetStack;
+  private hook: TurnHook | undefined;
+  private afterTurnQueued = false;
+  /** Set by the HA layer: replicates a socket's checkpoint. */
+  checkpointSink: ((c: StackConnection, value: unknown) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
   private immediate: NodeJS.Immediate | undefined;
@@ -93,9 +108,35 @@ export class Runtime {
     this.stack.closeListener(l);
   }
 
+  /** Installs the per-turn layer (one at most). */
+  setHook(h: TurnHook | undefined): void {
+    this.hook = h;
+    this.kick();
+  }
+
+  /**
+   * Connections restored by a take-over: each goes to the application as a new connection of
+   * the server listening on its port (the socket says `restored`). Those with no listener run
+   * without an application.
+   */
+  adoptRestored(conns: StackConnection[]): void {
+    for (const c of conns) {
+      const l = this.stack.listenerFor(c.local, c.localPort);
+      const accept = l ? this.acceptors.get(l) : undefined;
+      accept?.(c);
+    }
+    this.kick();
+  }
+
   /** One turn: stack, then application callbacks, until quiet (bounded); then the next timer. */
   service(): void {
     if (this.closed) return;
+    const hook = this.hook;
+    if (hook) {
+      const at = hook.pollAt();
+      const t = monotonicUs();
+      if (at !== undefined && at <= t) hook.poll(t);
+    }
     for (let round = 0; round < Runtime.MAX_ROUNDS; round++) {
       const now = monotonicUs();
       this.stack.poll(now);
@@ -105,11 +146,23 @@ export class Runtime {
       for (const c of ev.changed) c.onChange?.();
     }
     this.device.flush();
+    if (hook && !this.afterTurnQueued) {
+      // After this turn's nextTicks and promise jobs (stream callbacks write there), before I/O.
+      this.afterTurnQueued = true;
+      setImmediate(() => {
+        this.afterTurnQueued = false;
+        if (this.closed) return;
+        this.hook?.afterTurn(monotonicUs());
+        this.arm();
+      });
+    }
     this.arm();
   }
 
   private arm(): void {
-    const at = this.stack.pollAt();
+    const s = this.stack.pollAt();
+    const h = this.hook?.pollAt();
+    const at = h === undefined || (s !== undefined && s < h) ? s : h;
     if (at === undefined) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = undefined;

@@ -70,6 +70,8 @@ export class Socket extends Duplex {
   private idleTimer: NodeJS.Timeout | undefined;
   bytesRead = 0;
   private written = 0;
+  /** Bytes of output to drop: a restored application writing again what was already sent. */
+  private skip = 0;
 
   constructor(
     private readonly runtime: Runtime,
@@ -84,6 +86,47 @@ export class Socket extends Duplex {
   attach(conn: StackConnection): void {
     this.conn = conn;
     conn.onChange = () => this.update();
+    conn.app = {
+      consumed: () => conn.tcp.readPosition - this.readableLength,
+      unsent: () => this.unsentChunks(),
+    };
+    if (conn.restored) {
+      this.skip = conn.restored.skipWrite;
+      this.written = conn.tcp.writePosition - this.skip;
+    }
+  }
+
+  /** Written by the application and not yet taken by the engine, in order. */
+  private unsentChunks(): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    if (this.pendingWrite) out.push(this.pendingWrite.data);
+    const st = (this as unknown as { _writableState?: { getBuffer?: () => { chunk: unknown }[] } })
+      ._writableState;
+    for (const e of st?.getBuffer?.() ?? []) {
+      const ch = e.chunk;
+      if (ch instanceof Uint8Array) out.push(ch);
+      else if (typeof ch === 'string') out.push(Buffer.from(ch));
+    }
+    return out;
+  }
+
+  /** Restored by a take-over (DESIGN.md "Application model"): see `lastCheckpoint`. */
+  get restored(): boolean {
+    return this.conn?.restored !== undefined;
+  }
+
+  /** The value of the last `checkpoint()` before the take-over (undefined if none). */
+  get lastCheckpoint(): unknown {
+    return this.conn?.restored?.checkpoint;
+  }
+
+  /**
+   * Replicates `value` (JSON) with the current read and write offsets, atomically with this turn.
+   * After a take-over the restored socket has it as `lastCheckpoint`, bytes read after it are
+   * delivered again, and output written again for them is not sent twice.
+   */
+  checkpoint(value: unknown): void {
+    if (this.conn) this.runtime.checkpointSink?.(this.conn, value);
   }
 
   // -------------------------------------------------------------------------------------------
@@ -221,7 +264,18 @@ export class Socket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    this.pendingWrite = { data: new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length), cb };
+    let data = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length);
+    if (this.skip > 0) {
+      const n = Math.min(this.skip, data.length);
+      this.skip -= n;
+      this.written += n;
+      data = data.subarray(n);
+      if (data.length === 0) {
+        cb();
+        return;
+      }
+    }
+    this.pendingWrite = { data, cb };
     this.flushWrites();
   }
 

@@ -93,8 +93,11 @@ export class ByteLog {
 export class MirrorConn {
   readonly recv = new ByteLog();
   readonly send = new ByteLog();
-  /** The latest state (an engine snapshot without buffers, config included). */
-  state: TcpSnapshot;
+  /**
+   * The latest state (an engine snapshot without buffers, config included), with what the
+   * application had taken (`appReadOffset`) and the engine's write end (`writePosition`).
+   */
+  state: TcpSnapshot & { appReadOffset?: number; writePosition?: number };
   /** The application's last checkpoint, if it took one. */
   checkpoint: { value: unknown; readOffset: number; writeOffset: number } | undefined;
 
@@ -108,10 +111,26 @@ export class MirrorConn {
 
   /** Drops what can never be needed again: bytes the peer acknowledged, bytes the app consumed. */
   trim(): void {
+    this.send.trim(this.state.sendBuffer.start);
+    this.recv.trim(this.readFrom());
+  }
+
+  /**
+   * Where the restored application reads from: its last checkpoint (bytes after it are delivered
+   * again), else what it had taken from its stream (not what the engine handed the stream).
+   */
+  readFrom(): number {
     const s = this.state;
-    this.send.trim(s.sendBuffer.start);
-    const keepFrom = this.checkpoint ? Math.min(this.checkpoint.readOffset, s.readOffset) : s.readOffset;
-    this.recv.trim(keepFrom);
+    const app = Math.min(s.appReadOffset ?? s.readOffset, s.readOffset);
+    return this.checkpoint ? Math.min(this.checkpoint.readOffset, app) : app;
+  }
+
+  /**
+   * Output the restored application will write again and must not be sent twice: from its
+   * checkpoint's write offset to the end of what is held.
+   */
+  skipWrite(): number {
+    return this.checkpoint ? Math.max(0, this.send.end - this.checkpoint.writeOffset) : 0;
   }
 
   /**
@@ -121,17 +140,26 @@ export class MirrorConn {
    * on by `tsAdvanceMs` so it never goes backwards for the peer (PAWS).
    */
   snapshotForRestore(tsAdvanceMs: number): TcpSnapshot {
-    const s = this.state;
+    const { appReadOffset: _a, writePosition, ...s } = this.state;
     const sendStart = s.sendBuffer.start;
     const sendData = this.send.bytesFrom(sendStart);
+    const readFrom = this.readFrom();
+    // Output the engine held when the state was taken may have left (it was committed); what
+    // the application wrote beyond it had not.
+    const engineEnd = Math.min(sendStart + sendData.length, writePosition ?? sendStart + sendData.length);
     return {
       ...s,
-      sendBuffer: { start: sendStart, data: sendData, capacity: s.sendBuffer.capacity },
-      received: this.recv.bytesFrom(s.readOffset),
+      sendBuffer: {
+        start: sendStart,
+        data: sendData,
+        capacity: Math.max(s.sendBuffer.capacity, sendData.length),
+      },
+      readOffset: readFrom,
+      received: this.recv.bytesFrom(readFrom),
       assembler: { ranges: [], recent: [], maxBytes: s.assembler.maxBytes },
       ackLimit: NONE,
       sendLimit: NONE,
-      sndMax: s.sndMax >= 0 ? Math.max(s.sndMax, sendStart + sendData.length) : s.sndMax,
+      sndMax: s.sndMax >= 0 ? Math.max(s.sndMax, engineEnd) : s.sndMax,
       tsOffset: (s.tsOffset + tsAdvanceMs) >>> 0,
       control: [],
       rstPending: false,

@@ -366,6 +366,7 @@ export class HaNode {
           r.tcp,
         );
         r.tcp.kickStart(now);
+        c.restored = { checkpoint: r.mirror.checkpoint?.value, skipWrite: r.mirror.skipWrite() };
         conns.push({ c, checkpoint: r.mirror.checkpoint?.value });
       } catch (e) {
         failed.push((e as Error).message);

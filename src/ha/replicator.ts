@@ -192,6 +192,20 @@ export class Replicator implements StackObserver {
         records.push({ type: REC_SEND, id: r.id, offset: r.sendEnd, data: w });
         r.sendEnd += w.length;
       }
+      // Bytes the application wrote that wait outside the engine continue the same stream.
+      if (c.app) {
+        let skip = r.sendEnd - t.writePosition;
+        for (const u of c.app.unsent()) {
+          if (skip >= u.length) {
+            skip -= u.length;
+            continue;
+          }
+          const part = skip > 0 ? u.subarray(skip) : u;
+          skip = 0;
+          records.push({ type: REC_SEND, id: r.id, offset: r.sendEnd, data: part.slice() });
+          r.sendEnd += part.length;
+        }
+      }
       if (!stateFirst) records.push(this.stateRecord(c, r, s));
       releases.push({ c, ...this.limitsOf(t, s) });
     }
@@ -215,12 +229,16 @@ export class Replicator implements StackObserver {
     const { config, counters: _counters, received: _r, ...rest } = s;
     const state = r.opened ? rest : { ...rest, config };
     r.opened = true;
+    // What the application has really taken: bytes still in a stream buffer are not consumed.
+    const appReadOffset = c.app ? Math.min(s.readOffset, c.app.consumed()) : s.readOffset;
     return {
       type: REC_CONN,
       id: r.id,
       tuple: { local: c.local, localPort: c.localPort, remote: c.remote, remotePort: c.remotePort },
       state: jsonBytes({
         ...state,
+        appReadOffset,
+        writePosition: c.tcp.writePosition,
         sendBuffer: { start: s.sendBuffer.start, capacity: s.sendBuffer.capacity },
       }),
     };

@@ -140,6 +140,14 @@ export class StackConnection {
   /** Still being accepted: counts in its listener's half-open table until synchronized. */
   listener: Listener | undefined;
   removed = false;
+  /**
+   * Set by the API layer: what the application has really taken and given, beyond the engine's
+   * offsets (bytes read from the engine but still in a stream buffer; bytes written to a stream
+   * but not yet in the engine). Replication uses it so a take-over loses neither.
+   */
+  app: { consumed(): number; unsent(): Uint8Array[] } | undefined;
+  /** Set on a connection restored by a take-over: the application's last checkpoint, if any. */
+  restored: { checkpoint: unknown; skipWrite: number } | undefined;
 
   constructor(
     readonly key: string,
@@ -697,7 +705,7 @@ export class NetStack {
     if (this.conns.has(key)) throw new Error(`adopt: connection ${key} exists already.`);
     const c = new StackConnection(key, local, localPort, remote, remotePort, tcp);
     if (tcp.state === TcpState.SynReceived) {
-      const l = this.listeners.get(`${ipKey(local)}|${localPort}`) ?? this.listeners.get(`*|${localPort}`);
+      const l = this.listenerFor(local, localPort);
       if (l && !l.closed) {
         c.listener = l;
         l.halfOpen++;
@@ -731,6 +739,11 @@ export class NetStack {
     const n = (this.usedPorts.get(p) ?? 0) - 1;
     if (n <= 0) this.usedPorts.delete(p);
     else this.usedPorts.set(p, n);
+  }
+
+  /** The listener that takes connections to `local`:`port`, if any. */
+  listenerFor(local: IpAddr, port: number): Listener | undefined {
+    return this.listeners.get(`${ipKey(local)}|${port}`) ?? this.listeners.get(`*|${port}`);
   }
 
   /** The application acted on `c` (wrote, read, closed, changed a limit): it has work at the next poll. */

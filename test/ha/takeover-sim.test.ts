@@ -5,14 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { LearningSwitch, Network } from '../../src/link/sim/index.ts';
-import { cidrFromString, ipFromString } from '../../src/stack/ip.ts';
-import type { StackConnection } from '../../src/stack/stack.ts';
-import { TcpState } from '../../src/tcp/state.ts';
-import { macFromString } from '../../src/wire/address.ts';
-import { isWireError } from '../../src/wire/error.ts';
-import { parseFrame } from '../../src/wire/frame.ts';
-import { TCP_RST } from '../../src/wire/tcp.ts';
 import {
   crashNode,
   DOWNLOAD_PORT,
@@ -26,7 +18,15 @@ import {
   responseFor,
   VIP4,
   VIP6,
-} from '../support/ha-sim.ts';
+} from '../../src/ha/sim.ts';
+import { LearningSwitch, Network } from '../../src/link/sim/index.ts';
+import { cidrFromString, ipFromString } from '../../src/stack/ip.ts';
+import type { StackConnection } from '../../src/stack/stack.ts';
+import { TcpState } from '../../src/tcp/state.ts';
+import { macFromString } from '../../src/wire/address.ts';
+import { isWireError } from '../../src/wire/error.ts';
+import { parseFrame } from '../../src/wire/frame.ts';
+import { TCP_RST } from '../../src/wire/tcp.ts';
 import { forEachSeed } from '../support/seeds.ts';
 import { StackNode } from '../support/stack-sim.ts';
 import { checkPattern, fillPattern } from '../support/tcp-sim.ts';

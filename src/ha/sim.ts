@@ -11,13 +11,13 @@
  * - request/response (port 80): each 64-byte request gets a 1,000-byte answer derived from it.
  */
 
-import { type HaDriver, HaNode, type HaNodeOptions, type PeerLink } from '../../src/ha/node.ts';
-import type { NodeHandle, SimNode } from '../../src/link/sim/index.ts';
-import { cidrFromString } from '../../src/stack/ip.ts';
-import { NetStack, type StackConfig, type StackConnection } from '../../src/stack/stack.ts';
-import { TcpState } from '../../src/tcp/state.ts';
-import { macFromString } from '../../src/wire/address.ts';
-import { fillPattern } from './tcp-sim.ts';
+import type { NodeHandle, SimNode } from '../link/sim/index.ts';
+import { fillPattern } from '../link/sim/pattern.ts';
+import { cidrFromString } from '../stack/ip.ts';
+import { NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
+import { TcpState } from '../tcp/state.ts';
+import { macFromString } from '../wire/address.ts';
+import { type HaDriver, HaNode, type HaNodeOptions, type PeerLink } from './node.ts';
 
 export const VIP_MAC = macFromString('00:00:5e:00:01:01')!;
 export const VIP4 = '198.18.0.100';
