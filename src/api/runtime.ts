@@ -48,6 +48,7 @@ export class Runtime {
   readonly stack: NetStack;
   private hook: TurnHook | undefined;
   private afterTurnQueued = false;
+  private hookPollQueued = false;
   /** Set by the HA layer: replicates a socket's checkpoint. */
   checkpointSink: ((c: StackConnection, value: unknown) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -132,10 +133,19 @@ export class Runtime {
   service(): void {
     if (this.closed) return;
     const hook = this.hook;
-    if (hook) {
+    if (hook && !this.hookPollQueued) {
       const at = hook.pollAt();
-      const t = monotonicUs();
-      if (at !== undefined && at <= t) hook.poll(t);
+      if (at !== undefined && at <= monotonicUs()) {
+        // In the check phase, after this loop iteration's I/O: a failure detector must not judge
+        // silence while the peer's messages wait unread behind a busy turn.
+        this.hookPollQueued = true;
+        setImmediate(() => {
+          this.hookPollQueued = false;
+          if (this.closed) return;
+          this.hook?.poll(monotonicUs());
+          this.service();
+        });
+      }
     }
     for (let round = 0; round < Runtime.MAX_ROUNDS; round++) {
       const now = monotonicUs();

@@ -6,10 +6,15 @@ import { readFileSync } from 'node:fs';
 const USAGE = `usage: takeover <command>
 
 commands:
+  demo [--json] [--seed N] [--connections N] [--crash-at-ms N] [--loss P]
+              an active/standby pair on a simulated network, the active killed mid-stream,
+              the standby taking over every connection (no root needed)
+  node --config <file>
+              run one node of a pair on a TAP device (root or CAP_NET_ADMIN)
+  status (--socket <path> | --config <file>) [--json]
+              role, epoch, connections, replication lag and last take-over of a running node
   version     print the version
-  help        this text
-
-Session take-over (node, status, demo, relay) is not built yet: see the README's status section.`;
+  help        this text`;
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -18,8 +23,8 @@ function version(): string {
   return pkg.version;
 }
 
-export function main(argv: string[]): number {
-  const [cmd] = argv;
+export async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
   switch (cmd) {
     case undefined:
     case 'help':
@@ -31,10 +36,34 @@ export function main(argv: string[]): number {
     case '--version':
       console.log(version());
       return 0;
+    case 'node': {
+      if (rest[0] !== '--config' || rest[1] === undefined || rest.length !== 2) {
+        console.error('takeover node: give the config file: takeover node --config <file>.');
+        return 2;
+      }
+      const { runNode } = await import('./node.ts');
+      return runNode(rest[1]);
+    }
+    case 'status': {
+      const { runStatus } = await import('./status.ts');
+      return runStatus(rest);
+    }
+    case 'demo': {
+      const { runDemo } = await import('./demo.ts');
+      return runDemo(rest, (line) => console.log(line));
+    }
     default:
       console.error(`takeover: unknown command '${cmd}'. Run 'takeover help' for the list.`);
       return 2;
   }
 }
 
-process.exitCode = main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code !== 0) process.exit(code);
+  },
+  (e: Error) => {
+    console.error(`takeover: ${e.stack ?? e.message}`);
+    process.exit(1);
+  },
+);

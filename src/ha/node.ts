@@ -11,7 +11,10 @@
  * - `active`: owns the VIP; replicates to a standby when one is attached (sync: output waits for
  *   it), serves alone (degraded) when none is.
  * - `standby`: silent on the data link; mirrors; takes over once `synced` (bootstrap applied) when
- *   nothing was heard from the active for `timeoutUs`.
+ *   the active is gone: its link closed (its kernel closes the socket when the process dies) and
+ *   nothing was heard for `timeoutUs`; or nothing was heard for `silentTimeoutUs` with the link
+ *   still open (a host that lost power or a cut cable sends no FIN). An active that is merely
+ *   slow (a long turn, a GC pause) keeps its link open, so the short timeout never fires on it.
  * - `fenced`: saw a higher epoch while active: stops sending at once (I4) and stays silent.
  *
  * Configured `active` starts as `candidate` for `startupWaitUs`: if the peer answers as active it
@@ -27,6 +30,8 @@ export const MSG_ROLE = 1;
 export const MSG_BATCH = 2;
 export const MSG_ACK = 3;
 export const MSG_HEARTBEAT = 4;
+/** The active drops this standby (it is alive: the standby must not take over; it resyncs). */
+export const MSG_DROP = 5;
 
 export type Role = 'candidate' | 'active' | 'standby' | 'fenced';
 
@@ -42,6 +47,8 @@ export interface HaNodeOptions {
   mode?: 'sync' | 'async';
   heartbeatUs?: number;
   timeoutUs?: number;
+  /** Silence tolerated while the link stays open (default 10 × timeoutUs). */
+  silentTimeoutUs?: number;
   /** How long a configured active waits to hear from its peer before it takes the VIP alone. */
   startupWaitUs?: number;
   /** Added to the timestamp clock at take-over beyond the time since the last batch (ms). */
@@ -72,6 +79,8 @@ export interface TakeoverRecord {
 }
 
 const ENC = new TextEncoder();
+/** How long a new active ignores claims of its VIP (the old node's last announcements). */
+const CLAIM_GRACE_US = 2_000_000;
 const DEC = new TextDecoder();
 
 function f64(v: number): Uint8Array {
@@ -94,12 +103,16 @@ export class HaNode {
   /** Batches or messages refused (forged content, out of order, stale epoch) with the reason. */
   readonly rejects: string[] = [];
   private link: PeerLink | undefined;
-  private peerRole: Role | undefined;
+  /** The role the peer last announced. */
+  peerRole: Role | undefined;
   private peerReady = false;
   private lastHeard: number;
   private lastSent: number;
   private startedAt: number;
   private announceAt: number[] = [];
+  /** Active with a lost standby: when it stops holding and serves alone. */
+  private degradeAt = Number.POSITIVE_INFINITY;
+  private activeSince = 0;
   /** The last `now` any call gave (messages go out inside calls that have one). */
   private clock: number;
   private readonly o: Required<HaNodeOptions>;
@@ -114,6 +127,7 @@ export class HaNode {
       mode: 'sync',
       heartbeatUs: 20_000,
       timeoutUs: 100_000,
+      silentTimeoutUs: 10 * (opts.timeoutUs ?? 100_000),
       startupWaitUs: 300_000,
       tsMarginMs: 1000,
       announceAfterUs: [50_000, 200_000, 1_000_000],
@@ -125,6 +139,7 @@ export class HaNode {
     this.lastSent = now;
     this.startedAt = now;
     this.clock = now;
+    stack.onAddressClaim = (_a, t) => this.addressClaimed(t);
     driver.setMuted(true);
   }
 
@@ -155,16 +170,30 @@ export class HaNode {
     this.sendRole();
   }
 
-  linkClosed(link: PeerLink, _now: number): void {
+  linkClosed(link: PeerLink, now: number): void {
     if (this.link !== link) return;
     this.link = undefined;
     this.peerRole = undefined;
     if (this.role === 'active' && this.peerReady) {
       this.peerReady = false;
-      this.replicator?.detach();
-      this.driver.log(`standby gone: serving alone (degraded) at epoch ${this.epoch}`);
-      this.driver.wake();
+      // Keep holding for one more detection timeout before serving alone: if the standby is in
+      // fact taking over, its claim of the VIP reaches us first and we fence (see addressClaimed)
+      // instead of sending what it does not hold.
+      this.degradeAt = now + this.o.timeoutUs;
+      this.driver.log(`standby gone: holding output ${this.o.timeoutUs / 1000} ms, then serving alone`);
     }
+  }
+
+  /**
+   * Another node claimed one of our addresses (an ARP or NA from elsewhere, seen on the data
+   * link: the second path of DESIGN.md "Detect"). An active that has no standby attached takes it
+   * as a take-over elsewhere and fences; one that just became active ignores claims for a while
+   * (the old node's last announcements may still be on the wire).
+   */
+  addressClaimed(now: number): void {
+    if (this.role !== 'active' || this.peerReady) return;
+    if (now < this.activeSince + CLAIM_GRACE_US) return;
+    this.fence('another node claims the VIP on the data link');
   }
 
   /** A message from the peer. A bad one closes the link (the peer reconnects and starts over). */
@@ -194,6 +223,14 @@ export class HaNode {
         return;
       }
       case MSG_HEARTBEAT:
+        return;
+      case MSG_DROP:
+        // The active is alive and let us go: our mirror is stale until a new bootstrap.
+        if (this.role === 'standby') {
+          this.mirror.synced = false;
+          this.mirror.conns.clear();
+          this.driver.log('the active dropped us: resyncing');
+        }
         return;
       default:
         this.refuse(`unknown message type ${type}`);
@@ -300,11 +337,17 @@ export class HaNode {
     if (b && this.link && this.peerReady) this.sendBatch(b);
   }
 
+  /** Silence after which the peer counts as dead: short once its link has closed. */
+  private deadAfter(): number {
+    return this.link ? this.o.silentTimeoutUs : this.o.timeoutUs;
+  }
+
   pollAt(): number {
     let t = this.link ? this.lastSent + this.o.heartbeatUs : Number.POSITIVE_INFINITY;
-    if (this.role === 'standby' && this.mirror.synced) t = Math.min(t, this.lastHeard + this.o.timeoutUs);
-    if (this.role === 'active' && this.peerReady) t = Math.min(t, this.lastHeard + this.o.timeoutUs);
+    if (this.role === 'standby' && this.mirror.synced) t = Math.min(t, this.lastHeard + this.deadAfter());
+    if (this.role === 'active' && this.peerReady) t = Math.min(t, this.lastHeard + this.o.silentTimeoutUs);
     if (this.role === 'candidate') t = Math.min(t, this.startedAt + this.o.startupWaitUs);
+    t = Math.min(t, this.degradeAt);
     if (this.announceAt.length > 0) t = Math.min(t, this.announceAt[0]);
     return t;
   }
@@ -313,14 +356,23 @@ export class HaNode {
     this.clock = now;
     if (this.role === 'candidate' && now >= this.startedAt + this.o.startupWaitUs)
       this.becomeActive(now, false);
-    if (this.role === 'standby' && this.mirror.synced && now >= this.lastHeard + this.o.timeoutUs)
+    if (this.role === 'standby' && this.mirror.synced && now >= this.lastHeard + this.deadAfter())
       this.takeOver(now);
-    if (this.role === 'active' && this.peerReady && now >= this.lastHeard + this.o.timeoutUs) {
+    if (this.role === 'active' && this.peerReady && now >= this.lastHeard + this.o.silentTimeoutUs) {
       this.driver.log(`standby silent for ${((now - this.lastHeard) / 1000).toFixed(0)} ms: dropping it`);
       const l = this.link;
       if (l) {
+        l.send(MSG_DROP, this.epoch, ENC.encode('silent'));
         this.linkClosed(l, now);
         l.close();
+      }
+    }
+    if (now >= this.degradeAt) {
+      this.degradeAt = Number.POSITIVE_INFINITY;
+      if (this.role === 'active' && !this.peerReady) {
+        this.replicator?.detach();
+        this.driver.log(`serving alone (degraded) at epoch ${this.epoch}`);
+        this.driver.wake();
       }
     }
     // The same sums as pollAt's: `now - a >= d` can miss `now >= a + d` by a rounding.
@@ -340,6 +392,8 @@ export class HaNode {
   private becomeActive(now: number, takeover: boolean): void {
     if (!takeover) this.epoch = Math.max(this.epoch, 0) + 1;
     this.role = 'active';
+    this.activeSince = now;
+    this.degradeAt = Number.POSITIVE_INFINITY;
     this.replicator = new Replicator(this.stack, this.o.mode);
     this.driver.setMuted(false);
     this.stack.announce();
@@ -396,6 +450,7 @@ export class HaNode {
 
   private fence(reason: string): void {
     this.role = 'fenced';
+    this.announceAt = [];
     this.driver.setMuted(true);
     this.driver.log(`fenced: ${reason}; silent from now on`);
     const l = this.link;

@@ -120,11 +120,16 @@ export class Replicator implements StackObserver {
     const r = this.conns.get(c);
     if (!r || !this.attached) return;
     this.dirty.add(c);
+    // The application's own positions: bytes still in its stream buffers are not read yet,
+    // bytes it wrote that wait outside the engine are written already.
+    const t = c.tcp;
+    let writeOffset = t.writePosition;
+    for (const u of c.app?.unsent() ?? []) writeOffset += u.length;
     this.checkpoints.push({
       type: REC_CKPT,
       id: r.id,
-      readOffset: c.tcp.readPosition,
-      writeOffset: c.tcp.writePosition,
+      readOffset: c.app ? Math.min(t.readPosition, c.app.consumed()) : t.readPosition,
+      writeOffset,
       value,
     });
   }

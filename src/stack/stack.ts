@@ -206,6 +206,8 @@ export interface StackCounters {
   lateSegments: number;
   /** Frames handed to the link to cut into segments (GSO); each counts once in framesOut. */
   gsoFrames: number;
+  /** ARP / NA frames from another node for one of our addresses. */
+  addressClaims: number;
 }
 
 function connKey(local: IpAddr, lport: number, remote: IpAddr, rport: number): string {
@@ -234,10 +236,16 @@ export class NetStack {
     neighborDrops: 0,
     lateSegments: 0,
     gsoFrames: 0,
+    addressClaims: 0,
   };
   readonly neighbors: NeighborCache;
   /** See StackObserver. */
   observer: StackObserver | undefined;
+  /**
+   * Called when an ARP or neighbour advertisement from another node claims one of our
+   * addresses (a take-over elsewhere: the HA layer fences on it).
+   */
+  onAddressClaim: ((a: IpAddr, now: number) => void) | undefined;
   private readonly cfg: StackConfig;
   private readonly conns = new Map<string, StackConnection>();
   private readonly listeners = new Map<string, Listener>();
@@ -375,6 +383,8 @@ export class NetStack {
       return;
     }
     this.counters.arpIn++;
+    // Another node speaks for one of our addresses (our own frames never come back to us).
+    if (a.senderIp !== 0 && this.isLocal(a.senderIp)) this.claimSeen(a.senderIp, now);
     const forUs = this.isLocal(a.targetIp);
     // RFC 826 "merge": update what we hold; add the sender when the packet is for us.
     if (a.senderIp !== 0 && !this.isLocal(a.senderIp))
@@ -505,8 +515,8 @@ export class NetStack {
       case ICMPV6_NEIGHBOR_ADVERTISEMENT: {
         if (hopLimit !== HOP_LIMIT_ND || m.code !== 0 || !m.target) return;
         this.counters.ndpIn++;
-        if (m.targetLinkAddr !== undefined && !this.isLocal(m.target))
-          this.neighbors.learn(m.target, m.targetLinkAddr, now, false);
+        if (this.isLocal(m.target)) this.claimSeen(m.target, now);
+        else if (m.targetLinkAddr !== undefined) this.neighbors.learn(m.target, m.targetLinkAddr, now, false);
         return;
       }
       case ICMPV6_ECHO_REQUEST: {
@@ -739,6 +749,11 @@ export class NetStack {
     const n = (this.usedPorts.get(p) ?? 0) - 1;
     if (n <= 0) this.usedPorts.delete(p);
     else this.usedPorts.set(p, n);
+  }
+
+  private claimSeen(a: IpAddr, now: number): void {
+    this.counters.addressClaims++;
+    this.onAddressClaim?.(a, now);
   }
 
   /** The listener that takes connections to `local`:`port`, if any. */

@@ -1,0 +1,9 @@
+/**
+ * Echo server (port 7 by default): everything a client sends comes back. Plain node:net code;
+ * a socket restored by a take-over is piped like any other (its unread bytes arrive again).
+ */
+import type { NetApi } from '../src/api/index.ts';
+
+export default function echo(net: NetApi, options: { port?: number }): void {
+  net.createServer((s) => s.pipe(s)).listen(options.port ?? 7);
+}

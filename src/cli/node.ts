@@ -1,0 +1,213 @@
+/**
+ * `takeover node --config <file>`: one node of an active/standby pair on a real network. It opens
+ * the TAP device, runs the stack behind a mute switch (a standby is silent on the wire), hosts
+ * the application module on it, replicates over kernel TCP to its peer, and answers `takeover
+ * status` on a unix socket. Prints `ready role=<role>` on stdout once serving or mirroring.
+ *
+ * The application module's default export is called with node:net's shape bound to our stack:
+ *
+ *   export default function app(net: NetApi, options: Record<string, unknown>): void {
+ *     net.createServer((s) => s.pipe(s)).listen(7);
+ *   }
+ */
+import { mkdirSync, rmSync } from 'node:fs';
+import { createServer, type Server as UnixServer } from 'node:net';
+import { dirname } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { netApi } from '../api/index.ts';
+import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
+import { jsonBytes } from '../ha/log.ts';
+import { HaNode } from '../ha/node.ts';
+import { ReplicationTransport } from '../ha/transport.ts';
+import { GatedDevice } from '../link/gate.ts';
+import { TapDevice } from '../link/tap/index.ts';
+import { ConfigError, loadNodeConfig, type NodeConfig } from './config.ts';
+
+export interface NodeStatus {
+  nodeId: string;
+  role: string;
+  epoch: number;
+  mode: string;
+  /** Active: a standby is attached and holding. Standby: the link to the active is up. */
+  peer: 'attached' | 'linked' | 'none';
+  /** Standby: a bootstrap has been applied (it can take over). */
+  synced: boolean;
+  degraded: boolean;
+  connections: number;
+  replication: { lsn: number; inFlight: number; batches: number; bytes: number; lagBatches: number };
+  mirror: { connections: number; bytes: number; lsn: number };
+  lastTakeover: { at: string; stallMs: number; connections: number; epoch: number } | null;
+}
+
+/** Runs the node until a signal; returns the exit code for a startup failure. */
+export async function runNode(configPath: string): Promise<number> {
+  const cfg = loadNodeConfig(configPath);
+  if (cfg instanceof ConfigError) {
+    console.error(cfg.message);
+    return 2;
+  }
+  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${cfg.nodeId}: ${line}\n`);
+  let tap: TapDevice;
+  try {
+    tap = await TapDevice.open({ name: cfg.tap.name, mtu: cfg.tap.mtu, netns: cfg.tap.netns });
+  } catch (e) {
+    console.error((e as Error).message);
+    return 1;
+  }
+  const gate = new GatedDevice(tap);
+  const rng = new CryptoRandom();
+  const rt = new Runtime(
+    gate,
+    {
+      mac: cfg.mac,
+      addresses: cfg.vip,
+      mtu: tap.mtu,
+      tcp: cfg.tcp,
+      gateway4: cfg.gateway4,
+      gateway6: cfg.gateway6,
+    },
+    rng,
+  );
+  const wallAt = new Map<number, string>();
+  const ha = new HaNode(
+    {
+      nodeId: cfg.nodeId,
+      role: cfg.role,
+      mode: cfg.replication.mode,
+      heartbeatUs: cfg.replication.heartbeatMs * 1000,
+      timeoutUs: cfg.replication.timeoutMs * 1000,
+    },
+    rt.stack,
+    {
+      setMuted: (m) => {
+        gate.muted = m;
+      },
+      wake: () => rt.kick(),
+      restored: (conns, now) => {
+        wallAt.set(now, new Date().toISOString());
+        rt.adoptRestored(conns.map((x) => x.c));
+      },
+      log,
+    },
+    monotonicUs(),
+  );
+  rt.setHook({
+    pollAt: () => {
+      const t = ha.pollAt();
+      return Number.isFinite(t) ? t : undefined;
+    },
+    poll: (now) => ha.poll(now),
+    afterTurn: (now) => ha.afterTurn(now),
+  });
+  rt.checkpointSink = (c, value) => ha.replicator?.checkpoint(c, jsonBytes(value));
+
+  const transport = new ReplicationTransport({
+    nodeId: cfg.nodeId,
+    key: cfg.replication.key,
+    listen: cfg.replication.listen,
+    peer: cfg.replication.peer,
+    rng,
+    onOpen: (link) => {
+      ha.linkOpened(link, monotonicUs());
+      rt.kick();
+    },
+    onMessage: (_link, type, epoch, payload) => {
+      ha.message(type, epoch, payload, monotonicUs());
+      rt.kick();
+    },
+    onClose: (link) => {
+      ha.linkClosed(link, monotonicUs());
+      rt.kick();
+    },
+    log,
+  });
+
+  try {
+    const mod = (await import(pathToFileURL(cfg.app.module).href)) as {
+      default?: (net: ReturnType<typeof netApi>, options: Record<string, unknown>) => unknown;
+    };
+    if (typeof mod.default !== 'function')
+      throw new Error(`app.module ${cfg.app.module} has no default export function (net, options) => void.`);
+    await mod.default(netApi(rt), cfg.app.options);
+    await transport.start();
+  } catch (e) {
+    console.error((e as Error).message);
+    await rt.close();
+    return 1;
+  }
+
+  const status = (): NodeStatus => {
+    const rep = ha.replicator;
+    const last = ha.takeovers[ha.takeovers.length - 1];
+    return {
+      nodeId: cfg.nodeId,
+      role: ha.role,
+      epoch: ha.epoch,
+      mode: ha.mode,
+      peer: ha.standbyAttached ? 'attached' : ha.linkUp ? 'linked' : 'none',
+      synced: ha.mirror.synced,
+      degraded: ha.role === 'active' && !ha.standbyAttached,
+      connections: rt.stack.connectionCount,
+      replication: {
+        lsn: rep?.lastLsn ?? 0,
+        inFlight: rep?.inFlight ?? 0,
+        batches: rep?.counters.batches ?? 0,
+        bytes: rep?.counters.bytes ?? 0,
+        lagBatches: rep?.inFlight ?? 0,
+      },
+      mirror: { connections: ha.mirror.conns.size, bytes: ha.mirror.bytes, lsn: ha.mirror.lsn },
+      lastTakeover: last
+        ? {
+            at: wallAt.get(last.at) ?? '',
+            stallMs: Math.round((last.at - last.lastHeardAt) / 1000),
+            connections: last.connections,
+            epoch: last.epoch,
+          }
+        : null,
+    };
+  };
+  const statusServer = await serveStatus(cfg, status, log);
+
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    log('stopping');
+    statusServer?.close();
+    rmSync(cfg.status.socket, { force: true });
+    await transport.stop();
+    await rt.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  log(`up: ${cfg.role} configured, TAP ${tap.name}, replication ${cfg.replication.mode}`);
+  console.log(`ready role=${ha.role}`);
+  return 0;
+}
+
+async function serveStatus(
+  cfg: NodeConfig,
+  status: () => NodeStatus,
+  log: (line: string) => void,
+): Promise<UnixServer | undefined> {
+  const path = cfg.status.socket;
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    rmSync(path, { force: true });
+  } catch (e) {
+    log(`status socket ${path}: ${(e as Error).message}; takeover status will not answer`);
+    return undefined;
+  }
+  const server = createServer((s) => {
+    s.on('error', () => {});
+    s.end(`${JSON.stringify(status())}\n`);
+  });
+  return new Promise((resolve) => {
+    server.once('error', (e) => {
+      log(`status socket ${path}: ${e.message}; takeover status will not answer`);
+      resolve(undefined);
+    });
+    server.listen(path, () => resolve(server));
+  });
+}

@@ -1,0 +1,94 @@
+/**
+ * `takeover status`: asks a running node (its unix socket) for its role, epoch, connections,
+ * replication lag and last take-over, and prints them (or the JSON with `--json`).
+ */
+import { connect } from 'node:net';
+import { ConfigError, loadNodeConfig } from './config.ts';
+import type { NodeStatus } from './node.ts';
+
+/** Reads the status from the socket at `path`; rejects with a sentence when nobody answers. */
+export function queryStatus(path: string, timeoutMs = 2000): Promise<NodeStatus> {
+  return new Promise((resolve, reject) => {
+    const s = connect(path);
+    let text = '';
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error(`no answer from ${path} within ${timeoutMs} ms.`));
+    }, timeoutMs);
+    s.on('data', (d) => {
+      text += d.toString();
+    });
+    s.on('error', (e: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(
+        new Error(`cannot reach a node at ${path} (${e.code ?? e.message}): is \`takeover node\` running?`),
+      );
+    });
+    s.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(text) as NodeStatus);
+      } catch {
+        reject(new Error(`${path} answered something that is not a status.`));
+      }
+    });
+  });
+}
+
+export function formatStatus(st: NodeStatus): string {
+  const lines = [
+    `node        ${st.nodeId}`,
+    `role        ${st.role}${st.degraded ? ' (degraded: no standby holds the connections)' : ''}`,
+    `epoch       ${st.epoch}`,
+    `mode        ${st.mode}`,
+    `peer        ${st.peer}${st.role === 'standby' ? (st.synced ? ', synced' : ', syncing') : ''}`,
+    `connections ${st.role === 'standby' ? st.mirror.connections : st.connections}`,
+  ];
+  if (st.role === 'active')
+    lines.push(
+      `replication lsn ${st.replication.lsn}, ${st.replication.lagBatches} batch(es) awaiting the standby, ${st.replication.bytes} bytes sent`,
+    );
+  else lines.push(`mirror      lsn ${st.mirror.lsn}, ${st.mirror.bytes} bytes held`);
+  lines.push(
+    st.lastTakeover
+      ? `last take-over ${st.lastTakeover.at}: ${st.lastTakeover.connections} connection(s), detected after ${st.lastTakeover.stallMs} ms, epoch ${st.lastTakeover.epoch}`
+      : 'last take-over none',
+  );
+  return lines.join('\n');
+}
+
+/** `takeover status (--socket <path> | --config <file>) [--json]`. */
+export async function runStatus(argv: string[]): Promise<number> {
+  let path: string | undefined;
+  let json = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--json') json = true;
+    else if (a === '--socket') path = argv[++i];
+    else if (a === '--config') {
+      const cfg = loadNodeConfig(argv[++i] ?? '');
+      if (cfg instanceof ConfigError) {
+        console.error(cfg.message);
+        return 2;
+      }
+      path = cfg.status.socket;
+    } else {
+      console.error(
+        `takeover status: unknown argument '${a}'; use --socket <path> or --config <file>, and --json.`,
+      );
+      return 2;
+    }
+  }
+  if (!path) {
+    console.error('takeover status: say which node: --socket <path> or --config <file>.');
+    return 2;
+  }
+  try {
+    const st = await queryStatus(path);
+    console.log(json ? JSON.stringify(st) : formatStatus(st));
+    return 0;
+  } catch (e) {
+    console.error(`takeover status: ${(e as Error).message}`);
+    return 1;
+  }
+}
