@@ -97,7 +97,7 @@ export class MirrorConn {
    * The latest state (an engine snapshot without buffers, config included), with what the
    * application had taken (`appReadOffset`) and the engine's write end (`writePosition`).
    */
-  state: TcpSnapshot & { appReadOffset?: number; writePosition?: number };
+  state: TcpSnapshot & { appReadOffset?: number; writePosition?: number; nextHopMac?: number };
   /** The application's last checkpoint, if it took one. */
   checkpoint: { value: unknown; readOffset: number; writeOffset: number } | undefined;
 
@@ -140,7 +140,7 @@ export class MirrorConn {
    * on by `tsAdvanceMs` so it never goes backwards for the peer (PAWS).
    */
   snapshotForRestore(tsAdvanceMs: number): TcpSnapshot {
-    const { appReadOffset: _a, writePosition, ...s } = this.state;
+    const { appReadOffset: _a, writePosition, nextHopMac: _m, ...s } = this.state;
     const sendStart = s.sendBuffer.start;
     const sendData = this.send.bytesFrom(sendStart);
     const readFrom = this.readFrom();

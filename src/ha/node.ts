@@ -412,6 +412,8 @@ export class HaNode {
     const conns: { c: StackConnection; checkpoint: unknown }[] = [];
     for (const r of restored) {
       try {
+        const mac = r.mirror.state.nextHopMac;
+        if (typeof mac === 'number') this.stack.seedNeighbor(r.tuple.remote, mac, now);
         const c = this.stack.adopt(
           r.tuple.local,
           r.tuple.localPort,

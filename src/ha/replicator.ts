@@ -244,6 +244,7 @@ export class Replicator implements StackObserver {
         ...state,
         appReadOffset,
         writePosition: c.tcp.writePosition,
+        nextHopMac: this.stack.neighborMac(c.remote),
         sendBuffer: { start: s.sendBuffer.start, capacity: s.sendBuffer.capacity },
       }),
     };

@@ -756,6 +756,23 @@ export class NetStack {
     this.onAddressClaim?.(a, now);
   }
 
+  /** The MAC frames to `remote` go to (its next hop's), when resolved. */
+  neighborMac(remote: IpAddr): MacAddr | undefined {
+    const hop = this.nextHop(remote);
+    return hop === undefined ? undefined : this.neighbors.get(hop)?.mac;
+  }
+
+  /**
+   * Seeds the neighbour cache for `remote`'s next hop with what another node had resolved (a
+   * take-over: the restored connections' first frames leave without waiting for ARP/NDP, and
+   * without overflowing the resolution queue). Re-confirmed like any entry once it ages.
+   */
+  seedNeighbor(remote: IpAddr, mac: MacAddr, now: number): void {
+    const hop = this.nextHop(remote);
+    if (hop !== undefined && this.neighbors.get(hop)?.mac === undefined)
+      this.neighbors.learn(hop, mac, now, true);
+  }
+
   /** The listener that takes connections to `local`:`port`, if any. */
   listenerFor(local: IpAddr, port: number): Listener | undefined {
     return this.listeners.get(`${ipKey(local)}|${port}`) ?? this.listeners.get(`*|${port}`);

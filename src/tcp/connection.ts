@@ -147,6 +147,7 @@ export interface TcpSnapshot {
   control: { seq: number; ack: number; flags: number }[];
   windowProbe: boolean;
   kickAcks: number;
+  tsEcrFloor?: number;
   retransmits: number;
   softError: TcpErrorCode | '';
   counters: TcpCounters;
@@ -199,6 +200,8 @@ export class TcpConnection {
   private arrivals: Uint8Array[] | undefined;
   /** Duplicate ACKs still to send after a take-over (`kickStart`). */
   private kickAcks = 0;
+  /** After a take-over: timestamp echoes below this (sent by the old node) give no RTT; -1: none. */
+  private tsEcrFloor = -1;
   private receivedBytes = 0;
   private peerFinOffset = INF;
   private assembler: Assembler;
@@ -444,6 +447,9 @@ export class TcpConnection {
   kickStart(now: number): void {
     if (this.state === TcpState.Closed || this.state === TcpState.TimeWait) return;
     this.clock = now;
+    // Timings begun on the old node would measure the outage.
+    this.rttTimedAt = -1;
+    if (this.tsOk) this.tsEcrFloor = this.tsNow(now);
     if (this.sndMax > this.sndUna || this.synNeedsSend || !isSynchronized(this.state)) this.rtoAt = now;
     else this.windowProbe = true;
     if (isSynchronized(this.state)) this.kickAcks = 4;
@@ -736,8 +742,11 @@ export class TcpConnection {
         if (ackOff >= this.recoveryPoint) {
           if (this.recovery === 'fast') this.cc.onRecoveryExit(now);
           this.recovery = '';
-        } else if (this.recovery === 'fast' && !this.sackOk) {
-          // RFC 6582 3.2 step 5: a partial ACK; the next hole is lost too.
+        } else if (this.recovery === 'fast' && (!this.sackOk || this.sacked.bytes === 0)) {
+          // RFC 6582 3.2 step 5: a partial ACK; the next hole is lost too. With SACK, when the
+          // receiver reports nothing held above the ACK (it lost everything after the hole, as a
+          // node that took over from a dead one does), the scoreboard would never mark the rest
+          // lost before the RTO: the NewReno rule applies.
           this.lostEnd = Math.max(this.lostEnd, Math.min(ackOff + this.sndMss, this.sndMax));
         }
       }
@@ -819,6 +828,8 @@ export class TcpConnection {
       return;
     }
     if (this.recovery !== '' && this.tsOk && seg.tsEcr !== undefined && seg.tsEcr !== 0) {
+      // An echo of a value sent before a take-over measures the outage, not the path.
+      if (this.tsEcrFloor >= 0 && ((seg.tsEcr - this.tsEcrFloor) | 0) < 0) return;
       const ms = (this.tsNow(now) - seg.tsEcr) >>> 0;
       if (ms < 0x7fff_ffff) this.rtt.sample(Math.max(1, ms) * 1000);
     }
@@ -1517,6 +1528,7 @@ export class TcpConnection {
       control: this.control.map((c) => ({ ...c })),
       windowProbe: this.windowProbe,
       kickAcks: this.kickAcks,
+      tsEcrFloor: this.tsEcrFloor,
       retransmits: this.retransmits,
       softError: this.pendingSoftError ?? '',
       counters: { ...this.counters },
@@ -1607,6 +1619,7 @@ export class TcpConnection {
     c.control = s.control.map((x) => ({ ...x }));
     c.windowProbe = s.windowProbe;
     c.kickAcks = s.kickAcks ?? 0;
+    c.tsEcrFloor = s.tsEcrFloor ?? -1;
     c.retransmits = s.retransmits;
     c.pendingSoftError = s.softError === '' ? undefined : s.softError;
     Object.assign(c.counters, s.counters);

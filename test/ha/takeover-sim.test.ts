@@ -19,6 +19,7 @@ import {
   VIP4,
   VIP6,
 } from '../../src/ha/sim.ts';
+import { PcapWriter } from '../../src/link/pcap.ts';
 import { LearningSwitch, Network } from '../../src/link/sim/index.ts';
 import { cidrFromString, ipFromString } from '../../src/stack/ip.ts';
 import type { StackConnection } from '../../src/stack/stack.ts';
@@ -70,7 +71,10 @@ export function runScenario(s: Scenario) {
   const ha = net.attach(a, 'a');
   const hb = net.attach(b, 'b');
   const link = { latencyUs: 100, bandwidthBps: 1e9, loss: s.loss, duplicate: s.loss / 2, reorder: s.loss };
-  net.connect(hc, 0, sw, 0, link);
+  const clientLink = net.connect(hc, 0, sw, 0, link);
+  // HA_PCAP=file: the client's link as a pcap, to look at a failing seed with tshark.
+  const pcap = process.env.HA_PCAP ? new PcapWriter({ snaplen: 128 }) : undefined;
+  if (pcap) net.capture(clientLink, pcap);
   net.connect(ha, 0, sw, 1, link);
   net.connect(hb, 0, sw, 2, link);
   let rstsAtClient = 0;
@@ -186,6 +190,7 @@ export function runScenario(s: Scenario) {
   if (s.crashAtUs !== undefined) net.at(s.crashAtUs, () => crashNode(a));
   const res = net.run({ until: 120_000_000, maxEvents: Number(process.env.HA_MAX_EVENTS ?? 20_000_000) });
   if (process.env.HA_DEBUG) console.log(res);
+  if (pcap && process.env.HA_PCAP) pcap.save(process.env.HA_PCAP);
   return { net, a, b, client, conns: [...conns.values()], rstsAtClient };
 }
 
