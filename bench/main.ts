@@ -20,6 +20,10 @@ const BENCHES: Record<
     load: () => import('./tcp-5g.ts'),
   },
   throughput: { about: 'our stack vs kernel TCP on a TAP (--mb N)', load: () => import('./throughput.ts') },
+  failover: {
+    about: 'kill -9 take-overs on a real network, sync vs standalone, restore of 10k idle (--runs N)',
+    load: () => import('./failover.ts'),
+  },
   fuzz: {
     about: 'mutated and random frames into every parser (default 2M cases; --cases N)',
     load: () => import('./fuzz.ts'),

@@ -36,7 +36,15 @@ export interface NodeStatus {
   connections: number;
   replication: { lsn: number; inFlight: number; batches: number; bytes: number; lagBatches: number };
   mirror: { connections: number; bytes: number; lsn: number };
-  lastTakeover: { at: string; stallMs: number; connections: number; epoch: number } | null;
+  lastTakeover: {
+    at: string;
+    /** From the active last heard to the take-over (the detection part of the stall). */
+    stallMs: number;
+    connections: number;
+    epoch: number;
+    /** How long restoring every connection took. */
+    restoreMs: number;
+  } | null;
 }
 
 /** Runs the node until a signal; returns the exit code for a startup failure. */
@@ -88,6 +96,7 @@ export async function runNode(configPath: string): Promise<number> {
         rt.adoptRestored(conns.map((x) => x.c));
       },
       log,
+      clock: monotonicUs,
     },
     monotonicUs(),
   );
@@ -162,6 +171,7 @@ export async function runNode(configPath: string): Promise<number> {
             stallMs: Math.round((last.at - last.lastHeardAt) / 1000),
             connections: last.connections,
             epoch: last.epoch,
+            restoreMs: last.restoreUs / 1000,
           }
         : null,
     };

@@ -7,6 +7,9 @@
  *   node --import tsx ha-client.ts http <host> <port> <conns> <requests> <size>
  *                                        keep-alive GET /bytes/<size> loops (http example)
  *
+ *   node --import tsx ha-client.ts idle <host> <port> <conns>       idle connections to echo; on
+ *                                        SIGUSR1 one byte on each must come back
+ *
  * Prints `started` once every connection is established.
  */
 import net from 'node:net';
@@ -126,7 +129,44 @@ function http(conns: number, requests: number, size: number): void {
   }
 }
 
+/** Opens `conns` idle connections (a few hundred at a time); on SIGUSR1 pings each once. */
+function idle(conns: number): void {
+  const sockets: net.Socket[] = [];
+  let open = 0;
+  const batch = () => {
+    const until = Math.min(conns, sockets.length + 500);
+    while (sockets.length < until) {
+      const s = net.connect(port, host);
+      s.on('error', (e) => errors.push(`idle: ${e.message}`));
+      s.on('connect', () => {
+        open++;
+        if (open === conns) console.log('started');
+        else if (open === sockets.length) batch();
+      });
+      sockets.push(s);
+    }
+  };
+  batch();
+  process.on('SIGUSR1', () => {
+    let echoed = 0;
+    const t0 = performance.now();
+    for (const s of sockets) {
+      s.once('data', (d: Buffer) => {
+        arrived(d.length);
+        if (d.length !== 1 || d[0] !== 0x2a) errors.push('idle: wrong echo');
+        if (++echoed === conns) {
+          maxGapMs = performance.now() - t0;
+          for (const x of sockets) x.destroy();
+          finish(conns);
+        }
+      });
+      s.write(Buffer.of(0x2a));
+    }
+  });
+}
+
 if (mode === 'echo') echo(Number(rest[0]));
+else if (mode === 'idle') idle(Number(rest[0]));
 else if (mode === 'http') http(Number(rest[0]), Number(rest[1]), Number(rest[2]));
 else {
   console.error(
