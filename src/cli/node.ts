@@ -84,6 +84,7 @@ export async function runNode(configPath: string): Promise<number> {
       mode: cfg.replication.mode,
       heartbeatUs: cfg.replication.heartbeatMs * 1000,
       timeoutUs: cfg.replication.timeoutMs * 1000,
+      degraded: cfg.degraded,
     },
     rt.stack,
     {

@@ -56,6 +56,8 @@ export interface HaNodeOptions {
   /** GARP/NA at take-over and after these delays (µs), then every `announceRefreshUs`. */
   announceAfterUs?: number[];
   announceRefreshUs?: number;
+  /** With no standby attached: keep accepting new connections ('serve', default) or refuse them. */
+  degraded?: 'serve' | 'refuse';
 }
 
 /** What the node asks of its driver. */
@@ -136,6 +138,7 @@ export class HaNode {
       tsMarginMs: 1000,
       announceAfterUs: [50_000, 200_000, 1_000_000],
       announceRefreshUs: 10_000_000,
+      degraded: 'serve',
       ...opts,
     };
     this.role = opts.role === 'active' ? 'candidate' : 'standby';
@@ -294,6 +297,7 @@ export class HaNode {
       if (this.role === 'candidate') this.becomeActive(now, false);
       if (this.role === 'active' && role === 'standby' && !this.peerReady) {
         this.peerReady = true;
+        this.stack.acceptingNew = true;
         const b = this.replicator!.bootstrap(now);
         this.sendBatch(b);
         this.driver.log(`standby attached: bootstrap of ${b.records.length} records (lsn ${b.lsn})`);
@@ -375,6 +379,7 @@ export class HaNode {
       this.degradeAt = Number.POSITIVE_INFINITY;
       if (this.role === 'active' && !this.peerReady) {
         this.replicator?.detach();
+        this.stack.acceptingNew = this.o.degraded === 'serve';
         this.driver.log(`serving alone (degraded) at epoch ${this.epoch}`);
         this.driver.wake();
       }
@@ -398,6 +403,7 @@ export class HaNode {
     this.role = 'active';
     this.activeSince = now;
     this.degradeAt = Number.POSITIVE_INFINITY;
+    this.stack.acceptingNew = this.o.degraded === 'serve';
     this.replicator = new Replicator(this.stack, this.o.mode);
     this.driver.setMuted(false);
     this.stack.announce();

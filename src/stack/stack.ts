@@ -241,6 +241,8 @@ export class NetStack {
   readonly neighbors: NeighborCache;
   /** See StackObserver. */
   observer: StackObserver | undefined;
+  /** False: SYNs to listeners are refused with a RST (existing connections carry on). */
+  acceptingNew = true;
   /**
    * Called when an ARP or neighbour advertisement from another node claims one of our
    * addresses (a take-over elsewhere: the HA layer fences on it).
@@ -605,7 +607,8 @@ export class NetStack {
     if (pureSyn) {
       const l =
         this.listeners.get(`${ipKey(local)}|${seg.dstPort}`) ?? this.listeners.get(`*|${seg.dstPort}`);
-      if (l && !l.closed && (!l.address || isV4(l.address) === isV4(local))) {
+      // Not accepting (an HA node serving alone that was told to refuse): a RST, as a closed port.
+      if (l && !l.closed && this.acceptingNew && (!l.address || isV4(l.address) === isV4(local))) {
         if (l.halfOpen >= (this.cfg.synBacklog ?? 1024) || l.accepted.length >= l.backlog) {
           this.counters.synDropped++;
           return;

@@ -42,7 +42,7 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
     const stalls: number[] = [];
     for (let round = 1; round <= REPETITIONS; round++) {
       const o = await pair.round(victim, survivor, round, {
-        echoBytes: Number(process.env.TAKEOVER_ECHO_MB ?? 100) * 1e6,
+        echoBytes: Number(process.env.TAKEOVER_ECHO_MB ?? 500) * 1e6,
         httpConnections: 200,
         httpRequests: 20,
         curlBytes: 50_000_000,
