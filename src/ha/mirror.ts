@@ -12,6 +12,7 @@ import { TcpConnection, type TcpSnapshot } from '../tcp/connection.ts';
 import {
   type Batch,
   type ConnTuple,
+  type LogRecord,
   parseJsonBytes,
   REC_CKPT,
   REC_CONN,
@@ -203,7 +204,8 @@ export class Mirror {
    * snapshot). A refused batch changes nothing.
    */
   apply(b: Batch, now: number): string | undefined {
-    const err = this.check(b);
+    const states = new Map<LogRecord, TcpSnapshot>();
+    const err = this.check(b, states);
     if (err) {
       this.counters.rejected++;
       return err;
@@ -216,7 +218,7 @@ export class Mirror {
     for (const r of b.records) {
       switch (r.type) {
         case REC_CONN: {
-          const state = parseJsonBytes(r.state) as TcpSnapshot;
+          const state = states.get(r)!;
           const c = this.conns.get(r.id);
           if (c) {
             // Later states omit the config (it never changes).
@@ -261,7 +263,7 @@ export class Mirror {
   }
 
   /** Validates a whole batch against the mirror without changing it. */
-  private check(b: Batch): string | undefined {
+  private check(b: Batch, states: Map<LogRecord, TcpSnapshot>): string | undefined {
     if (!b.reset && !this.synced) return `batch ${b.lsn} before any bootstrap`;
     if (!b.reset && b.lsn !== this.lsn + 1) return `batch ${b.lsn} out of order (expected ${this.lsn + 1})`;
     // Simulated log ends and known ids, so every append lands where its log ends.
@@ -273,6 +275,7 @@ export class Mirror {
         const s = parseJsonBytes(r.state) as Partial<TcpSnapshot> | undefined;
         if (!s || typeof s !== 'object' || s.version !== 1 || typeof s.sndUna !== 'number')
           return `batch ${b.lsn} record ${i}: the state is not an engine snapshot`;
+        states.set(r, s as TcpSnapshot);
         if (!known.has(r.id)) {
           if (typeof s.config !== 'object' || s.config === null)
             return `batch ${b.lsn} record ${i}: a new connection without its config`;

@@ -1,0 +1,800 @@
+/**
+ * The HA node's roles, epochs and link messages (DESIGN.md "Replication", "Take-over"): fail-back
+ * without preemption and a second take-over, a standby that has not bootstrapped, degraded
+ * 'refuse', fencing on a higher epoch or a claim of the VIP, refused batches, the DROP of a silent
+ * standby, and async replication. Scenarios run on the simulator; the message-level rules are
+ * checked on a lone HaNode behind a stub replication link.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { type Batch, type ConnTuple, encodeBatch, jsonBytes, REC_CONN, REC_RECV } from '../../src/ha/log.ts';
+import {
+  type HaDriver,
+  HaNode,
+  type HaNodeOptions,
+  MSG_ACK,
+  MSG_BATCH,
+  MSG_DROP,
+  MSG_HEARTBEAT,
+  MSG_ROLE,
+  type PeerLink,
+} from '../../src/ha/node.ts';
+import { Replicator } from '../../src/ha/replicator.ts';
+import {
+  crashNode,
+  DOWNLOAD_PORT,
+  DOWNLOAD_STREAM,
+  ECHO_PORT,
+  HaSimNode,
+  type HaSimOptions,
+  linkNodes,
+  VIP_MAC,
+  VIP4,
+  VIP6,
+} from '../../src/ha/sim.ts';
+import { LearningSwitch, Network, Rng } from '../../src/link/sim/index.ts';
+import { cidrFromString, ipFromString } from '../../src/stack/ip.ts';
+import { NetStack, type StackConnection } from '../../src/stack/stack.ts';
+import { TcpState } from '../../src/tcp/state.ts';
+import { macFromString } from '../../src/wire/address.ts';
+import { isWireError } from '../../src/wire/error.ts';
+import { parseFrame } from '../../src/wire/frame.ts';
+import { TCP_RST } from '../../src/wire/tcp.ts';
+import { StackNode } from '../support/stack-sim.ts';
+import { checkPattern, fillPattern } from '../support/tcp-sim.ts';
+
+const INF = Number.POSITIVE_INFINITY;
+const ENC = new TextEncoder();
+
+// ---------------------------------------------------------------------------------------------
+// A simulated world: a client stack and an HA pair on a learning switch
+
+interface Stream {
+  kind: 'echo' | 'download';
+  c: StackConnection;
+  want: number;
+  sent: number;
+  got: number;
+  bad: number;
+  done: boolean;
+}
+
+interface WorldOptions {
+  seed: number;
+  a?: Partial<HaSimOptions>;
+  b?: Partial<HaSimOptions>;
+  echoBytes: number;
+  downloadBytes: number;
+  /**
+   * Paced client: each millisecond (until `paceUntilUs`) every echo stream writes at most this many
+   * bytes and every download reads at most this many, so streams stay live for a known time.
+   */
+  pace?: number;
+  paceUntilUs?: number;
+  /** Client socket buffers (default 64 KiB each, so that streams move at the client's pace). */
+  clientBuffer?: number;
+}
+
+function world(o: WorldOptions) {
+  const net = new Network({ seed: o.seed });
+  const sw = net.attach(new LearningSwitch({ ports: 4 }), 'sw');
+  const client = new StackNode({
+    mac: macFromString('02:00:00:00:00:01')!,
+    addresses: [cidrFromString('198.18.0.1/24')!, cidrFromString('fd00::1/64')!],
+    tcp: { sendBufferSize: o.clientBuffer ?? 65536, recvBufferSize: o.clientBuffer ?? 65536 },
+  });
+  const a = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: o.downloadBytes, ...o.a });
+  const b = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: o.downloadBytes, ...o.b });
+  const hc = net.attach(client, 'client');
+  const ha = net.attach(a, 'a');
+  const hb = net.attach(b, 'b');
+  const link = { latencyUs: 100, bandwidthBps: 1e9 };
+  net.connect(hc, 0, sw, 0, link);
+  net.connect(ha, 0, sw, 1, link);
+  net.connect(hb, 0, sw, 2, link);
+  let rsts = 0;
+  const inner = client.receive.bind(client);
+  client.receive = (port, frame, now) => {
+    const f = parseFrame(frame);
+    if (!isWireError(f) && f.tcp && (f.tcp.flags & TCP_RST) !== 0) rsts++;
+    inner(port, frame, now);
+  };
+
+  const streams = new Map<StackConnection, Stream>();
+  const paced = o.pace !== undefined;
+  const drive = (s: Stream, writeBudget: number, readBudget: number) => {
+    const t = s.c.tcp;
+    let acted = false;
+    if (s.kind === 'echo') {
+      while (s.sent < s.want && t.writable > 0 && writeBudget > 0) {
+        const chunk = new Uint8Array(Math.min(s.want - s.sent, t.writable, 16384, writeBudget));
+        fillPattern(s.c.localPort, s.sent, chunk);
+        const n = t.write(chunk);
+        s.sent += n;
+        writeBudget -= n;
+        acted = true;
+      }
+    }
+    const stream = s.kind === 'echo' ? s.c.localPort : DOWNLOAD_STREAM;
+    for (let d = t.read(readBudget); d; d = t.read(readBudget)) {
+      const bad = checkPattern(stream, s.got, d);
+      if (bad >= 0 && s.bad < 0) s.bad = s.got + bad;
+      s.got += d.length;
+      readBudget -= d.length;
+      acted = true;
+    }
+    const finished = s.kind === 'echo' ? s.got >= s.want : t.eof;
+    if (finished && !s.done) {
+      s.done = true;
+      t.close();
+      acted = true;
+    }
+    if (acted) client.stack.touch(s.c);
+  };
+  client.onChange = (c) => {
+    const s = streams.get(c);
+    // Echo replies are always read at once; paced downloads wait for the tick.
+    if (s) drive(s, paced ? 0 : INF, paced && s.kind === 'download' ? 0 : INF);
+  };
+  if (paced) {
+    const tick = (now: number) => {
+      for (const s of streams.values()) if (!s.done) drive(s, o.pace!, o.pace!);
+      if (now + 1000 <= (o.paceUntilUs ?? 2_000_000)) net.after(1000, tick);
+    };
+    net.at(1000, tick);
+  }
+
+  const vip4 = ipFromString(VIP4)!;
+  const open = (kind: Stream['kind'], now: number, vip = vip4): Stream => {
+    const c = client.stack.connect(vip, kind === 'echo' ? ECHO_PORT : DOWNLOAD_PORT, now);
+    const s: Stream = {
+      kind,
+      c,
+      want: kind === 'echo' ? o.echoBytes : o.downloadBytes,
+      sent: 0,
+      got: 0,
+      bad: -1,
+      done: false,
+    };
+    streams.set(c, s);
+    drive(s, paced ? 0 : INF, paced ? 0 : INF);
+    hc.wake();
+    return s;
+  };
+  /** Bytes the client has received so far on all streams. */
+  const received = () => [...streams.values()].reduce((n, s) => n + s.got, 0);
+  return { net, client, hc, a, b, ha, hb, streams, open, received, rsts: () => rsts };
+}
+
+type World = ReturnType<typeof world>;
+
+function logsOf(...nodes: HaSimNode[]): string {
+  return nodes
+    .flatMap((n) => n.logs)
+    .sort()
+    .slice(-16)
+    .join('\n');
+}
+
+/** Every stream arrived byte-exact and closed cleanly. */
+function assertStreams(w: World, streams: Iterable<Stream>, ctx: () => string) {
+  for (const s of streams) {
+    const what = `${s.kind} :${s.c.localPort}`;
+    assert.equal(s.c.tcp.error, undefined, `${what}: error ${s.c.tcp.error}\n${ctx()}`);
+    assert.equal(s.bad, -1, `${what}: corrupt at ${s.bad}\n${ctx()}`);
+    assert.equal(s.got, s.want, `${what}: got ${s.got} of ${s.want}\n${ctx()}`);
+    assert.ok(s.done, `${what}: not done\n${ctx()}`);
+  }
+  assert.equal(w.rsts(), 0, `a RST reached the client\n${ctx()}`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A lone HaNode behind a stub replication link
+
+interface Sent {
+  type: number;
+  epoch: number;
+  payload: Uint8Array;
+  at: number;
+}
+
+class StubLink implements PeerLink {
+  readonly sent: Sent[] = [];
+  closed = 0;
+  /** Sends and closes in order, as `type@time` / `close@time`. */
+  readonly events: string[] = [];
+  constructor(private readonly clock: () => number) {}
+  send(type: number, epoch: number, payload: Uint8Array): void {
+    this.sent.push({ type, epoch, payload: payload.slice(), at: this.clock() });
+    this.events.push(`${type}@${this.clock()}`);
+  }
+  close(): void {
+    this.closed++;
+    this.events.push(`close@${this.clock()}`);
+  }
+  of(type: number): Sent[] {
+    return this.sent.filter((m) => m.type === type);
+  }
+}
+
+function vipStack(now: number, mac = VIP_MAC, out?: Uint8Array[]): NetStack {
+  return new NetStack(
+    { mac, addresses: [cidrFromString(`${VIP4}/24`)!, cidrFromString(`${VIP6}/64`)!] },
+    new Rng(7),
+    (f) => out?.push(f.slice()),
+    now,
+  );
+}
+
+function loneNode(opts: Partial<HaNodeOptions>, start = 0) {
+  let clock = start;
+  const stack = vipStack(start);
+  const muted: boolean[] = [];
+  const logs: string[] = [];
+  const driver: HaDriver = {
+    setMuted: (m) => muted.push(m),
+    wake: () => {},
+    restored: () => {},
+    log: (l) => logs.push(l),
+  };
+  const ha = new HaNode({ nodeId: 'a', role: 'active', startupWaitUs: 1000, ...opts }, stack, driver, start);
+  const at = (t: number) => {
+    clock = t;
+    return t;
+  };
+  const link = () => new StubLink(() => clock);
+  return { ha, stack, muted, logs, at, link };
+}
+
+function role(nodeId: string, r: string): Uint8Array {
+  return ENC.encode(JSON.stringify({ nodeId, role: r, ready: false }));
+}
+
+function tupleOf(b: Batch): ConnTuple {
+  const r = b.records[0];
+  assert.ok(r.type === REC_CONN);
+  return r.tuple;
+}
+
+function f64(v: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setFloat64(0, v);
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('HA node on the simulator', () => {
+  test('fail-back: a restarted configured-active joins as standby, syncs, and takes over at epoch 3', () => {
+    const w = world({
+      seed: 11,
+      echoBytes: 1_200_000,
+      downloadBytes: 1_200_000,
+      pace: 2000,
+      paceUntilUs: 4_000_000,
+    });
+    const { net, a, b } = w;
+    const newA = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: 1_200_000 });
+    const ctx = () => logsOf(a, b, newA);
+    linkNodes(a, b, 200, 0);
+    net.at(5_000, (now) => {
+      w.open('echo', now);
+      w.open('echo', now);
+      w.open('download', now);
+      w.open('download', now);
+    });
+    const seen: Record<string, unknown> = {};
+    net.at(20_000, () => {
+      seen.before = { aRole: a.ha.role, aEpoch: a.ha.epoch, bSynced: b.ha.mirror.synced };
+      crashNode(a);
+    });
+    let atRestart = 0;
+    net.at(150_000, (now) => {
+      seen.tookOver = { bRole: b.ha.role, bEpoch: b.ha.epoch, takeovers: b.ha.takeovers.length };
+      atRestart = w.received();
+      w.ha.restart(newA);
+      linkNodes(newA, b, 200, now);
+    });
+    net.at(160_000, () => {
+      const live = [...w.streams.values()].filter((s) => !s.done).length;
+      seen.joined = {
+        newARole: newA.ha.role,
+        newAEpoch: newA.ha.epoch,
+        synced: newA.ha.mirror.synced,
+        mirrored: newA.ha.mirror.conns.size,
+        bRole: b.ha.role,
+        bEpoch: b.ha.epoch,
+        attached: b.ha.standbyAttached,
+        live,
+        progressed: w.received() - atRestart,
+      };
+    });
+    net.at(200_000, () => {
+      seen.beforeSecond = {
+        progressed: w.received() - atRestart,
+        batches: newA.ha.mirror.counters.batches,
+        live: [...w.streams.values()].filter((s) => !s.done).length,
+      };
+      crashNode(b);
+    });
+    if (process.env.DBG) {
+      const smp = (now: number) => {
+        const st = [...w.streams.values()].map((s) => `${s.kind[0]}${s.sent}/${s.got}`).join(' ');
+        const act = now < 150_000 ? b : b;
+        const lim = [...act.stack.connections()].map((c) => `${c.tcp.ackLimit}/${c.tcp.sendLimit}/${c.tcp.writePosition}`).join(' ');
+        const ce = [...w.streams.values()].filter((x) => x.kind === 'echo')[0];
+        const cs = ce.c.tcp.snapshot(now, false);
+        const srv = [...(newA.ha && newA.ha.role === 'active' ? newA : b).stack.connections()].find((c) => c.remotePort === ce.c.localPort);
+        const ss = srv?.tcp.snapshot(now, false);
+        console.log(now, 'CLI', JSON.stringify({ st: cs.state, una: cs.sndUna, max: cs.sndMax, wnd: cs.sndWnd, rtoAt: cs.rtoAt, rec: cs.recovery, lostEnd: cs.lostEnd, highRxt: cs.highRxt, dup: cs.dupAcks, rp: cs.recoveryPoint, sacked: cs.sacked, kc: ce.c.tcp.counters, sc: srv?.tcp.counters, stk: (newA.ha && newA.ha.role === 'active' ? newA : b).stack.counters, rcvNxt: cs.rcvNxt, rro: cs.readOffset }));
+        if (ss) console.log(now, 'SRV', JSON.stringify({ st: ss.state, una: ss.sndUna, max: ss.sndMax, wnd: ss.sndWnd, rtoAt: ss.rtoAt, rec: ss.recovery, rcvNxt: ss.rcvNxt, ro: ss.readOffset, redge: ss.rcvRightEdge, sb: ss.sendBuffer, lastAck: ss.lastAckSent, al: srv!.tcp.ackLimit, sl: srv!.tcp.sendLimit, rb: srv!.tcp.readable, wr: srv!.tcp.writable, persist: ss.persistAt }));
+        console.log(now, st, 'nb', newA.ha?.mirror.counters.batches, 'infl', b.ha.replicator?.inFlight, lim);
+        if (now < 1_500_000) net.after(10000, smp);
+      };
+      net.at(10_000, smp);
+    }
+    if (process.env.DBG) {
+      const ce = () => [...w.streams.values()].filter((x) => x.kind === 'echo')[0];
+      const cin = w.client.receive.bind(w.client);
+      w.client.receive = (port, frame, now) => {
+        const f = parseFrame(frame);
+        const e = ce();
+        if (e && now > 110_000 && now < 140_000 && !isWireError(f) && f.tcp && f.tcp.dstPort === e.c.localPort) {
+          const irs = (e.c.tcp as unknown as { irs: number }).irs; const iss = (e.c.tcp as unknown as { iss: number }).iss;
+          console.log('IN', now, 'seq', (f.tcp.seq - irs - 1) >>> 0, 'len', f.tcp.payload?.length, 'ack', (f.tcp.ack - iss - 1) >>> 0, 'flags', f.tcp.flags.toString(16), 'sack', f.tcp.sackBlocks?.map((x) => (x - iss - 1) >>> 0));
+        }
+        cin(port, frame, now);
+      };
+      const cout = w.hc.send.bind(w.hc);
+      w.hc.send = (port, frame) => {
+        const f = parseFrame(frame);
+        const e = ce();
+        const now = net.now;
+        if (e && now > 110_000 && now < 140_000 && !isWireError(f) && f.tcp && f.tcp.srcPort === e.c.localPort) {
+          const irs = (e.c.tcp as unknown as { irs: number }).irs; const iss = (e.c.tcp as unknown as { iss: number }).iss;
+          console.log('OUT', now, 'seq', (f.tcp.seq - iss - 1) >>> 0, 'len', f.tcp.payload?.length, 'ack', (f.tcp.ack - irs - 1) >>> 0, 'flags', f.tcp.flags.toString(16));
+        }
+        cout(port, frame);
+      };
+    }
+    net.run({ until: 6_000_000 });
+
+    assert.deepEqual(seen.before, { aRole: 'active', aEpoch: 1, bSynced: true }, ctx());
+    assert.deepEqual(seen.tookOver, { bRole: 'active', bEpoch: 2, takeovers: 1 }, ctx());
+    const j = seen.joined as Record<string, number | string | boolean>;
+    assert.equal(j.newARole, 'standby', `no preemption: ${ctx()}`);
+    assert.equal(j.newAEpoch, 2, ctx());
+    assert.equal(j.synced, true, ctx());
+    assert.equal(j.bRole, 'active', ctx());
+    assert.equal(j.bEpoch, 2, ctx());
+    assert.equal(j.attached, true, ctx());
+    assert.equal(j.live, 4, `all four streams are still live when the old node rejoins: ${ctx()}`);
+    assert.equal(j.mirrored, 4, `the bootstrap carries every live connection: ${ctx()}`);
+    assert.ok((j.progressed as number) > 0, `traffic flows while the standby bootstraps: ${ctx()}`);
+    const bs = seen.beforeSecond as Record<string, number>;
+    console.log(JSON.stringify(seen));
+    assert.ok(bs.progressed > (j.progressed as number), ctx());
+    assert.ok(bs.batches > 10, `the new standby follows the live log: ${ctx()}`);
+    assert.equal(bs.live, 4, ctx());
+
+    assert.equal(b.ha.takeovers.length, 1);
+    assert.equal(newA.ha.role, 'active', ctx());
+    assert.equal(newA.ha.epoch, 3, ctx());
+    assert.equal(newA.ha.takeovers.length, 1, ctx());
+    assert.equal(newA.ha.takeovers[0].epoch, 3);
+    assert.equal(newA.ha.takeovers[0].connections, 4, ctx());
+    assert.equal(newA.ha.takeovers[0].failed, 0, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+    assert.equal(a.framesWhileNotActive + b.framesWhileNotActive + newA.framesWhileNotActive, 0, ctx());
+    assert.ok(newA.framesSent > 0);
+  });
+
+  test('a standby that has not applied its bootstrap does not take over when the active dies', () => {
+    const w = world({
+      seed: 12,
+      a: { ha: { startupWaitUs: 1000 } },
+      echoBytes: 500_000,
+      downloadBytes: 500_000,
+      pace: 2000,
+      paceUntilUs: 1_000_000,
+    });
+    const { net, a, b } = w;
+    const ctx = () => logsOf(a, b);
+    net.at(5_000, (now) => {
+      w.open('echo', now);
+      w.open('download', now);
+    });
+    const seen: Record<string, unknown> = {};
+    net.at(20_000, (now) => {
+      seen.alone = { role: a.ha.role, attached: a.ha.standbyAttached, conns: [...a.stack.connections()].length };
+      linkNodes(a, b, 200, now);
+    });
+    net.at(20_100, () => {
+      seen.atCrash = { synced: b.ha.mirror.synced, batches: b.ha.mirror.counters.batches };
+      crashNode(a);
+    });
+    net.run({ until: 2_000_000 });
+    assert.deepEqual(seen.alone, { role: 'active', attached: false, conns: 2 }, ctx());
+    assert.deepEqual(seen.atCrash, { synced: false, batches: 0 }, ctx());
+    assert.equal(b.ha.role, 'standby', ctx());
+    assert.equal(b.ha.epoch, 1, `it heard the active's role: ${ctx()}`);
+    assert.equal(b.ha.linkUp, false, `it saw the link close: ${ctx()}`);
+    assert.equal(b.ha.mirror.synced, false, ctx());
+    assert.equal(b.ha.takeovers.length, 0, ctx());
+    assert.equal(b.framesSent, 0, ctx());
+    assert.equal(b.muted, true);
+    assert.equal(b.ha.pollAt(), INF, 'nothing left to wait for');
+  });
+
+  test("degraded 'refuse': connects are refused while alone, accepted once a standby is synced", () => {
+    const w = world({
+      seed: 13,
+      a: { ha: { startupWaitUs: 1000, degraded: 'refuse' } },
+      echoBytes: 150_000,
+      downloadBytes: 200_000,
+    });
+    const { net, a, b } = w;
+    const ctx = () => logsOf(a, b);
+    let refused: Stream | undefined;
+    const seen: Record<string, unknown> = {};
+    net.at(5_000, (now) => {
+      seen.alone = { role: a.ha.role, accepting: a.stack.acceptingNew };
+      refused = w.open('echo', now);
+    });
+    net.at(20_000, (now) => {
+      seen.refused = { state: refused!.c.tcp.state, error: refused!.c.tcp.error, rsts: w.rsts() };
+      linkNodes(a, b, 200, now);
+    });
+    const served: Stream[] = [];
+    net.at(25_000, (now) => {
+      seen.paired = { attached: a.ha.standbyAttached, synced: b.ha.mirror.synced, accepting: a.stack.acceptingNew };
+      served.push(w.open('echo', now), w.open('download', now), w.open('echo', now, ipFromString(VIP6)!));
+    });
+    net.run({ until: 3_000_000 });
+    assert.deepEqual(seen.alone, { role: 'active', accepting: false }, ctx());
+    assert.deepEqual(seen.refused, { state: TcpState.Closed, error: 'ECONNREFUSED', rsts: 1 }, ctx());
+    assert.ok(a.stack.counters.tcpRstSent >= 1);
+    assert.deepEqual(seen.paired, { attached: true, synced: true, accepting: true }, ctx());
+    const rstsBefore = 1;
+    for (const s of served) {
+      assert.equal(s.c.tcp.error, undefined, ctx());
+      assert.equal(s.bad, -1, ctx());
+      assert.equal(s.got, s.want, ctx());
+      assert.ok(s.done, ctx());
+    }
+    assert.equal(w.rsts(), rstsBefore, `only the refusal was a RST: ${ctx()}`);
+    assert.ok(b.ha.mirror.counters.batches > 10, ctx());
+    assert.equal(a.framesWhileNotActive + b.framesWhileNotActive, 0);
+  });
+
+  test('the active drops a silent standby with MSG_DROP; the dropped standby never takes over', () => {
+    const w = world({
+      seed: 14,
+      a: { ha: { silentTimeoutUs: 300_000 } },
+      echoBytes: 600_000,
+      downloadBytes: 600_000,
+      pace: 2000,
+      paceUntilUs: 2_000_000,
+    });
+    const { net, a, b } = w;
+    const ctx = () => logsOf(a, b);
+    linkNodes(a, b, 200, 0);
+    net.at(5_000, (now) => {
+      w.open('echo', now);
+      w.open('download', now);
+    });
+    const seen: Record<string, unknown> = {};
+    // From 30 ms on, nothing the standby sends reaches the active (a one-way break).
+    let mutedAt = 0;
+    net.at(30_000, (now) => {
+      mutedAt = now;
+      seen.before = { synced: b.ha.mirror.synced, conns: b.ha.mirror.conns.size };
+      b.link!.send = () => {};
+    });
+    // The active's messages as the standby gets them.
+    const got: { type: number; at: number }[] = [];
+    const msg = b.ha.message.bind(b.ha);
+    b.ha.message = (type, epoch, payload, now) => {
+      got.push({ type, at: now });
+      msg(type, epoch, payload, now);
+    };
+    net.run({ until: 3_000_000 });
+    assert.deepEqual(seen.before, { synced: true, conns: 2 }, ctx());
+    const drop = got.find((m) => m.type === MSG_DROP);
+    assert.ok(drop, `the standby got a DROP: ${ctx()}`);
+    // lastHeard is the standby's last message before the break (an ACK or heartbeat, ≤ 30 ms).
+    assert.ok(drop.at >= mutedAt - 20_000 + 300_000 && drop.at <= mutedAt + 300_000 + 400, `drop at ${drop.at}`);
+    assert.equal(got[got.length - 1], drop, 'nothing after the DROP');
+    assert.equal(b.ha.role, 'standby', ctx());
+    assert.equal(b.ha.mirror.synced, false, ctx());
+    assert.equal(b.ha.mirror.conns.size, 0, ctx());
+    assert.equal(b.ha.linkUp, false, ctx());
+    assert.equal(b.ha.takeovers.length, 0, ctx());
+    assert.equal(b.framesSent, 0, ctx());
+    assert.ok(b.logs.some((l) => l.includes('dropped us')), ctx());
+    assert.equal(a.ha.role, 'active', ctx());
+    assert.equal(a.ha.epoch, 1);
+    assert.ok(a.logs.some((l) => l.includes('serving alone')), ctx());
+    // The active carries on alone: its streams finish byte-exact.
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('async mode: byte-exact with no crash and ackLimit/sendLimit never set', () => {
+    const w = world({
+      seed: 15,
+      a: { ha: { mode: 'async' } },
+      b: { ha: { mode: 'async' } },
+      echoBytes: 200_000,
+      downloadBytes: 300_000,
+    });
+    const { net, a, b } = w;
+    const ctx = () => logsOf(a, b);
+    linkNodes(a, b, 200, 0);
+    net.at(5_000, (now) => {
+      for (let i = 0; i < 3; i++) w.open('echo', now);
+      for (let i = 0; i < 2; i++) w.open('download', now);
+    });
+    let samples = 0;
+    let withConns = 0;
+    const limited: string[] = [];
+    const sample = (now: number) => {
+      samples++;
+      let n = 0;
+      for (const c of a.stack.connections()) {
+        n++;
+        if (c.tcp.ackLimit !== INF || c.tcp.sendLimit !== INF)
+          limited.push(`${now}: :${c.localPort} ack ${c.tcp.ackLimit} send ${c.tcp.sendLimit}`);
+      }
+      if (n > 0) withConns++;
+      if (now < 1_000_000) net.after(250, sample);
+    };
+    net.at(250, sample);
+    net.run({ until: 2_000_000 });
+    assert.equal(a.ha.mode, 'async');
+    assert.equal(a.ha.replicator?.gating, false);
+    assert.equal(a.ha.standbyAttached, true, ctx());
+    assert.deepEqual(limited.slice(0, 5), [], 'limits were set in async mode');
+    assert.ok(samples > 1000 && withConns > 20, `samples ${samples}, with connections ${withConns}`);
+    assert.ok(b.ha.mirror.synced, ctx());
+    assert.ok(b.ha.mirror.counters.batches > 10, ctx());
+    assert.equal(b.ha.rejects.length, 0, b.ha.rejects.join('; '));
+    assert.equal(w.streams.size, 5);
+    assertStreams(w, w.streams.values(), ctx);
+    assert.equal(b.framesSent, 0);
+    assert.equal(a.framesWhileNotActive, 0);
+  });
+});
+
+describe('HA node messages', () => {
+  test('an active that hears a higher epoch fences: muted, link closed, silent', () => {
+    const n = loneNode({});
+    n.ha.poll(n.at(1000));
+    assert.equal(n.ha.role, 'active');
+    assert.equal(n.ha.epoch, 1);
+    assert.deepEqual(n.muted, [true, false]);
+    const link = n.link();
+    n.ha.linkOpened(link, n.at(2000));
+    assert.deepEqual(
+      link.sent.map((m) => [m.type, m.epoch]),
+      [[MSG_ROLE, 1]],
+    );
+    // Its own epoch is no news.
+    n.ha.message(MSG_HEARTBEAT, 1, f64(2500), n.at(2500));
+    assert.equal(n.ha.role, 'active');
+    n.ha.message(MSG_HEARTBEAT, 2, f64(3000), n.at(3000));
+    assert.equal(n.ha.role, 'fenced');
+    assert.deepEqual(n.muted, [true, false, true]);
+    assert.equal(link.closed, 1);
+    assert.equal(n.ha.linkUp, false);
+    assert.ok(n.logs.some((l) => l.startsWith('fenced: the peer speaks for epoch 2')));
+    // Silent from now on: no heartbeat, no announcement, nothing to wait for.
+    const sends = link.sent.length;
+    assert.equal(n.ha.pollAt(), INF);
+    n.ha.poll(n.at(20_000_000));
+    n.ha.afterTurn(n.at(20_000_001));
+    assert.equal(link.sent.length, sends);
+    assert.equal(n.ha.role, 'fenced');
+    assert.deepEqual(n.muted, [true, false, true]);
+  });
+
+  test('forged or malformed batches are refused with a reason, the link closed, the mirror unchanged', () => {
+    const n = loneNode({ nodeId: 'b', role: 'standby' });
+    const mirror = n.ha.mirror;
+    // Genuine batches, from a replicator on a stack with one connection.
+    const src = vipStack(0);
+    const conn = src.connect(ipFromString('198.18.0.1')!, 5555, 0);
+    const rep = new Replicator(src, 'sync');
+    const boot = rep.bootstrap(0);
+    assert.equal(boot.lsn, 1);
+    assert.ok(boot.reset);
+    rep.touched(conn);
+    const next = rep.batch(10)!;
+    assert.equal(next.lsn, 2);
+    const id = boot.records[0].id;
+
+    const fingerprint = () =>
+      JSON.stringify({
+        lsn: mirror.lsn,
+        synced: mirror.synced,
+        batches: mirror.counters.batches,
+        activeAt: mirror.activeAt,
+        conns: [...mirror.conns.entries()].map(([k, c]) => [k, c.state, c.recv.end, c.send.end]),
+      });
+    let t = 1000;
+    const deliver = (payload: Uint8Array, epoch = 1) => {
+      const link = n.link();
+      n.ha.linkOpened(link, n.at(t));
+      n.ha.message(MSG_BATCH, epoch, payload, n.at(t + 10));
+      t += 1000;
+      return link;
+    };
+    const refused = (name: string, payload: Uint8Array, reason: RegExp, epoch = 1) => {
+      const before = fingerprint();
+      const rejects = n.ha.rejects.length;
+      const link = deliver(payload, epoch);
+      assert.equal(n.ha.rejects.length, rejects + 1, `${name}: a reject`);
+      assert.match(n.ha.rejects[rejects], reason, name);
+      assert.equal(link.closed, 1, `${name}: the link is closed`);
+      assert.equal(n.ha.linkUp, false, name);
+      assert.equal(link.of(MSG_ACK).length, 0, `${name}: not acknowledged`);
+      assert.equal(fingerprint(), before, `${name}: the mirror is unchanged`);
+      assert.equal(n.ha.role, 'standby', name);
+    };
+    const forged = (b: Partial<Batch>): Uint8Array =>
+      encodeBatch({ lsn: 2, reset: false, at: 20, records: [], ...b });
+
+    refused('garbage', new Uint8Array([0xde, 0xad, 0xbe, 0xef, 0x01]), /batch/);
+    refused('empty', new Uint8Array(0), /batch: truncated/);
+    const bootBytes = encodeBatch(boot);
+    refused('truncated bootstrap', bootBytes.subarray(0, bootBytes.length - 3), /truncated/);
+    refused('trailing bytes', new Uint8Array([...bootBytes, 0]), /after the last record/);
+    refused('lsn 5 before any bootstrap', forged({ lsn: 5 }), /batch 5 before any bootstrap/);
+    assert.equal(mirror.synced, false);
+
+    // The genuine bootstrap is taken and acknowledged.
+    const ok = deliver(bootBytes);
+    assert.equal(ok.closed, 0);
+    assert.deepEqual(
+      ok.of(MSG_ACK).map((m) => new DataView(m.payload.buffer).getFloat64(0)),
+      [1],
+    );
+    assert.equal(mirror.synced, true);
+    assert.equal(mirror.lsn, 1);
+    assert.deepEqual([...mirror.conns.keys()], [id]);
+
+    refused('lsn 5 after 1', forged({ lsn: 5 }), /batch 5 out of order \(expected 2\)/);
+    refused(
+      'data for an unknown connection',
+      forged({ records: [{ type: REC_RECV, id: 99, offset: 0, data: new Uint8Array([1, 2, 3]) }] }),
+      /unknown connection 99/,
+    );
+    // A batch is taken whole or not at all: a good record before a bad one changes nothing.
+    refused(
+      'a good state record, then an unknown connection',
+      forged({ records: [...next.records, { type: REC_RECV, id: 98, offset: 0, data: new Uint8Array(4) }] }),
+      /unknown connection 98/,
+    );
+    refused(
+      'a state that is not an engine snapshot',
+      forged({
+        records: [{ type: REC_CONN, id, tuple: tupleOf(boot), state: jsonBytes({ x: 1 }) }],
+      }),
+      /not an engine snapshot/,
+    );
+    refused('a stale epoch', encodeBatch(next), /epoch 0 below ours \(1\)/, 0);
+    assert.ok(mirror.counters.rejected >= 5);
+
+    // The genuine next batch still applies.
+    const ok2 = deliver(encodeBatch(next));
+    assert.equal(ok2.closed, 0);
+    assert.equal(mirror.lsn, 2);
+    assert.equal(n.ha.rejects.length, 10);
+  });
+
+  test('DROP: the active drops a standby silent for silentTimeoutUs, then holds one timeout', () => {
+    const n = loneNode({ silentTimeoutUs: 500_000, timeoutUs: 100_000 });
+    const link = n.link();
+    n.ha.linkOpened(link, n.at(0));
+    n.ha.message(MSG_ROLE, 0, role('b', 'standby'), n.at(200));
+    assert.equal(n.ha.role, 'active');
+    assert.equal(n.ha.standbyAttached, true);
+    assert.equal(link.of(MSG_BATCH).length, 1, 'the bootstrap went out');
+    // The standby says nothing more; drive the node by its own pollAt.
+    for (let i = 0; i < 10_000 && n.ha.linkUp; i++) n.ha.poll(n.at(n.ha.pollAt()));
+    assert.equal(n.ha.linkUp, false);
+    const drops = link.of(MSG_DROP);
+    assert.equal(drops.length, 1);
+    assert.equal(drops[0].at, 200 + 500_000, 'dropped exactly silentTimeoutUs after it was last heard');
+    assert.equal(drops[0].epoch, 1);
+    assert.deepEqual(link.events.slice(-2), [`${MSG_DROP}@500200`, 'close@500200'], 'DROP, then close');
+    assert.ok(link.of(MSG_HEARTBEAT).length >= 20, 'the active kept sending heartbeats');
+    assert.equal(n.ha.standbyAttached, false);
+    assert.equal(n.ha.role, 'active');
+    // It holds output for one more detection timeout, then serves alone.
+    assert.equal(n.ha.pollAt(), 600_200);
+    n.ha.poll(n.at(600_199));
+    assert.ok(!n.logs.some((l) => l.startsWith('serving alone')));
+    n.ha.poll(n.at(600_200));
+    assert.ok(n.logs.some((l) => l.startsWith('serving alone')));
+    assert.equal(n.ha.replicator?.gating, false);
+  });
+
+  test('a standby that got MSG_DROP is unsynced and does not take over after the link closes', () => {
+    const n = loneNode({ nodeId: 'b', role: 'standby', timeoutUs: 100_000 });
+    const src = vipStack(0);
+    src.connect(ipFromString('198.18.0.1')!, 5555, 0);
+    const boot = new Replicator(src, 'sync').bootstrap(0);
+    const link = n.link();
+    n.ha.linkOpened(link, n.at(0));
+    n.ha.message(MSG_ROLE, 1, role('a', 'active'), n.at(200));
+    n.ha.message(MSG_BATCH, 1, encodeBatch(boot), n.at(300));
+    assert.equal(n.ha.mirror.synced, true);
+    assert.equal(n.ha.mirror.conns.size, 1);
+    assert.ok(n.ha.pollAt() < INF, 'a synced standby watches the active');
+    n.ha.message(MSG_DROP, 1, ENC.encode('silent'), n.at(500_000));
+    assert.equal(n.ha.mirror.synced, false);
+    assert.equal(n.ha.mirror.conns.size, 0);
+    assert.equal(n.ha.rejects.length, 0);
+    n.ha.linkClosed(link, n.at(500_200));
+    assert.equal(n.ha.pollAt(), INF);
+    for (const t of [600_200, 1_000_000, 20_000_000]) n.ha.poll(n.at(t));
+    assert.equal(n.ha.role, 'standby');
+    assert.equal(n.ha.takeovers.length, 0);
+    assert.deepEqual(n.muted, [true, true]);
+    // Control: without the DROP the same standby takes over one timeout after the close.
+    const m = loneNode({ nodeId: 'b', role: 'standby', timeoutUs: 100_000 });
+    const l2 = m.link();
+    m.ha.linkOpened(l2, m.at(0));
+    m.ha.message(MSG_ROLE, 1, role('a', 'active'), m.at(200));
+    m.ha.message(MSG_BATCH, 1, encodeBatch(boot), m.at(300));
+    m.ha.message(MSG_HEARTBEAT, 1, f64(0), m.at(500_000));
+    m.ha.linkClosed(l2, m.at(500_200));
+    assert.equal(m.ha.pollAt(), 600_000);
+    m.ha.poll(m.at(600_000));
+    assert.equal(m.ha.role, 'active');
+    assert.equal(m.ha.epoch, 2);
+  });
+
+  test('address claims: fence an active alone after its 2 s grace, never one with a standby', () => {
+    // The claim is real: the frames another node with the VIP sends when it takes over.
+    const claims: Uint8Array[] = [];
+    vipStack(0, macFromString('02:00:00:00:00:99')!, claims).announce();
+    assert.equal(claims.length, 2, 'a gratuitous ARP and an unsolicited NA');
+    const [garp, na] = claims;
+
+    const alone = loneNode({});
+    alone.ha.poll(alone.at(1000));
+    assert.equal(alone.ha.role, 'active');
+    for (const f of claims) alone.stack.receive(f, alone.at(1000 + 1_999_999));
+    assert.equal(alone.stack.counters.addressClaims, 2);
+    assert.equal(alone.ha.role, 'active', 'claims within the grace are the old node’s last words');
+    alone.stack.receive(na, alone.at(1000 + 2_500_000));
+    assert.equal(alone.ha.role, 'fenced');
+    assert.deepEqual(alone.muted, [true, false, true]);
+
+    const v4 = loneNode({});
+    v4.ha.poll(v4.at(1000));
+    v4.stack.receive(garp, v4.at(3_000_000));
+    assert.equal(v4.ha.role, 'fenced');
+
+    const paired = loneNode({});
+    const link = paired.link();
+    paired.ha.linkOpened(link, paired.at(0));
+    paired.ha.message(MSG_ROLE, 0, role('b', 'standby'), paired.at(200));
+    assert.equal(paired.ha.standbyAttached, true);
+    paired.ha.message(MSG_HEARTBEAT, 1, f64(0), paired.at(5_000_000));
+    for (const f of claims) paired.stack.receive(f, paired.at(5_000_100));
+    paired.ha.addressClaimed(paired.at(9_000_000));
+    assert.equal(paired.stack.counters.addressClaims, 2);
+    assert.equal(paired.ha.role, 'active');
+    assert.deepEqual(paired.muted, [true, false]);
+
+    // A candidate or a standby has no VIP to lose.
+    const cand = loneNode({});
+    cand.ha.addressClaimed(cand.at(900));
+    assert.equal(cand.ha.role, 'candidate');
+    const sb = loneNode({ role: 'standby' });
+    sb.ha.addressClaimed(sb.at(5_000_000));
+    assert.equal(sb.ha.role, 'standby');
+  });
+});
