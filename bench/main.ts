@@ -20,6 +20,10 @@ const BENCHES: Record<
     load: () => import('./tcp-5g.ts'),
   },
   throughput: { about: 'our stack vs kernel TCP on a TAP (--mb N)', load: () => import('./throughput.ts') },
+  'ha-sim': {
+    about: 'take-over property on the simulator over many seeds (default 10,000; --seeds N)',
+    load: () => import('./ha-sim.ts'),
+  },
   failover: {
     about: 'kill -9 take-overs on a real network, sync vs standalone, restore of 10k idle (--runs N)',
     load: () => import('./failover.ts'),

@@ -118,7 +118,8 @@ export class HaNode {
   private announceAt: number[] = [];
   /** Active with a lost standby: when it stops holding and serves alone. */
   private degradeAt = Number.POSITIVE_INFINITY;
-  private activeSince = 0;
+  /** After a take-over: until then claims are the old node's last announcements, not news. */
+  private claimGraceUntil = 0;
   /** The last `now` any call gave (messages go out inside calls that have one). */
   private clock: number;
   private readonly o: Required<HaNodeOptions>;
@@ -194,12 +195,12 @@ export class HaNode {
   /**
    * Another node claimed one of our addresses (an ARP or NA from elsewhere, seen on the data
    * link: the second path of DESIGN.md "Detect"). An active that has no standby attached takes it
-   * as a take-over elsewhere and fences; one that just became active ignores claims for a while
+   * as a take-over elsewhere and fences; one that has just taken over ignores claims for a while
    * (the old node's last announcements may still be on the wire).
    */
   addressClaimed(now: number): void {
     if (this.role !== 'active' || this.peerReady) return;
-    if (now < this.activeSince + CLAIM_GRACE_US) return;
+    if (now < this.claimGraceUntil) return;
     this.fence('another node claims the VIP on the data link');
   }
 
@@ -293,7 +294,17 @@ export class HaNode {
       }
       return;
     }
-    if (role === 'standby' || role === 'candidate') {
+    if (role === 'candidate' && this.role === 'candidate') {
+      // Both configured active and starting: the smaller node id takes the VIP, the other waits
+      // as standby (it will hear the winner's role).
+      if (this.o.nodeId < String(body.nodeId)) this.becomeActive(now, false);
+      else {
+        this.role = 'standby';
+        this.sendRole();
+      }
+      return;
+    }
+    if (role === 'standby') {
       if (this.role === 'candidate') this.becomeActive(now, false);
       if (this.role === 'active' && role === 'standby' && !this.peerReady) {
         this.peerReady = true;
@@ -401,7 +412,7 @@ export class HaNode {
   private becomeActive(now: number, takeover: boolean): void {
     if (!takeover) this.epoch = Math.max(this.epoch, 0) + 1;
     this.role = 'active';
-    this.activeSince = now;
+    this.claimGraceUntil = takeover ? now + CLAIM_GRACE_US : 0;
     this.degradeAt = Number.POSITIVE_INFINITY;
     this.stack.acceptingNew = this.o.degraded === 'serve';
     this.replicator = new Replicator(this.stack, this.o.mode);

@@ -1374,8 +1374,15 @@ export class TcpConnection {
         const first =
           this.recovery === 'fast' && this.highRxt <= this.sndUna && (!this.sackOk || this.dupAcks > 0);
         if (pipe >= cwnd && !first) return undefined;
-        const e = Math.min(s + mp, this.lostEnd, this.sndMax, this.sacked.nextSacked(s));
-        return { start: s, end: e };
+        // Within the peer's window too: a retransmission past its right edge is only dropped.
+        const e = Math.min(
+          s + mp,
+          this.lostEnd,
+          this.sndMax,
+          this.sacked.nextSacked(s),
+          this.sndUna + this.sndWnd,
+        );
+        if (e > s) return { start: s, end: e };
       }
     }
     // 2. New data (or a FIN), within the peer's window, cwnd and `sendLimit`.

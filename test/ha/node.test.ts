@@ -2,8 +2,9 @@
  * The HA node's roles, epochs and link messages (DESIGN.md "Replication", "Take-over"): fail-back
  * without preemption and a second take-over, a standby that has not bootstrapped, degraded
  * 'refuse', fencing on a higher epoch or a claim of the VIP, refused batches, the DROP of a silent
- * standby, and async replication. Scenarios run on the simulator; the message-level rules are
- * checked on a lone HaNode behind a stub replication link.
+ * standby, async replication, one-way cuts of the replication link. Scenarios run on the
+ * simulator; the message-level rules are checked on a lone HaNode behind a stub replication link.
+ * Tests marked `todo` pin down known bugs (their reasons say what goes wrong).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
@@ -71,8 +72,12 @@ interface WorldOptions {
    */
   pace?: number;
   paceUntilUs?: number;
-  /** Client socket buffers (default 64 KiB each, so that streams move at the client's pace). */
-  clientBuffer?: number;
+  /**
+   * Client socket buffers (send and receive) of echo streams and of downloads; default: the stack's
+   * (4 MiB). Small ones make a stream move at the client's pace.
+   */
+  echoBuffer?: number;
+  downloadBuffer?: number;
 }
 
 function world(o: WorldOptions) {
@@ -81,7 +86,6 @@ function world(o: WorldOptions) {
   const client = new StackNode({
     mac: macFromString('02:00:00:00:00:01')!,
     addresses: [cidrFromString('198.18.0.1/24')!, cidrFromString('fd00::1/64')!],
-    tcp: { sendBufferSize: o.clientBuffer ?? 65536, recvBufferSize: o.clientBuffer ?? 65536 },
   });
   const a = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: o.downloadBytes, ...o.a });
   const b = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: o.downloadBytes, ...o.b });
@@ -146,7 +150,9 @@ function world(o: WorldOptions) {
 
   const vip4 = ipFromString(VIP4)!;
   const open = (kind: Stream['kind'], now: number, vip = vip4): Stream => {
-    const c = client.stack.connect(vip, kind === 'echo' ? ECHO_PORT : DOWNLOAD_PORT, now);
+    const buf = kind === 'echo' ? o.echoBuffer : o.downloadBuffer;
+    const tcp = buf === undefined ? {} : { sendBufferSize: buf, recvBufferSize: buf };
+    const c = client.stack.connect(vip, kind === 'echo' ? ECHO_PORT : DOWNLOAD_PORT, now, { tcp });
     const s: Stream = {
       kind,
       c,
@@ -266,12 +272,15 @@ function f64(v: number): Uint8Array {
 
 describe('HA node on the simulator', () => {
   test('fail-back: a restarted configured-active joins as standby, syncs, and takes over at epoch 3', () => {
+    // Echo streams move at the client's pace (2 kB/ms, small buffers) so they are live through
+    // both take-overs; downloads are read at that pace from the client's (large) buffer.
     const w = world({
       seed: 11,
       echoBytes: 1_200_000,
       downloadBytes: 1_200_000,
       pace: 2000,
       paceUntilUs: 4_000_000,
+      echoBuffer: 65536,
     });
     const { net, a, b } = w;
     const newA = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: 1_200_000 });
@@ -284,19 +293,23 @@ describe('HA node on the simulator', () => {
       w.open('download', now);
     });
     const seen: Record<string, unknown> = {};
+    const live = () => [...w.streams.values()].filter((s) => !s.done).length;
+    const progress = () => [...w.streams.values()].map((s) => s.got);
     net.at(20_000, () => {
-      seen.before = { aRole: a.ha.role, aEpoch: a.ha.epoch, bSynced: b.ha.mirror.synced };
+      seen.before = { aRole: a.ha.role, aEpoch: a.ha.epoch, bSynced: b.ha.mirror.synced, live: live() };
       crashNode(a);
     });
-    let atRestart = 0;
-    net.at(150_000, (now) => {
+    // The old node comes back (a new process, configured active) once b has taken over and the
+    // client's streams run again (the echo streams resume only at the client's RTO, ~200 ms after
+    // the take-over: see the todo test on kick-start below).
+    let atRestart: number[] = [];
+    net.at(400_000, (now) => {
       seen.tookOver = { bRole: b.ha.role, bEpoch: b.ha.epoch, takeovers: b.ha.takeovers.length };
-      atRestart = w.received();
+      atRestart = progress();
       w.ha.restart(newA);
       linkNodes(newA, b, 200, now);
     });
-    net.at(160_000, () => {
-      const live = [...w.streams.values()].filter((s) => !s.done).length;
+    net.at(401_000, () => {
       seen.joined = {
         newARole: newA.ha.role,
         newAEpoch: newA.ha.epoch,
@@ -305,77 +318,49 @@ describe('HA node on the simulator', () => {
         bRole: b.ha.role,
         bEpoch: b.ha.epoch,
         attached: b.ha.standbyAttached,
-        live,
-        progressed: w.received() - atRestart,
+        live: live(),
       };
     });
-    net.at(200_000, () => {
+    net.at(500_000, () => {
+      const now = progress();
       seen.beforeSecond = {
-        progressed: w.received() - atRestart,
+        newARole: newA.ha.role,
+        synced: newA.ha.mirror.synced,
+        bRole: b.ha.role,
+        stalled: now.filter((g, i) => g <= atRestart[i]).length,
         batches: newA.ha.mirror.counters.batches,
-        live: [...w.streams.values()].filter((s) => !s.done).length,
+        rejects: newA.ha.rejects.length,
+        live: live(),
       };
       crashNode(b);
     });
-    if (process.env.DBG) {
-      const smp = (now: number) => {
-        const st = [...w.streams.values()].map((s) => `${s.kind[0]}${s.sent}/${s.got}`).join(' ');
-        const act = now < 150_000 ? b : b;
-        const lim = [...act.stack.connections()].map((c) => `${c.tcp.ackLimit}/${c.tcp.sendLimit}/${c.tcp.writePosition}`).join(' ');
-        const ce = [...w.streams.values()].filter((x) => x.kind === 'echo')[0];
-        const cs = ce.c.tcp.snapshot(now, false);
-        const srv = [...(newA.ha && newA.ha.role === 'active' ? newA : b).stack.connections()].find((c) => c.remotePort === ce.c.localPort);
-        const ss = srv?.tcp.snapshot(now, false);
-        console.log(now, 'CLI', JSON.stringify({ st: cs.state, una: cs.sndUna, max: cs.sndMax, wnd: cs.sndWnd, rtoAt: cs.rtoAt, rec: cs.recovery, lostEnd: cs.lostEnd, highRxt: cs.highRxt, dup: cs.dupAcks, rp: cs.recoveryPoint, sacked: cs.sacked, kc: ce.c.tcp.counters, sc: srv?.tcp.counters, stk: (newA.ha && newA.ha.role === 'active' ? newA : b).stack.counters, rcvNxt: cs.rcvNxt, rro: cs.readOffset }));
-        if (ss) console.log(now, 'SRV', JSON.stringify({ st: ss.state, una: ss.sndUna, max: ss.sndMax, wnd: ss.sndWnd, rtoAt: ss.rtoAt, rec: ss.recovery, rcvNxt: ss.rcvNxt, ro: ss.readOffset, redge: ss.rcvRightEdge, sb: ss.sendBuffer, lastAck: ss.lastAckSent, al: srv!.tcp.ackLimit, sl: srv!.tcp.sendLimit, rb: srv!.tcp.readable, wr: srv!.tcp.writable, persist: ss.persistAt }));
-        console.log(now, st, 'nb', newA.ha?.mirror.counters.batches, 'infl', b.ha.replicator?.inFlight, lim);
-        if (now < 1_500_000) net.after(10000, smp);
-      };
-      net.at(10_000, smp);
-    }
-    if (process.env.DBG) {
-      const ce = () => [...w.streams.values()].filter((x) => x.kind === 'echo')[0];
-      const cin = w.client.receive.bind(w.client);
-      w.client.receive = (port, frame, now) => {
-        const f = parseFrame(frame);
-        const e = ce();
-        if (e && now > 110_000 && now < 140_000 && !isWireError(f) && f.tcp && f.tcp.dstPort === e.c.localPort) {
-          const irs = (e.c.tcp as unknown as { irs: number }).irs; const iss = (e.c.tcp as unknown as { iss: number }).iss;
-          console.log('IN', now, 'seq', (f.tcp.seq - irs - 1) >>> 0, 'len', f.tcp.payload?.length, 'ack', (f.tcp.ack - iss - 1) >>> 0, 'flags', f.tcp.flags.toString(16), 'sack', f.tcp.sackBlocks?.map((x) => (x - iss - 1) >>> 0));
-        }
-        cin(port, frame, now);
-      };
-      const cout = w.hc.send.bind(w.hc);
-      w.hc.send = (port, frame) => {
-        const f = parseFrame(frame);
-        const e = ce();
-        const now = net.now;
-        if (e && now > 110_000 && now < 140_000 && !isWireError(f) && f.tcp && f.tcp.srcPort === e.c.localPort) {
-          const irs = (e.c.tcp as unknown as { irs: number }).irs; const iss = (e.c.tcp as unknown as { iss: number }).iss;
-          console.log('OUT', now, 'seq', (f.tcp.seq - iss - 1) >>> 0, 'len', f.tcp.payload?.length, 'ack', (f.tcp.ack - irs - 1) >>> 0, 'flags', f.tcp.flags.toString(16));
-        }
-        cout(port, frame);
-      };
-    }
     net.run({ until: 6_000_000 });
 
-    assert.deepEqual(seen.before, { aRole: 'active', aEpoch: 1, bSynced: true }, ctx());
+    assert.deepEqual(seen.before, { aRole: 'active', aEpoch: 1, bSynced: true, live: 4 }, ctx());
     assert.deepEqual(seen.tookOver, { bRole: 'active', bEpoch: 2, takeovers: 1 }, ctx());
-    const j = seen.joined as Record<string, number | string | boolean>;
-    assert.equal(j.newARole, 'standby', `no preemption: ${ctx()}`);
-    assert.equal(j.newAEpoch, 2, ctx());
-    assert.equal(j.synced, true, ctx());
-    assert.equal(j.bRole, 'active', ctx());
-    assert.equal(j.bEpoch, 2, ctx());
-    assert.equal(j.attached, true, ctx());
-    assert.equal(j.live, 4, `all four streams are still live when the old node rejoins: ${ctx()}`);
-    assert.equal(j.mirrored, 4, `the bootstrap carries every live connection: ${ctx()}`);
-    assert.ok((j.progressed as number) > 0, `traffic flows while the standby bootstraps: ${ctx()}`);
-    const bs = seen.beforeSecond as Record<string, number>;
-    console.log(JSON.stringify(seen));
-    assert.ok(bs.progressed > (j.progressed as number), ctx());
-    assert.ok(bs.batches > 10, `the new standby follows the live log: ${ctx()}`);
-    assert.equal(bs.live, 4, ctx());
+    // No preemption: the configured active joins the active peer as standby, at its epoch.
+    assert.deepEqual(
+      seen.joined,
+      {
+        newARole: 'standby',
+        newAEpoch: 2,
+        synced: true,
+        mirrored: 4,
+        bRole: 'active',
+        bEpoch: 2,
+        attached: true,
+        live: 4,
+      },
+      ctx(),
+    );
+    const bs = seen.beforeSecond as Record<string, number | string | boolean>;
+    assert.equal(bs.stalled, 0, `every stream moved while the new standby joined: ${ctx()}`);
+    assert.ok((bs.batches as number) > 50, `the new standby follows the live log: ${ctx()}`);
+    assert.deepEqual(
+      { ...bs, batches: 0 },
+      { newARole: 'standby', synced: true, bRole: 'active', stalled: 0, batches: 0, rejects: 0, live: 4 },
+      ctx(),
+    );
 
     assert.equal(b.ha.takeovers.length, 1);
     assert.equal(newA.ha.role, 'active', ctx());
@@ -406,7 +391,11 @@ describe('HA node on the simulator', () => {
     });
     const seen: Record<string, unknown> = {};
     net.at(20_000, (now) => {
-      seen.alone = { role: a.ha.role, attached: a.ha.standbyAttached, conns: [...a.stack.connections()].length };
+      seen.alone = {
+        role: a.ha.role,
+        attached: a.ha.standbyAttached,
+        conns: [...a.stack.connections()].length,
+      };
       linkNodes(a, b, 200, now);
     });
     net.at(20_100, () => {
@@ -447,7 +436,11 @@ describe('HA node on the simulator', () => {
     });
     const served: Stream[] = [];
     net.at(25_000, (now) => {
-      seen.paired = { attached: a.ha.standbyAttached, synced: b.ha.mirror.synced, accepting: a.stack.acceptingNew };
+      seen.paired = {
+        attached: a.ha.standbyAttached,
+        synced: b.ha.mirror.synced,
+        accepting: a.stack.acceptingNew,
+      };
       served.push(w.open('echo', now), w.open('download', now), w.open('echo', now, ipFromString(VIP6)!));
     });
     net.run({ until: 3_000_000 });
@@ -455,14 +448,13 @@ describe('HA node on the simulator', () => {
     assert.deepEqual(seen.refused, { state: TcpState.Closed, error: 'ECONNREFUSED', rsts: 1 }, ctx());
     assert.ok(a.stack.counters.tcpRstSent >= 1);
     assert.deepEqual(seen.paired, { attached: true, synced: true, accepting: true }, ctx());
-    const rstsBefore = 1;
     for (const s of served) {
       assert.equal(s.c.tcp.error, undefined, ctx());
       assert.equal(s.bad, -1, ctx());
       assert.equal(s.got, s.want, ctx());
       assert.ok(s.done, ctx());
     }
-    assert.equal(w.rsts(), rstsBefore, `only the refusal was a RST: ${ctx()}`);
+    assert.equal(w.rsts(), 1, `only the refusal was a RST: ${ctx()}`);
     assert.ok(b.ha.mirror.counters.batches > 10, ctx());
     assert.equal(a.framesWhileNotActive + b.framesWhileNotActive, 0);
   });
@@ -503,7 +495,10 @@ describe('HA node on the simulator', () => {
     const drop = got.find((m) => m.type === MSG_DROP);
     assert.ok(drop, `the standby got a DROP: ${ctx()}`);
     // lastHeard is the standby's last message before the break (an ACK or heartbeat, ≤ 30 ms).
-    assert.ok(drop.at >= mutedAt - 20_000 + 300_000 && drop.at <= mutedAt + 300_000 + 400, `drop at ${drop.at}`);
+    assert.ok(
+      drop.at >= mutedAt - 20_000 + 300_000 && drop.at <= mutedAt + 300_000 + 400,
+      `drop at ${drop.at}`,
+    );
     assert.equal(got[got.length - 1], drop, 'nothing after the DROP');
     assert.equal(b.ha.role, 'standby', ctx());
     assert.equal(b.ha.mirror.synced, false, ctx());
@@ -511,10 +506,16 @@ describe('HA node on the simulator', () => {
     assert.equal(b.ha.linkUp, false, ctx());
     assert.equal(b.ha.takeovers.length, 0, ctx());
     assert.equal(b.framesSent, 0, ctx());
-    assert.ok(b.logs.some((l) => l.includes('dropped us')), ctx());
+    assert.ok(
+      b.logs.some((l) => l.includes('dropped us')),
+      ctx(),
+    );
     assert.equal(a.ha.role, 'active', ctx());
     assert.equal(a.ha.epoch, 1);
-    assert.ok(a.logs.some((l) => l.includes('serving alone')), ctx());
+    assert.ok(
+      a.logs.some((l) => l.includes('serving alone')),
+      ctx(),
+    );
     // The active carries on alone: its streams finish byte-exact.
     assertStreams(w, w.streams.values(), ctx);
   });
@@ -755,20 +756,29 @@ describe('HA node messages', () => {
     assert.equal(m.ha.epoch, 2);
   });
 
-  test('address claims: fence an active alone after its 2 s grace, never one with a standby', () => {
+  test('address claims: fence an active alone (after a take-over: after its 2 s grace), never one with a standby', () => {
     // The claim is real: the frames another node with the VIP sends when it takes over.
     const claims: Uint8Array[] = [];
     vipStack(0, macFromString('02:00:00:00:00:99')!, claims).announce();
     assert.equal(claims.length, 2, 'a gratuitous ARP and an unsolicited NA');
     const [garp, na] = claims;
 
+    // A node that just took over: claims within 2 s are the old node's last announcements.
+    const took = loneNode({ role: 'standby' });
+    took.ha.mirror.synced = true;
+    took.ha.takeOver(took.at(1000));
+    assert.equal(took.ha.role, 'active');
+    for (const f of claims) took.stack.receive(f, took.at(1000 + 1_999_999));
+    assert.equal(took.stack.counters.addressClaims, 2);
+    assert.equal(took.ha.role, 'active', 'claims within the grace are the old node’s last words');
+    took.stack.receive(na, took.at(1000 + 2_500_000));
+    assert.equal(took.ha.role, 'fenced');
+
+    // A node active from its start has no grace: a claim means another node took over.
     const alone = loneNode({});
     alone.ha.poll(alone.at(1000));
     assert.equal(alone.ha.role, 'active');
-    for (const f of claims) alone.stack.receive(f, alone.at(1000 + 1_999_999));
-    assert.equal(alone.stack.counters.addressClaims, 2);
-    assert.equal(alone.ha.role, 'active', 'claims within the grace are the old node’s last words');
-    alone.stack.receive(na, alone.at(1000 + 2_500_000));
+    alone.stack.receive(na, alone.at(1000 + 500_000));
     assert.equal(alone.ha.role, 'fenced');
     assert.deepEqual(alone.muted, [true, false, true]);
 
@@ -796,5 +806,135 @@ describe('HA node messages', () => {
     const sb = loneNode({ role: 'standby' });
     sb.ha.addressClaimed(sb.at(5_000_000));
     assert.equal(sb.ha.role, 'standby');
+  });
+});
+
+describe('HA pair: replication link cuts and start-up', () => {
+  /** The replication link loses a→b from `cutAt` on: b hears nothing, a still hears b. */
+  const oneWayCut = (cutAt: number, openAt: number) => {
+    const w = world({
+      seed: 21,
+      a: { ha: { silentTimeoutUs: 300_000 } },
+      b: { ha: { silentTimeoutUs: 300_000 } },
+      echoBytes: 600_000,
+      downloadBytes: 600_000,
+      pace: 2000,
+      paceUntilUs: openAt + 3_000_000,
+      echoBuffer: 65536,
+    });
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    net.at(openAt, (now) => {
+      w.open('echo', now);
+      w.open('download', now);
+    });
+    net.at(cutAt, () => {
+      a.link!.send = () => {};
+    });
+    // What the old active sends for the VIP once the standby has taken over.
+    let aFramesAtTakeover = -1;
+    const takeOver = b.ha.takeOver.bind(b.ha);
+    b.ha.takeOver = (now) => {
+      aFramesAtTakeover = a.framesSent;
+      takeOver(now);
+    };
+    net.run({ until: openAt + 3_000_000 });
+    return { w, a, b, aFramesAfter: a.framesSent - aFramesAtTakeover, ctx: () => logsOf(a, b) };
+  };
+
+  test('one-way cut: the standby takes over after silentTimeoutUs, the old active fences on its claim', () => {
+    // The old active has been active for more than the 2 s claim grace.
+    const { w, a, b, aFramesAfter, ctx } = oneWayCut(2_500_000, 2_400_000);
+    assert.equal(b.ha.role, 'active', ctx());
+    assert.equal(b.ha.epoch, 2, ctx());
+    assert.equal(b.ha.takeovers.length, 1, ctx());
+    assert.equal(b.ha.takeovers[0].connections, 2, ctx());
+    assert.equal(a.ha.role, 'fenced', ctx());
+    assert.equal(aFramesAfter, 0, `the old active sent after the take-over: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('one-way cut within 2 s of the active starting: the old active still fences (no split brain)', () => {
+    const { w, a, b, aFramesAfter, ctx } = oneWayCut(30_000, 5_000);
+    assert.equal(b.ha.role, 'active', ctx());
+    assert.equal(b.ha.takeovers.length, 1, ctx());
+    assert.equal(a.ha.role, 'fenced', `two actives (a epoch ${a.ha.epoch}, b epoch ${b.ha.epoch}): ${ctx()}`);
+    assert.equal(aFramesAfter, 0, `the old active sent ${aFramesAfter} frames after the take-over: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('two configured actives linked at start: one becomes active, the other joins as standby', () => {
+    const net = new Network({ seed: 3 });
+    const sw = net.attach(new LearningSwitch({ ports: 3 }), 'sw');
+    const a = new HaSimNode({ nodeId: 'a', role: 'active' });
+    const b = new HaSimNode({ nodeId: 'b', role: 'active' });
+    net.connect(net.attach(a, 'a'), 0, sw, 0, { latencyUs: 100 });
+    net.connect(net.attach(b, 'b'), 0, sw, 1, { latencyUs: 100 });
+    linkNodes(a, b, 200, 0);
+    net.run({ until: 1_000_000 });
+    const ctx = () => logsOf(a, b);
+    assert.deepEqual([a.ha.role, b.ha.role].sort(), ['active', 'standby'], ctx());
+    const standby = a.ha.role === 'standby' ? a : b;
+    assert.equal(standby.framesSent, 0, `the standby announced the VIP: ${ctx()}`);
+    assert.ok(standby.ha.mirror.synced, ctx());
+  });
+});
+
+describe('take-over: kick-start of window- and cwnd-limited streams', () => {
+  /** A pair with one paced stream; a crashes at 20 ms; samples around b's take-over. */
+  const afterTakeover = (kind: Stream['kind'], seed: number, marks: number[]) => {
+    const w = world({
+      seed,
+      echoBytes: 400_000,
+      downloadBytes: 1_500_000,
+      pace: 2000,
+      paceUntilUs: 4_000_000,
+      echoBuffer: 65536,
+      downloadBuffer: 65536,
+    });
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    let s: Stream | undefined;
+    net.at(5_000, (now) => {
+      s = w.open(kind, now);
+    });
+    net.at(20_000, () => crashNode(a));
+    const at: { acked: number; sndMax: number; got: number }[] = [];
+    const sample = () => {
+      const t = s!.c.tcp;
+      at.push({ acked: t.acknowledged, sndMax: t.snapshot(net.now, false).sndMax, got: s!.got });
+    };
+    const takeOver = b.ha.takeOver.bind(b.ha);
+    b.ha.takeOver = (now) => {
+      sample();
+      for (const d of marks) net.after(d, sample);
+      takeOver(now);
+    };
+    net.run({ until: 4_000_000 });
+    return { w, s: s!, at, ctx: () => logsOf(a, b) };
+  };
+
+  test(
+    'bytes the client sent to the dead node are fast-retransmitted after the take-over, not left to its RTO',
+    {
+      todo: 'BUG: the client’s limited-transmit segments are SACKed by the new active, so the partial-ACK (NewReno) rule is skipped and fewer than DupThresh segments are SACKed: the hole waits for the client’s 200 ms RTO',
+    },
+    () => {
+      const { at, ctx } = afterTakeover('echo', 16, [100_000]);
+      const [t0, t100] = at;
+      assert.ok(t0.sndMax - t0.acked > 20_000, 'the client had data in flight to the dead node');
+      assert.ok(
+        t100.acked >= t0.sndMax,
+        `100 ms after the take-over the client has ${t100.acked} acknowledged of the ${t0.sndMax} it had sent: ${ctx()}`,
+      );
+    },
+  );
+
+  test('a window-limited download keeps the client’s pace after the take-over', () => {
+    const { w, at, ctx } = afterTakeover('download', 17, [50_000, 450_000]);
+    const [, t50, t450] = at;
+    // 400 ms at 2 kB/ms is 800 kB; allow for slow start and the window opening.
+    assert.ok(t450.got - t50.got >= 600_000, `read ${t450.got - t50.got} bytes in 400 ms: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
   });
 });

@@ -1,0 +1,237 @@
+/**
+ * Take-over scenarios on the simulator, shared by test/ha/takeover-sim.test.ts and
+ * `npm run bench -- ha-sim`: a client stack talks to the VIP of an active/standby pair (echo,
+ * download and request/response connections), the active may crash at a given instant, and
+ * `check` asserts DESIGN.md I1-I4 on the outcome.
+ */
+import assert from 'node:assert/strict';
+import {
+  crashNode,
+  DOWNLOAD_PORT,
+  DOWNLOAD_STREAM,
+  ECHO_PORT,
+  HaSimNode,
+  linkNodes,
+  REQUEST_BYTES,
+  RESPONSE_BYTES,
+  RR_PORT,
+  responseFor,
+  VIP4,
+  VIP6,
+} from '../../src/ha/sim.ts';
+import { PcapWriter } from '../../src/link/pcap.ts';
+import { LearningSwitch, Network } from '../../src/link/sim/index.ts';
+import { cidrFromString, ipFromString } from '../../src/stack/ip.ts';
+import type { StackConnection } from '../../src/stack/stack.ts';
+import { TcpState } from '../../src/tcp/state.ts';
+import { macFromString } from '../../src/wire/address.ts';
+import { isWireError } from '../../src/wire/error.ts';
+import { parseFrame } from '../../src/wire/frame.ts';
+import { TCP_RST } from '../../src/wire/tcp.ts';
+import { StackNode } from './stack-sim.ts';
+import { checkPattern, fillPattern } from './tcp-sim.ts';
+
+interface ClientConn {
+  kind: 'echo' | 'download' | 'rr';
+  c: StackConnection;
+  sent: number;
+  got: number;
+  bad: number;
+  done: boolean;
+  /** rr: requests answered and the current request. */
+  answered: number;
+  req: Uint8Array | undefined;
+  pending: Uint8Array[];
+}
+
+export interface Scenario {
+  seed: number;
+  echo: number;
+  downloads: number;
+  rr: number;
+  echoBytes: number;
+  downloadBytes: number;
+  requests: number;
+  crashAtUs: number | undefined;
+  loss: number;
+  v6: boolean;
+}
+
+export function runScenario(s: Scenario) {
+  const net = new Network({ seed: s.seed });
+  const sw = net.attach(new LearningSwitch({ ports: 4 }), 'sw');
+  const client = new StackNode({
+    mac: macFromString('02:00:00:00:00:01')!,
+    addresses: [cidrFromString('198.18.0.1/24')!, cidrFromString('fd00::1/64')!],
+  });
+  const a = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: s.downloadBytes });
+  const b = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: s.downloadBytes });
+  const hc = net.attach(client, 'client');
+  const ha = net.attach(a, 'a');
+  const hb = net.attach(b, 'b');
+  const link = { latencyUs: 100, bandwidthBps: 1e9, loss: s.loss, duplicate: s.loss / 2, reorder: s.loss };
+  const clientLink = net.connect(hc, 0, sw, 0, link);
+  // HA_PCAP=file: the client's link as a pcap, to look at a failing seed with tshark.
+  const pcap = process.env.HA_PCAP ? new PcapWriter({ snaplen: 128 }) : undefined;
+  if (pcap) net.capture(clientLink, pcap);
+  net.connect(ha, 0, sw, 1, link);
+  net.connect(hb, 0, sw, 2, link);
+  let rstsAtClient = 0;
+  const inner = client.receive.bind(client);
+  client.receive = (port, frame, now) => {
+    const f = parseFrame(frame);
+    if (!isWireError(f) && f.tcp && (f.tcp.flags & TCP_RST) !== 0) rstsAtClient++;
+    inner(port, frame, now);
+  };
+
+  const conns = new Map<StackConnection, ClientConn>();
+  const drive = (cc: ClientConn) => {
+    const t = cc.c.tcp;
+    let acted = false;
+    if (cc.kind === 'echo') {
+      while (cc.sent < s.echoBytes && t.writable > 0) {
+        const chunk = new Uint8Array(Math.min(s.echoBytes - cc.sent, t.writable, 16384));
+        fillPattern(cc.c.localPort, cc.sent, chunk);
+        cc.sent += t.write(chunk);
+        acted = true;
+      }
+      for (let d = t.read(); d; d = t.read()) {
+        const bad = checkPattern(cc.c.localPort, cc.got, d);
+        if (bad >= 0 && cc.bad < 0) cc.bad = cc.got + bad;
+        cc.got += d.length;
+        acted = true;
+      }
+      if (cc.got >= s.echoBytes && !cc.done) {
+        cc.done = true;
+        t.close();
+        acted = true;
+      }
+    } else if (cc.kind === 'download') {
+      for (let d = t.read(); d; d = t.read()) {
+        const bad = checkPattern(DOWNLOAD_STREAM, cc.got, d);
+        if (bad >= 0 && cc.bad < 0) cc.bad = cc.got + bad;
+        cc.got += d.length;
+        acted = true;
+      }
+      if (t.eof && !cc.done) {
+        cc.done = true;
+        t.close();
+        acted = true;
+      }
+    } else {
+      if (cc.req === undefined && cc.answered < s.requests) {
+        cc.req = new Uint8Array(REQUEST_BYTES);
+        fillPattern(cc.c.localPort, cc.answered * REQUEST_BYTES, cc.req);
+        cc.pending = [];
+        cc.got = 0;
+      }
+      if (cc.req && cc.sent < (cc.answered + 1) * REQUEST_BYTES && t.writable >= REQUEST_BYTES) {
+        t.write(cc.req);
+        cc.sent += REQUEST_BYTES;
+        acted = true;
+      }
+      for (let d = t.read(); d; d = t.read()) {
+        cc.pending.push(d);
+        cc.got += d.length;
+        acted = true;
+      }
+      if (cc.req && cc.got >= RESPONSE_BYTES) {
+        const resp = new Uint8Array(cc.got);
+        let o = 0;
+        for (const p of cc.pending) {
+          resp.set(p, o);
+          o += p.length;
+        }
+        const want = responseFor(cc.req);
+        if (resp.length !== RESPONSE_BYTES || resp.some((v, i) => v !== want[i])) cc.bad = cc.answered;
+        cc.answered++;
+        cc.req = undefined;
+        if (cc.answered < s.requests) return drive(cc);
+      }
+      if (cc.answered >= s.requests && !cc.done) {
+        cc.done = true;
+        t.close();
+        acted = true;
+      }
+    }
+    if (acted) client.stack.touch(cc.c);
+  };
+  client.onChange = (c) => {
+    const cc = conns.get(c);
+    if (cc) drive(cc);
+  };
+
+  linkNodes(a, b, 200, 0);
+  const vip = ipFromString(s.v6 ? VIP6 : VIP4)!;
+  // Clients start once the pair is up and the standby bootstrapped.
+  net.at(5_000, (now) => {
+    const open = (kind: ClientConn['kind'], port: number) => {
+      const c = client.stack.connect(vip, port, now);
+      const cc: ClientConn = {
+        kind,
+        c,
+        sent: 0,
+        got: 0,
+        bad: -1,
+        done: false,
+        answered: 0,
+        req: undefined,
+        pending: [],
+      };
+      conns.set(c, cc);
+      drive(cc);
+    };
+    for (let i = 0; i < s.echo; i++) open('echo', ECHO_PORT);
+    for (let i = 0; i < s.downloads; i++) open('download', DOWNLOAD_PORT);
+    for (let i = 0; i < s.rr; i++) open('rr', RR_PORT);
+    hc.wake();
+  });
+  if (s.crashAtUs !== undefined) net.at(s.crashAtUs, () => crashNode(a));
+  const res = net.run({ until: 120_000_000, maxEvents: Number(process.env.HA_MAX_EVENTS ?? 20_000_000) });
+  if (process.env.HA_DEBUG) console.log(res);
+  if (pcap && process.env.HA_PCAP) pcap.save(process.env.HA_PCAP);
+  return { net, a, b, client, conns: [...conns.values()], rstsAtClient };
+}
+
+export function check(s: Scenario) {
+  const r = runScenario(s);
+  const ctx = () =>
+    `seed ${s.seed}: ${JSON.stringify(s)}\n${[...r.a.logs, ...r.b.logs].sort().slice(-12).join('\n')}`;
+  for (const cc of r.conns) {
+    const want = cc.kind === 'echo' ? s.echoBytes : cc.kind === 'download' ? s.downloadBytes : undefined;
+    assert.equal(
+      cc.c.tcp.error,
+      undefined,
+      `${cc.kind} :${cc.c.localPort} error ${cc.c.tcp.error}; ${ctx()}`,
+    );
+    assert.equal(cc.bad, -1, `${cc.kind} :${cc.c.localPort} corrupt at ${cc.bad}; ${ctx()}`);
+    if (want !== undefined)
+      assert.equal(cc.got, want, `${cc.kind} :${cc.c.localPort} got ${cc.got}; ${ctx()}`);
+    else assert.equal(cc.answered, s.requests, `rr :${cc.c.localPort} answered ${cc.answered}; ${ctx()}`);
+    assert.ok(cc.done, ctx());
+    assert.notEqual(cc.c.tcp.state, TcpState.SynSent, ctx());
+  }
+  assert.equal(r.rstsAtClient, 0, `RST reached the client; ${ctx()}`);
+  assert.equal(r.a.framesWhileNotActive + r.b.framesWhileNotActive, 0, `a non-active node sent; ${ctx()}`);
+  return r;
+}
+
+/** The scenario of one seed: mostly 1-10 connections, one seed in 25 a crowd of up to 200. */
+export function randomScenario(seed: number): Scenario {
+  const rng = new Network({ seed: seed + 1_000_000 }).rng;
+  const crowd = rng.int(0, 24) === 0;
+  const s: Scenario = {
+    seed,
+    echo: crowd ? rng.int(20, 90) : rng.int(0, 4),
+    downloads: crowd ? rng.int(0, 20) : rng.int(0, 2),
+    rr: crowd ? rng.int(20, 90) : rng.int(0, 4),
+    echoBytes: crowd ? rng.int(1, 5_000) : rng.int(1, 60_000),
+    downloadBytes: crowd ? rng.int(1, 10_000) : rng.int(1, 80_000),
+    requests: crowd ? rng.int(1, 3) : rng.int(1, 10),
+    crashAtUs: rng.int(0, 9) === 0 ? undefined : rng.int(4_000, 44_000),
+    loss: rng.int(0, 2) === 0 ? 0 : rng.int(0, 30) / 1000,
+    v6: rng.int(0, 1) === 1,
+  };
+  if (s.echo + s.downloads + s.rr === 0) s.echo = 1;
+  return s;
+}
