@@ -17,9 +17,9 @@
  *   slow (a long turn, a GC pause) keeps its link open, so the short timeout never fires on it.
  * - `fenced`: saw a higher epoch while active: stops sending at once (I4) and stays silent.
  *
- * Configured `active` starts as `candidate` for `startupWaitUs`: if the peer answers as active it
- * joins as standby (no preemption after a restart); if the peer answers as standby or nobody
- * answers, it becomes active.
+ * Configured `active` starts as `candidate` for `startupWaitUs` (default 3 s, ample for the
+ * replication link to come up): if the peer answers as active it joins as standby (no preemption
+ * after a restart); if the peer answers as standby or nobody answers, it becomes active.
  */
 import type { NetStack, StackConnection } from '../stack/stack.ts';
 import { decodeBatch, encodeBatch } from './log.ts';
@@ -85,8 +85,6 @@ export interface TakeoverRecord {
 }
 
 const ENC = new TextEncoder();
-/** How long a new active ignores claims of its VIP (the old node's last announcements). */
-const CLAIM_GRACE_US = 2_000_000;
 const DEC = new TextDecoder();
 
 function f64(v: number): Uint8Array {
@@ -118,8 +116,11 @@ export class HaNode {
   private announceAt: number[] = [];
   /** Active with a lost standby: when it stops holding and serves alone. */
   private degradeAt = Number.POSITIVE_INFINITY;
-  /** After a take-over: until then claims are the old node's last announcements, not news. */
-  private claimGraceUntil = 0;
+  /**
+   * Active that had a standby and lost it: the only kind of active another node can have taken
+   * over from (a standby must have synced from it), so the only kind a claim fences.
+   */
+  private orphaned = false;
   /** The last `now` any call gave (messages go out inside calls that have one). */
   private clock: number;
   private readonly o: Required<HaNodeOptions>;
@@ -135,7 +136,7 @@ export class HaNode {
       heartbeatUs: 20_000,
       timeoutUs: 100_000,
       silentTimeoutUs: 10 * (opts.timeoutUs ?? 100_000),
-      startupWaitUs: 300_000,
+      startupWaitUs: 3_000_000,
       tsMarginMs: 1000,
       announceAfterUs: [50_000, 200_000, 1_000_000],
       announceRefreshUs: 10_000_000,
@@ -188,19 +189,21 @@ export class HaNode {
       // fact taking over, its claim of the VIP reaches us first and we fence (see addressClaimed)
       // instead of sending what it does not hold.
       this.degradeAt = now + this.o.timeoutUs;
+      this.orphaned = true;
       this.driver.log(`standby gone: holding output ${this.o.timeoutUs / 1000} ms, then serving alone`);
     }
   }
 
   /**
    * Another node claimed one of our addresses (an ARP or NA from elsewhere, seen on the data
-   * link: the second path of DESIGN.md "Detect"). An active that has no standby attached takes it
-   * as a take-over elsewhere and fences; one that has just taken over ignores claims for a while
-   * (the old node's last announcements may still be on the wire).
+   * link: the second path of DESIGN.md "Detect"). An active that lost its standby takes it as
+   * that standby's take-over and fences. Any other active ignores it: nobody can have taken over
+   * from it, and a node that starts and claims too early loses on epochs once the replication
+   * link is up (it hears the higher epoch and fences).
    */
-  addressClaimed(now: number): void {
+  addressClaimed(_now: number): void {
     if (this.role !== 'active' || this.peerReady) return;
-    if (now < this.claimGraceUntil) return;
+    if (!this.orphaned) return;
     this.fence('another node claims the VIP on the data link');
   }
 
@@ -308,6 +311,7 @@ export class HaNode {
       if (this.role === 'candidate') this.becomeActive(now, false);
       if (this.role === 'active' && role === 'standby' && !this.peerReady) {
         this.peerReady = true;
+        this.orphaned = false;
         this.stack.acceptingNew = true;
         const b = this.replicator!.bootstrap(now);
         this.sendBatch(b);
@@ -412,7 +416,7 @@ export class HaNode {
   private becomeActive(now: number, takeover: boolean): void {
     if (!takeover) this.epoch = Math.max(this.epoch, 0) + 1;
     this.role = 'active';
-    this.claimGraceUntil = takeover ? now + CLAIM_GRACE_US : 0;
+    this.orphaned = false;
     this.degradeAt = Number.POSITIVE_INFINITY;
     this.stack.acceptingNew = this.o.degraded === 'serve';
     this.replicator = new Replicator(this.stack, this.o.mode);

@@ -756,36 +756,40 @@ describe('HA node messages', () => {
     assert.equal(m.ha.epoch, 2);
   });
 
-  test('address claims: fence an active alone (after a take-over: after its 2 s grace), never one with a standby', () => {
+  test('address claims fence only an active that lost its standby (the one a take-over supersedes)', () => {
     // The claim is real: the frames another node with the VIP sends when it takes over.
     const claims: Uint8Array[] = [];
     vipStack(0, macFromString('02:00:00:00:00:99')!, claims).announce();
     assert.equal(claims.length, 2, 'a gratuitous ARP and an unsolicited NA');
     const [garp, na] = claims;
 
-    // A node that just took over: claims within 2 s are the old node's last announcements.
-    const took = loneNode({ role: 'standby' });
-    took.ha.mirror.synced = true;
-    took.ha.takeOver(took.at(1000));
-    assert.equal(took.ha.role, 'active');
-    for (const f of claims) took.stack.receive(f, took.at(1000 + 1_999_999));
-    assert.equal(took.stack.counters.addressClaims, 2);
-    assert.equal(took.ha.role, 'active', 'claims within the grace are the old node’s last words');
-    took.stack.receive(na, took.at(1000 + 2_500_000));
-    assert.equal(took.ha.role, 'fenced');
-
-    // A node active from its start has no grace: a claim means another node took over.
+    // Active from its start, never paired: nobody can have taken over from it.
     const alone = loneNode({});
     alone.ha.poll(alone.at(1000));
     assert.equal(alone.ha.role, 'active');
-    alone.stack.receive(na, alone.at(1000 + 500_000));
-    assert.equal(alone.ha.role, 'fenced');
-    assert.deepEqual(alone.muted, [true, false, true]);
+    for (const f of claims) alone.stack.receive(f, alone.at(3_000_000));
+    assert.equal(alone.stack.counters.addressClaims, 2);
+    assert.equal(alone.ha.role, 'active');
 
-    const v4 = loneNode({});
-    v4.ha.poll(v4.at(1000));
-    v4.stack.receive(garp, v4.at(3_000_000));
-    assert.equal(v4.ha.role, 'fenced');
+    // Just took over: a claim is the old node's last word (or a restarting node that loses on epochs).
+    const took = loneNode({ role: 'standby' });
+    took.ha.mirror.synced = true;
+    took.ha.takeOver(took.at(1000));
+    took.stack.receive(na, took.at(500_000));
+    assert.equal(took.ha.role, 'active');
+
+    // Paired, then the standby's link closes: orphaned. Its standby's claim fences it (v6 and v4).
+    for (const frame of [na, garp]) {
+      const orphan = loneNode({});
+      const l = orphan.link();
+      orphan.ha.linkOpened(l, orphan.at(0));
+      orphan.ha.message(MSG_ROLE, 0, role('b', 'standby'), orphan.at(200));
+      assert.equal(orphan.ha.standbyAttached, true);
+      orphan.ha.linkClosed(l, orphan.at(10_000));
+      orphan.stack.receive(frame, orphan.at(60_000));
+      assert.equal(orphan.ha.role, 'fenced');
+      assert.deepEqual(orphan.muted, [true, false, true]);
+    }
 
     const paired = loneNode({});
     const link = paired.link();

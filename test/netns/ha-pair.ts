@@ -118,14 +118,18 @@ export class HaPair {
 
   /** Waits until `name` is a synced standby (it could take over). */
   async synced(name: string): Promise<void> {
+    const last = { status: undefined as NodeStatus | undefined };
     await waitUntil(
       `${name} to be a synced standby`,
       async () => {
         const s = await this.status(name).catch(() => undefined);
+        last.status = s;
         return s?.role === 'standby' && s.synced;
       },
       { timeoutMs: 30_000, tries: 600, intervalMs: 50 },
-    );
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}; last status ${JSON.stringify(last.status)}\n${this.logs()}`);
+    });
   }
 
   kill(name: string): void {
