@@ -11,10 +11,11 @@
  * - `active`: owns the VIP; replicates to a standby when one is attached (sync: output waits for
  *   it), serves alone (degraded) when none is.
  * - `standby`: silent on the data link; mirrors; takes over once `synced` (bootstrap applied) when
- *   the active is gone: its link closed (its kernel closes the socket when the process dies) and
- *   nothing was heard for `timeoutUs`; or nothing was heard for `silentTimeoutUs` with the link
- *   still open (a host that lost power or a cut cable sends no FIN). An active that is merely
- *   slow (a long turn, a GC pause) keeps its link open, so the short timeout never fires on it.
+ *   the active is gone: its link closed without a DROP (its kernel closes the socket when the
+ *   process dies) and `timeoutUs` passed since it was last heard (or `closeGraceUs` since the
+ *   close, if shorter); or nothing was heard for `silentTimeoutUs` with the link still open (a host that
+ *   lost power or a cut cable sends no FIN). An active that is merely slow (a long turn, a GC
+ *   pause) keeps its link open, so the short timeout never fires on it.
  * - `fenced`: saw a higher epoch while active: stops sending at once (I4) and stays silent.
  *
  * Configured `active` starts as `candidate` for `startupWaitUs` (default 3 s, ample for the
@@ -49,6 +50,12 @@ export interface HaNodeOptions {
   timeoutUs?: number;
   /** Silence tolerated while the link stays open (default 10 × timeoutUs). */
   silentTimeoutUs?: number;
+  /**
+   * After the link closes without a DROP, how long before taking over (default `timeoutUs`; 0
+   * trusts a closed link as the dead process's kernel speaking and takes over at once); the
+   * take-over comes at `timeoutUs` of silence at the latest.
+   */
+  closeGraceUs?: number;
   /** How long a configured active waits to hear from its peer before it takes the VIP alone. */
   startupWaitUs?: number;
   /** Added to the timestamp clock at take-over beyond the time since the last batch (ms). */
@@ -116,6 +123,7 @@ export class HaNode {
   private announceAt: number[] = [];
   /** Active with a lost standby: when it stops holding and serves alone. */
   private degradeAt = Number.POSITIVE_INFINITY;
+  private linkLostAt = Number.POSITIVE_INFINITY;
   /**
    * Active that had a standby and lost it: the only kind of active another node can have taken
    * over from (a standby must have synced from it), so the only kind a claim fences.
@@ -136,6 +144,7 @@ export class HaNode {
       heartbeatUs: 20_000,
       timeoutUs: 100_000,
       silentTimeoutUs: 10 * (opts.timeoutUs ?? 100_000),
+      closeGraceUs: opts.timeoutUs ?? 100_000,
       startupWaitUs: 3_000_000,
       tsMarginMs: 1000,
       announceAfterUs: [50_000, 200_000, 1_000_000],
@@ -182,6 +191,7 @@ export class HaNode {
   linkClosed(link: PeerLink, now: number): void {
     if (this.link !== link) return;
     this.link = undefined;
+    this.linkLostAt = now;
     this.peerRole = undefined;
     if (this.role === 'active' && this.peerReady) {
       this.peerReady = false;
@@ -238,8 +248,7 @@ export class HaNode {
       case MSG_DROP:
         // The active is alive and let us go: our mirror is stale until a new bootstrap.
         if (this.role === 'standby') {
-          this.mirror.synced = false;
-          this.mirror.conns.clear();
+          this.unsync();
           this.driver.log('the active dropped us: resyncing');
         }
         return;
@@ -252,10 +261,18 @@ export class HaNode {
     this.rejects.push(reason);
     this.driver.log(`replication: refused ${reason}; closing the link`);
     const l = this.link;
-    if (l) {
-      this.linkClosed(l, this.lastHeard);
-      l.close();
-    }
+    if (!l) return;
+    // An active tells its standby it is alive (no take-over); a standby's mirror may now be
+    // behind the active's: it is stale until a new bootstrap.
+    if (this.role === 'active') l.send(MSG_DROP, this.epoch, ENC.encode('refused'));
+    if (this.role === 'standby') this.unsync();
+    this.linkClosed(l, this.clock);
+    l.close();
+  }
+
+  private unsync(): void {
+    this.mirror.synced = false;
+    this.mirror.conns.clear();
   }
 
   private sendRole(): void {
@@ -361,13 +378,20 @@ export class HaNode {
   }
 
   /** Silence after which the peer counts as dead: short once its link has closed. */
-  private deadAfter(): number {
-    return this.link ? this.o.silentTimeoutUs : this.o.timeoutUs;
+  /**
+   * When the active counts as dead: `silentTimeoutUs` after it was last heard while its link is
+   * open; `closeGraceUs` after the link closed (its process died and its kernel closed the
+   * socket: a live active that lets its standby go says DROP first), but never before
+   * `timeoutUs` of silence unless `closeGraceUs` allows it.
+   */
+  private deadAt(): number {
+    if (this.link) return this.lastHeard + this.o.silentTimeoutUs;
+    return Math.min(this.lastHeard + this.o.timeoutUs, this.linkLostAt + this.o.closeGraceUs);
   }
 
   pollAt(): number {
     let t = this.link ? this.lastSent + this.o.heartbeatUs : Number.POSITIVE_INFINITY;
-    if (this.role === 'standby' && this.mirror.synced) t = Math.min(t, this.lastHeard + this.deadAfter());
+    if (this.role === 'standby' && this.mirror.synced) t = Math.min(t, this.deadAt());
     if (this.role === 'active' && this.peerReady) t = Math.min(t, this.lastHeard + this.o.silentTimeoutUs);
     if (this.role === 'candidate') t = Math.min(t, this.startedAt + this.o.startupWaitUs);
     t = Math.min(t, this.degradeAt);
@@ -379,8 +403,7 @@ export class HaNode {
     this.clock = now;
     if (this.role === 'candidate' && now >= this.startedAt + this.o.startupWaitUs)
       this.becomeActive(now, false);
-    if (this.role === 'standby' && this.mirror.synced && now >= this.lastHeard + this.deadAfter())
-      this.takeOver(now);
+    if (this.role === 'standby' && this.mirror.synced && now >= this.deadAt()) this.takeOver(now);
     if (this.role === 'active' && this.peerReady && now >= this.lastHeard + this.o.silentTimeoutUs) {
       this.driver.log(`standby silent for ${((now - this.lastHeard) / 1000).toFixed(0)} ms: dropping it`);
       const l = this.link;

@@ -598,7 +598,7 @@ describe('HA node messages', () => {
     assert.deepEqual(n.muted, [true, false, true]);
   });
 
-  test('forged or malformed batches are refused with a reason, the link closed, the mirror unchanged', () => {
+  test('forged or malformed batches are refused with a reason, the link closed, nothing applied, the mirror dropped until a new bootstrap', () => {
     const n = loneNode({ nodeId: 'b', role: 'standby' });
     const mirror = n.ha.mirror;
     // Genuine batches, from a replicator on a stack with one connection.
@@ -631,6 +631,7 @@ describe('HA node messages', () => {
     };
     const refused = (name: string, payload: Uint8Array, reason: RegExp, epoch = 1) => {
       const before = fingerprint();
+      const lsnBefore = mirror.lsn;
       const rejects = n.ha.rejects.length;
       const link = deliver(payload, epoch);
       assert.equal(n.ha.rejects.length, rejects + 1, `${name}: a reject`);
@@ -638,8 +639,19 @@ describe('HA node messages', () => {
       assert.equal(link.closed, 1, `${name}: the link is closed`);
       assert.equal(n.ha.linkUp, false, name);
       assert.equal(link.of(MSG_ACK).length, 0, `${name}: not acknowledged`);
-      assert.equal(fingerprint(), before, `${name}: the mirror is unchanged`);
+      // Nothing of the batch was applied (it is checked whole first) …
+      assert.ok(mirror.lsn === lsnBefore || mirror.lsn === 0, `${name}: no batch applied`);
+      // … and the standby no longer trusts its mirror (the active, seeing the link go, serves on
+      // alone): it cannot take over until a new bootstrap.
+      assert.equal(mirror.synced, false, `${name}: unsynced`);
+      assert.equal(mirror.conns.size, 0, `${name}: mirror dropped`);
+      assert.ok(before.length > 0);
       assert.equal(n.ha.role, 'standby', name);
+    };
+    const resync = () => {
+      const l = deliver(bootBytes);
+      assert.equal(l.closed, 0);
+      assert.equal(mirror.synced, true);
     };
     const forged = (b: Partial<Batch>): Uint8Array =>
       encodeBatch({ lsn: 2, reset: false, at: 20, records: [], ...b });
@@ -664,17 +676,20 @@ describe('HA node messages', () => {
     assert.deepEqual([...mirror.conns.keys()], [id]);
 
     refused('lsn 5 after 1', forged({ lsn: 5 }), /batch 5 out of order \(expected 2\)/);
+    resync();
     refused(
       'data for an unknown connection',
       forged({ records: [{ type: REC_RECV, id: 99, offset: 0, data: new Uint8Array([1, 2, 3]) }] }),
       /unknown connection 99/,
     );
-    // A batch is taken whole or not at all: a good record before a bad one changes nothing.
+    // A batch is taken whole or not at all: a good record before a bad one is not applied.
+    resync();
     refused(
       'a good state record, then an unknown connection',
       forged({ records: [...next.records, { type: REC_RECV, id: 98, offset: 0, data: new Uint8Array(4) }] }),
       /unknown connection 98/,
     );
+    resync();
     refused(
       'a state that is not an engine snapshot',
       forged({
@@ -682,10 +697,12 @@ describe('HA node messages', () => {
       }),
       /not an engine snapshot/,
     );
+    resync();
     refused('a stale epoch', encodeBatch(next), /epoch 0 below ours \(1\)/, 0);
     assert.ok(mirror.counters.rejected >= 5);
 
-    // The genuine next batch still applies.
+    // After a new bootstrap the genuine next batch applies.
+    resync();
     const ok2 = deliver(encodeBatch(next));
     assert.equal(ok2.closed, 0);
     assert.equal(mirror.lsn, 2);
