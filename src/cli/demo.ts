@@ -27,10 +27,11 @@ import {
   VIP4,
   VIP6,
 } from '../ha/sim.ts';
-import { LearningSwitch, Network, type NodeHandle, type SimNode } from '../link/sim/index.ts';
+import { LearningSwitch, Network } from '../link/sim/index.ts';
 import { checkPattern, fillPattern } from '../link/sim/pattern.ts';
 import { cidrFromString, ipFromString } from '../stack/ip.ts';
-import { NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
+import { StackNode } from '../stack/sim-node.ts';
+import type { StackConnection } from '../stack/stack.ts';
 import { isSynchronized, TcpState } from '../tcp/state.ts';
 import { macFromString } from '../wire/address.ts';
 import { isWireError } from '../wire/error.ts';
@@ -202,46 +203,6 @@ export function sizesFor(n: number, loss: number): Sizes {
 // ---------------------------------------------------------------------------------------------
 // Nodes
 
-/** The client host: a NetStack on one port, with its application called after each change. */
-class ClientNode implements SimNode {
-  handle!: NodeHandle;
-  stack!: NetStack;
-  onChange: ((c: StackConnection, now: number) => void) | undefined;
-  /** Sees every frame that reaches the client, before its stack does. */
-  onFrame: ((frame: Uint8Array, now: number) => void) | undefined;
-
-  constructor(readonly config: StackConfig) {}
-
-  attach(h: NodeHandle): void {
-    this.handle = h;
-    this.stack = new NetStack(this.config, h.rng, (f) => h.send(0, f), h.now);
-  }
-
-  receive(_port: number, frame: Uint8Array, now: number): void {
-    this.onFrame?.(frame, now);
-    this.stack.receive(frame, now);
-    this.turn(now);
-  }
-
-  poll(now: number): void {
-    this.turn(now);
-  }
-
-  pollAt(): number | undefined {
-    return this.stack.pollAt();
-  }
-
-  /** One driver turn: the stack, then the application, until both are quiet (bounded). */
-  turn(now: number): void {
-    for (let i = 0; i < 100; i++) {
-      this.stack.poll(now);
-      const ev = this.stack.takeEvents();
-      if (ev.changed.length === 0 && ev.accepted.length === 0) return;
-      for (const c of ev.changed) this.onChange?.(c, now);
-    }
-  }
-}
-
 /** An HA node that reports the end of each of its turns (to see role changes when they happen). */
 class DemoHaNode extends HaSimNode {
   onTurn: ((now: number) => void) | undefined;
@@ -350,7 +311,7 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
   const sizes = sizesFor(o.connections, o.loss);
   const net = new Network({ seed: o.seed });
   const sw = net.attach(new LearningSwitch({ ports: 3 }), 'sw');
-  const client = new ClientNode({
+  const client = new StackNode({
     mac: macFromString('02:00:00:00:00:01')!,
     addresses: [cidrFromString('198.18.0.1/24')!, cidrFromString('fd00::1/64')!],
   });

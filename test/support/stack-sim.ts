@@ -1,75 +1,15 @@
 /**
- * NetStacks as nodes of the simulated network, with a tiny event-driven application per stack
- * (the role the API layer and its driver play on a real host).
+ * Two stacks on a simulated switch, and a streaming application for them (StackNode itself lives
+ * in src/stack/sim-node.ts: the demo's client is one).
  */
-import { segmentTcpFrame } from '../../src/link/gso.ts';
-import { LearningSwitch, Network, type NodeHandle, type SimNode } from '../../src/link/sim/index.ts';
+import { LearningSwitch, Network } from '../../src/link/sim/index.ts';
 import { cidrFromString } from '../../src/stack/ip.ts';
-import { type Listener, NetStack, type StackConfig, type StackConnection } from '../../src/stack/stack.ts';
+import { StackNode } from '../../src/stack/sim-node.ts';
+import type { StackConfig, StackConnection } from '../../src/stack/stack.ts';
 import { macFromString } from '../../src/wire/address.ts';
 import { checkPattern, fillPattern } from './tcp-sim.ts';
 
-export class StackNode implements SimNode {
-  handle!: NodeHandle;
-  stack!: NetStack;
-  /** Called for each accepted connection and each change (outside stack calls). */
-  onAccept: ((c: StackConnection, l: Listener, now: number) => void) | undefined;
-  onChange: ((c: StackConnection, now: number) => void) | undefined;
-
-  /** Every frame put on the link, in order (GSO frames after segmentation), when recording. */
-  sent: Uint8Array[] | undefined;
-  /** GSO frames the stack handed over that were not valid (segmentTcpFrame refused them). */
-  badGso = 0;
-
-  /** With `config.gsoMaxFrame` the node segments GSO frames in software, like a TAP's kernel. */
-  constructor(readonly config: StackConfig) {}
-
-  attach(h: NodeHandle): void {
-    this.handle = h;
-    const out = (f: Uint8Array) => {
-      this.sent?.push(f.slice());
-      h.send(0, f);
-    };
-    this.stack = new NetStack(
-      this.config,
-      h.rng,
-      (f, segmentSize) => {
-        if (segmentSize === undefined) {
-          out(f);
-          return;
-        }
-        const pieces = segmentTcpFrame(f, segmentSize);
-        if (pieces === undefined) this.badGso++;
-        else for (const p of pieces) out(p);
-      },
-      h.now,
-    );
-  }
-
-  receive(_port: number, frame: Uint8Array, now: number): void {
-    this.stack.receive(frame, now);
-    this.turn(now);
-  }
-
-  poll(now: number): void {
-    this.turn(now);
-  }
-
-  pollAt(): number | undefined {
-    return this.stack.pollAt();
-  }
-
-  /** One driver turn: run the stack, then the application, until both are quiet (bounded). */
-  turn(now: number): void {
-    for (let i = 0; i < 100; i++) {
-      this.stack.poll(now);
-      const ev = this.stack.takeEvents();
-      if (ev.changed.length === 0 && ev.accepted.length === 0) return;
-      for (const { l, c } of ev.accepted) this.onAccept?.(c, l, now);
-      for (const c of ev.changed) this.onChange?.(c, now);
-    }
-  }
-}
+export { StackNode };
 
 export const A_MAC = macFromString('02:00:00:00:01:0a')!;
 export const B_MAC = macFromString('02:00:00:00:01:0b')!;
