@@ -14,6 +14,8 @@ const PERIOD = 65521;
 const TAIL = 1 << 20;
 const tables = new Map<number, Uint8Array>();
 
+const MAX_TABLES = 64;
+
 function table(stream: number): Uint8Array {
   let t = tables.get(stream);
   if (!t) {
@@ -21,6 +23,8 @@ function table(stream: number): Uint8Array {
     for (let i = 0; i < PERIOD; i++)
       t[i] = (Math.imul(i ^ (i >>> 13), 0x9e3779b1) + Math.imul(stream, 0x85ebca6b)) >>> 24;
     for (let i = PERIOD; i < t.length; i++) t[i] = t[i - PERIOD];
+    // Bounded: a table is ~1 MB, and callers key streams by port (thousands in a long run).
+    if (tables.size >= MAX_TABLES) tables.delete(tables.keys().next().value as number);
     tables.set(stream, t);
   }
   return t;
