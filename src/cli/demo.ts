@@ -260,6 +260,8 @@ export interface DemoResult {
   takeoverAtMs: number | undefined;
   /** Time from the active's last message to the take-over (the failure detector's delay). */
   detectionMs: number | undefined;
+  /** What told b that a was gone. */
+  cause: 'link closed' | 'silence' | undefined;
   restored: number;
   errors: number;
   corrupt: number;
@@ -584,7 +586,10 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
       takeoverAt = r.at;
       const failed = r.failed > 0 ? `, ${r.failed} FAILED` : '';
       say(now, `b takes over (epoch ${r.epoch}): ${r.connections} connection(s) restored${failed},`, [
-        `detected ${ms(r.at - r.lastHeardAt)} ms after a was last heard; b claims the VIP`,
+        r.cause === 'link closed'
+          ? `a's replication link closed (a killed process's kernel closes it)`
+          : `a silent for ${ms(r.at - r.lastHeardAt)} ms`,
+        `${ms(r.at - r.lastHeardAt)} ms after a was last heard; b claims the VIP`,
         `and kick-starts every connection (probe, retransmit, dup ACKs)`,
       ]);
     }
@@ -592,7 +597,8 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
 
   say(0, `client, a (active) and b (standby) on a switch (1 Gbit/s, 100 µs)`, [
     ...(o.loss > 0 ? [`${(o.loss * 100).toFixed(1)} % frame loss each way on the client's link,`] : []),
-    `replication a-b 200 µs; heartbeat 20 ms, detection after 100 ms`,
+    `replication a-b 200 µs; b takes over when it closes without a`,
+    `goodbye, or after 1 s of silence on it (heartbeat 20 ms)`,
   ]);
   linkNodes(a, b, 200, 0);
 
@@ -742,6 +748,7 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
     crashAtMs: crashedAt === undefined ? undefined : Math.round(crashedAt) / US_PER_MS,
     takeoverAtMs: rec ? Math.round(rec.at) / US_PER_MS : undefined,
     detectionMs: rec ? Math.round(rec.at - rec.lastHeardAt) / US_PER_MS : undefined,
+    cause: rec?.cause,
     restored: rec ? rec.connections : 0,
     errors,
     corrupt,
@@ -802,13 +809,13 @@ function explain(r: DemoResult, live: number, verifiedAtCrash: number): string[]
   let s: string;
   if (r.pass && r.crashAtMs !== undefined && live === 0) {
     s =
-      `a died at ${r.crashAtMs.toFixed(1)} ms with no connection mid-stream; b noticed its silence after ` +
-      `${(r.detectionMs ?? 0).toFixed(1)} ms and took over the VIP. Every connection arrived byte-exact, ` +
+      `a died at ${r.crashAtMs.toFixed(1)} ms with no connection mid-stream; b noticed ` +
+      `${r.cause === 'link closed' ? 'its link close' : 'its silence'} after ${(r.detectionMs ?? 0).toFixed(1)} ms and took over the VIP. Every connection arrived byte-exact, ` +
       `with no reset.`;
   } else if (r.pass && r.crashAtMs !== undefined && r.takeoverAtMs !== undefined) {
     s =
       `a died at ${r.crashAtMs.toFixed(1)} ms with ${live} connection(s) live and ${mb(verifiedAtCrash)} delivered; ` +
-      `b noticed its silence after ${(r.detectionMs ?? 0).toFixed(1)} ms, took over the VIP and ` +
+      `b noticed ${r.cause === 'link closed' ? 'its link close' : 'its silence'} after ${(r.detectionMs ?? 0).toFixed(1)} ms, took over the VIP and ` +
       `${r.restored} connection(s) from the exact byte each stood at. The client, untouched, ` +
       `saw no reset and every byte exactly once; no byte reached it for ${r.pauseMs.toFixed(1)} ms, ` +
       `and the longest any one connection waited was ${r.stallMs.toFixed(1)} ms.`;
@@ -852,6 +859,7 @@ export function demoJson(r: DemoResult): string {
     crashAtMs: r.crashAtMs ?? null,
     takeoverAtMs: r.takeoverAtMs ?? null,
     detectionMs: r.detectionMs ?? null,
+    cause: r.cause ?? null,
     framesWhileNotActive: r.framesWhileNotActive,
     virtualMs: r.virtualMs,
     failures: r.failures,

@@ -38,8 +38,16 @@ export interface NodeStatus {
   mirror: { connections: number; bytes: number; lsn: number };
   lastTakeover: {
     at: string;
-    /** From the active last heard to the take-over (the detection part of the stall). */
-    stallMs: number;
+    /** What told this node the active was gone, and when after the active's last word. */
+    cause: 'link closed' | 'silence';
+    detectionMs: number;
+    /**
+     * From the active's last word to the last restored connection moving again (its peer
+     * acknowledged or sent new bytes), over the `resumed` ones that moved within 10 s; null
+     * until one moves. Idle connections do not move and do not count.
+     */
+    stallMs: number | null;
+    resumed: number;
     connections: number;
     epoch: number;
     /** How long restoring every connection took. */
@@ -169,7 +177,10 @@ export async function runNode(configPath: string): Promise<number> {
       lastTakeover: last
         ? {
             at: wallAt.get(last.at) ?? '',
-            stallMs: Math.round((last.at - last.lastHeardAt) / 1000),
+            cause: last.cause,
+            detectionMs: Math.round((last.at - last.lastHeardAt) / 100) / 10,
+            stallMs: last.stallUs === undefined ? null : Math.round(last.stallUs / 100) / 10,
+            resumed: last.resumed,
             connections: last.connections,
             epoch: last.epoch,
             restoreMs: last.restoreUs / 1000,

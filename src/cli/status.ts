@@ -51,7 +51,13 @@ export function formatStatus(st: NodeStatus): string {
   else lines.push(`mirror      lsn ${st.mirror.lsn}, ${st.mirror.bytes} bytes held`);
   lines.push(
     st.lastTakeover
-      ? `last take-over ${st.lastTakeover.at}: ${st.lastTakeover.connections} connection(s), detected after ${st.lastTakeover.stallMs} ms, epoch ${st.lastTakeover.epoch}`
+      ? [
+          `last take-over ${st.lastTakeover.at}, epoch ${st.lastTakeover.epoch}: ${st.lastTakeover.connections} connection(s) restored in ${st.lastTakeover.restoreMs} ms`,
+          `            detected ${st.lastTakeover.detectionMs} ms after the active's last word (${st.lastTakeover.cause});`,
+          st.lastTakeover.stallMs === null
+            ? '            no restored connection has moved yet'
+            : `            ${st.lastTakeover.resumed} connection(s) moved again, the last ${st.lastTakeover.stallMs} ms after that word`,
+        ].join('\n')
       : 'last take-over none',
   );
   return lines.join('\n');

@@ -51,16 +51,21 @@ export interface HaNodeOptions {
   /** Silence tolerated while the link stays open (default 10 × timeoutUs). */
   silentTimeoutUs?: number;
   /**
-   * After the link closes without a DROP, how long before taking over (default `timeoutUs`; 0
-   * trusts a closed link as the dead process's kernel speaking and takes over at once); the
-   * take-over comes at `timeoutUs` of silence at the latest.
+   * After the link closes without a DROP, how long before taking over (default 0: a closed link
+   * is the dead process's kernel speaking, since a live active that lets its standby go says
+   * DROP first); the take-over comes at `timeoutUs` of silence at the latest.
    */
   closeGraceUs?: number;
   /** How long a configured active waits to hear from its peer before it takes the VIP alone. */
   startupWaitUs?: number;
   /** Added to the timestamp clock at take-over beyond the time since the last batch (ms). */
   tsMarginMs?: number;
-  /** GARP/NA at take-over and after these delays (µs), then every `announceRefreshUs`. */
+  /**
+   * GARP/NA at take-over and after these delays (µs), then every `announceRefreshUs`. Within
+   * `RESUME_WATCH_US` of a take-over, each one also kick-starts again the restored connections
+   * whose peer has not been heard since: frames the dead node had queued may have reached the
+   * switch after our first claim and pointed it back at the dead port.
+   */
   announceAfterUs?: number[];
   announceRefreshUs?: number;
   /** With no standby attached: keep accepting new connections ('serve', default) or refuse them. */
@@ -84,12 +89,42 @@ export interface TakeoverRecord {
   /** When the active was last heard from and when the take-over ran (our clock, µs). */
   lastHeardAt: number;
   at: number;
+  /** What told us the active was gone: its link closed (its process died) or its silence. */
+  cause: 'link closed' | 'silence';
   epoch: number;
   connections: number;
   failed: number;
   /** Wall time the restore of every connection took (µs; 0 without a driver clock). */
   restoreUs: number;
+  /**
+   * The stall as this node sees it: restored connections that moved again (the peer acknowledged
+   * or sent new bytes) within `RESUME_WATCH_US` of the take-over, and the longest time from the
+   * active's last word to such a move (µs; undefined until one moves). Idle connections never move
+   * and are not counted.
+   */
+  resumed: number;
+  stallUs: number | undefined;
 }
+
+/** One restored connection as the take-over watches it. */
+interface ResumeWatch {
+  c: StackConnection;
+  /** Where it stood at the take-over (for the stall); set `moved` once either advanced. */
+  acked0: number;
+  received0: number;
+  moved: boolean;
+  /** Where it stood at the last announcement (for the re-kick). */
+  acked: number;
+  received: number;
+  heardAt: number;
+  /** Its peer answered since the take-over: the path to it works. */
+  proven: boolean;
+}
+
+/** How long after a take-over restored connections are watched for their first move. */
+export const RESUME_WATCH_US = 10_000_000;
+/** How often (µs) the watch looks at the restored connections. */
+const RESUME_CHECK_US = 1000;
 
 const ENC = new TextEncoder();
 const DEC = new TextDecoder();
@@ -132,6 +167,11 @@ export class HaNode {
   /** The last `now` any call gave (messages go out inside calls that have one). */
   private clock: number;
   private readonly o: Required<HaNodeOptions>;
+  /** The connections restored by the last take-over, watched for `RESUME_WATCH_US`. */
+  private watch: ResumeWatch[] = [];
+  private watchUntil = 0;
+  private watchCheckedAt = 0;
+  private lastAnnounceAt = 0;
 
   constructor(
     opts: HaNodeOptions,
@@ -144,10 +184,10 @@ export class HaNode {
       heartbeatUs: 20_000,
       timeoutUs: 100_000,
       silentTimeoutUs: 10 * (opts.timeoutUs ?? 100_000),
-      closeGraceUs: opts.timeoutUs ?? 100_000,
+      closeGraceUs: 0,
       startupWaitUs: 3_000_000,
       tsMarginMs: 1000,
-      announceAfterUs: [50_000, 200_000, 1_000_000],
+      announceAfterUs: [10_000, 50_000, 200_000, 1_000_000],
       announceRefreshUs: 10_000_000,
       degraded: 'serve',
       ...opts,
@@ -372,6 +412,7 @@ export class HaNode {
   /** End of a driver turn: the active ships what the turn did as one batch. */
   afterTurn(now: number): void {
     this.clock = now;
+    if (this.watch.length > 0) this.watchResume(now);
     if (this.role !== 'active' || !this.replicator) return;
     const b = this.replicator.batch(now);
     if (b && this.link && this.peerReady) this.sendBatch(b);
@@ -429,6 +470,8 @@ export class HaNode {
       if (this.role === 'active') {
         this.stack.announce();
         if (this.announceAt.length === 0) this.announceAt.push(now + this.o.announceRefreshUs);
+        this.rekick(now, now - this.lastAnnounceAt);
+        this.lastAnnounceAt = now;
       }
     }
   }
@@ -445,6 +488,7 @@ export class HaNode {
     this.replicator = new Replicator(this.stack, this.o.mode);
     this.driver.setMuted(false);
     this.stack.announce();
+    this.lastAnnounceAt = now;
     this.announceAt = this.o.announceAfterUs.map((d) => now + d);
     this.driver.log(`active at epoch ${this.epoch}${takeover ? ' (take-over)' : ''}`);
     this.sendRole();
@@ -454,6 +498,7 @@ export class HaNode {
   /** Step 2-6 of DESIGN.md "Take-over": epoch+1, restore, kick-start, claim the VIP, resume the app. */
   takeOver(now: number): void {
     const lastHeard = this.lastHeard;
+    const cause = !this.link && now >= this.linkLostAt + this.o.closeGraceUs ? 'link closed' : 'silence';
     const t0 = this.driver.clock?.() ?? 0;
     this.epoch++;
     const { restored, failed } = this.mirror.restoreAll(now, this.o.tsMarginMs);
@@ -489,15 +534,75 @@ export class HaNode {
     this.takeovers.push({
       lastHeardAt: lastHeard,
       at: now,
+      cause,
       epoch: this.epoch,
       connections: conns.length,
       failed: failed.length,
       restoreUs: (this.driver.clock?.() ?? 0) - t0,
+      resumed: 0,
+      stallUs: undefined,
     });
+    this.watch = conns.map(({ c }) => {
+      const acked = c.tcp.acknowledged;
+      const received = c.tcp.receivedPosition;
+      const heardAt = c.tcp.lastReceivedAt;
+      return { c, acked0: acked, received0: received, moved: false, acked, received, heardAt, proven: false };
+    });
+    this.watchUntil = now + RESUME_WATCH_US;
+    this.watchCheckedAt = now;
     this.driver.log(
-      `take-over: ${conns.length} connection(s) restored, ${failed.length} failed, ${((now - lastHeard) / 1000).toFixed(0)} ms after the active was last heard`,
+      `take-over: ${conns.length} connection(s) restored, ${failed.length} failed, ${((now - lastHeard) / 1000).toFixed(0)} ms after the active was last heard (${cause})`,
     );
     this.driver.restored(conns, now);
+  }
+
+  /**
+   * At an announcement: kick-starts again each restored connection that made no progress since
+   * the last one (neither direction advanced) while it has bytes to deliver or its peer has not
+   * answered once since the take-over. Frames the dead node had queued may reach the switch after
+   * our first claim and point it back at the dead port; a stream then waits for an RTO that may
+   * be the peer's, with its back-off. An idle connection whose peer answered is left alone, and
+   * so is one whose smoothed RTT is longer than the time since the last announcement.
+   */
+  private rekick(now: number, sinceUs: number): void {
+    if (this.watch.length === 0 || now > this.watchUntil) return;
+    let n = 0;
+    for (const w of this.watch) {
+      const t = w.c.tcp;
+      const heard = t.lastReceivedAt !== w.heardAt;
+      if (heard) w.proven = true;
+      const progressed = t.acknowledged !== w.acked || t.receivedPosition !== w.received;
+      w.acked = t.acknowledged;
+      w.received = t.receivedPosition;
+      w.heardAt = t.lastReceivedAt;
+      if (progressed || (w.proven && t.writePosition === t.acknowledged)) continue;
+      if ((t.stats.srttUs ?? 0) * 2 > sinceUs) continue;
+      t.kickStart(now);
+      this.stack.touch(w.c);
+      n++;
+    }
+    if (n > 0) {
+      this.driver.log(`take-over: ${n} restored connection(s) made no progress: kick-started again`);
+      this.driver.wake();
+    }
+  }
+
+  /** Notes restored connections that moved since the take-over (see TakeoverRecord.stallUs). */
+  private watchResume(now: number): void {
+    if (now < this.watchCheckedAt + RESUME_CHECK_US) return;
+    this.watchCheckedAt = now;
+    const rec = this.takeovers[this.takeovers.length - 1];
+    if (!rec || now > this.watchUntil) {
+      this.watch = [];
+      return;
+    }
+    for (const w of this.watch) {
+      if (w.moved) continue;
+      if (w.c.tcp.acknowledged === w.acked0 && w.c.tcp.receivedPosition === w.received0) continue;
+      w.moved = true;
+      rec.resumed++;
+      rec.stallUs = Math.max(rec.stallUs ?? 0, now - rec.lastHeardAt);
+    }
   }
 
   private fence(reason: string): void {

@@ -379,6 +379,11 @@ export class TcpConnection {
     return Math.max(0, Math.min(this.sndUna, this.sendBuf.end));
   }
 
+  /** When the last acceptable segment from the peer arrived (µs). */
+  get lastReceivedAt(): number {
+    return this.lastRecvAt;
+  }
+
   /** Receive offset up to which bytes have arrived in order (the next expected byte). */
   get receivedPosition(): number {
     return Math.max(0, Math.min(this.rcvNxt, this.peerFinOffset));

@@ -759,7 +759,7 @@ describe('HA node messages', () => {
     assert.equal(n.ha.role, 'standby');
     assert.equal(n.ha.takeovers.length, 0);
     assert.deepEqual(n.muted, [true, true]);
-    // Control: without the DROP the same standby takes over one timeout after the close.
+    // Control: without the DROP the same standby takes over at the close.
     const m = loneNode({ nodeId: 'b', role: 'standby', timeoutUs: 100_000 });
     const l2 = m.link();
     m.ha.linkOpened(l2, m.at(0));
@@ -767,8 +767,8 @@ describe('HA node messages', () => {
     m.ha.message(MSG_BATCH, 1, encodeBatch(boot), m.at(300));
     m.ha.message(MSG_HEARTBEAT, 1, f64(0), m.at(500_000));
     m.ha.linkClosed(l2, m.at(500_200));
-    assert.equal(m.ha.pollAt(), 600_000);
-    m.ha.poll(m.at(600_000));
+    assert.equal(m.ha.pollAt(), 500_200);
+    m.ha.poll(m.at(500_200));
     assert.equal(m.ha.role, 'active');
     assert.equal(m.ha.epoch, 2);
   });
@@ -902,10 +902,14 @@ describe('HA pair: replication link cuts and start-up', () => {
 });
 
 describe('take-over: kick-start of window- and cwnd-limited streams', () => {
-  /** A pair with one paced stream; a crashes at 20 ms; samples around b's take-over. */
-  const afterTakeover = (kind: Stream['kind'], seed: number, marks: number[]) => {
+  /**
+   * A pair with one paced stream; a crashes at 20 ms; samples around b's take-over, which waits
+   * `graceUs` after the link closes (so the client has sent that long into the void).
+   */
+  const afterTakeover = (kind: Stream['kind'], seed: number, marks: number[], graceUs = 0) => {
     const w = world({
       seed,
+      b: { ha: { closeGraceUs: graceUs } },
       echoBytes: 400_000,
       downloadBytes: 1_500_000,
       pace: 2000,
@@ -941,7 +945,7 @@ describe('take-over: kick-start of window- and cwnd-limited streams', () => {
       todo: 'BUG: the client’s limited-transmit segments are SACKed by the new active, so the partial-ACK (NewReno) rule is skipped and fewer than DupThresh segments are SACKed: the hole waits for the client’s 200 ms RTO',
     },
     () => {
-      const { at, ctx } = afterTakeover('echo', 16, [100_000]);
+      const { at, ctx } = afterTakeover('echo', 16, [100_000], 100_000);
       const [t0, t100] = at;
       assert.ok(t0.sndMax - t0.acked > 20_000, 'the client had data in flight to the dead node');
       assert.ok(
