@@ -109,7 +109,10 @@ export async function run(o: BenchOptions): Promise<number> {
       });
       outcomes.push(r);
       if (r.failures.length > 0) log(`  FAILED: ${r.failures[0]}`);
-      else log(`  stall ${r.stallMs} ms, ${r.restored} connections restored`);
+      else
+        log(
+          `  stall ${r.stallMs} ms (node's status: ${r.nodeStallMs} ms), ${r.restored} connections restored`,
+        );
       await pair.start(victim);
       await pair.synced(victim);
       [victim, survivor] = [survivor, victim];
@@ -173,6 +176,11 @@ export async function run(o: BenchOptions): Promise<number> {
       stallMsP50: percentile(stalls, 50),
       stallMsP99: percentile(stalls, 99),
       stallMsMax: Math.max(0, ...stalls),
+      /** The same stall as the new active's `status` reports it (its restored connections moving again). */
+      nodeStallMsP99: percentile(
+        outcomes.map((r) => r.nodeStallMs ?? 0),
+        99,
+      ),
       connections: outcomes[0]?.connections ?? 0,
       detectionTimeoutMs: pair.timeoutMs,
       sync,

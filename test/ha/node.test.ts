@@ -37,7 +37,7 @@ import { LearningSwitch, Network, Rng } from '../../src/link/sim/index.ts';
 import { cidrFromString, ipFromString } from '../../src/stack/ip.ts';
 import { NetStack, type StackConnection } from '../../src/stack/stack.ts';
 import { TcpState } from '../../src/tcp/state.ts';
-import { macFromString } from '../../src/wire/address.ts';
+import { macFromString, writeMac } from '../../src/wire/address.ts';
 import { isWireError } from '../../src/wire/error.ts';
 import { parseFrame } from '../../src/wire/frame.ts';
 import { TCP_RST } from '../../src/wire/tcp.ts';
@@ -169,7 +169,7 @@ function world(o: WorldOptions) {
   };
   /** Bytes the client has received so far on all streams. */
   const received = () => [...streams.values()].reduce((n, s) => n + s.got, 0);
-  return { net, client, hc, a, b, ha, hb, streams, open, received, rsts: () => rsts };
+  return { net, sw, client, hc, a, b, ha, hb, streams, open, received, rsts: () => rsts };
 }
 
 type World = ReturnType<typeof world>;
@@ -961,5 +961,95 @@ describe('take-over: kick-start of window- and cwnd-limited streams', () => {
     // 400 ms at 2 kB/ms is 800 kB; allow for slow start and the window opening.
     assert.ok(t450.got - t50.got >= 600_000, `read ${t450.got - t50.got} bytes in 400 ms: ${ctx()}`);
     assertStreams(w, w.streams.values(), ctx);
+  });
+});
+
+describe('take-over: detection and resumption as the node records them', () => {
+  /** One download; a crashes at 30 ms (or only falls silent); samples the stream's longest gap. */
+  const run = (o: { closeLink: boolean; staleUs?: number; b?: Partial<HaSimOptions> }) => {
+    const w = world({
+      seed: 21,
+      echoBytes: 0,
+      downloadBytes: 1_500_000,
+      pace: 2000,
+      paceUntilUs: 3_000_000,
+      downloadBuffer: 65536,
+      b: o.b,
+    });
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    let s: Stream | undefined;
+    net.at(5_000, (now) => {
+      s = w.open('download', now);
+    });
+    net.at(30_000, () => {
+      if (o.closeLink) crashNode(a);
+      else a.handle.crash();
+    });
+    if (o.staleUs !== undefined) {
+      // Frames the dead node had queued reach the switch for `staleUs` after b's claim, one
+      // every 20 µs: the switch learns the VIP's MAC on a's (dead) port again and again, and the
+      // last word is a's.
+      const takeOver = b.ha.takeOver.bind(b.ha);
+      b.ha.takeOver = (now) => {
+        takeOver(now);
+        for (let d = 20; d <= o.staleUs!; d += 20)
+          net.after(d, (t) => {
+            const f = new Uint8Array(60);
+            writeMac(f, 0, macFromString('02:00:00:00:00:01')!);
+            writeMac(f, 6, VIP_MAC);
+            new DataView(f.buffer).setUint16(12, 0x88b5);
+            w.sw.node.receive(1, f, t);
+          });
+      };
+    }
+    let last = 0;
+    let lastAt = 0;
+    let maxGap = 0;
+    const sample = (now: number) => {
+      const got = s?.got ?? 0;
+      if (got !== last) {
+        maxGap = Math.max(maxGap, now - lastAt);
+        last = got;
+        lastAt = now;
+      } else if (got === 0) lastAt = now;
+      if (now < 3_000_000 && !s?.done) net.after(500, sample);
+    };
+    net.at(6_000, sample);
+    net.run({ until: 3_000_000 });
+    return { w, s: s!, maxGap, rec: b.ha.takeovers[0], ctx: () => logsOf(a, b) };
+  };
+
+  test('a closed link is a take-over at once, recorded with its cause and the stall the node saw', () => {
+    const { w, s, maxGap, rec, ctx } = run({ closeLink: true });
+    assert.ok(rec, ctx());
+    assert.equal(rec.cause, 'link closed');
+    assert.ok(rec.at - rec.lastHeardAt < 1000, `detection ${rec.at - rec.lastHeardAt} µs: ${ctx()}`);
+    assert.equal(rec.resumed, 1, ctx());
+    assert.ok(rec.stallUs !== undefined && rec.stallUs < 50_000, `stall ${rec.stallUs} µs: ${ctx()}`);
+    assert.ok(maxGap < 50_000, `the client waited ${maxGap} µs for bytes: ${ctx()}`);
+    assertStreams(w, [s], ctx);
+  });
+
+  test('silence with the link open is a take-over after 10 × the timeout, recorded as such', () => {
+    const { w, s, rec, ctx } = run({ closeLink: false });
+    assert.ok(rec, ctx());
+    assert.equal(rec.cause, 'silence');
+    assert.ok(rec.at - rec.lastHeardAt >= 1_000_000, `detection ${rec.at - rec.lastHeardAt} µs: ${ctx()}`);
+    assert.equal(rec.resumed, 1, ctx());
+    assertStreams(w, [s], ctx);
+  });
+
+  test('stale frames from the dead node after the claim: the stalled stream is kick-started again at the next announcement', () => {
+    const { w, s, maxGap, ctx } = run({ closeLink: true, staleUs: 5_000 });
+    // The announcement at +10 ms re-teaches the switch and re-kicks the stalled download: far
+    // sooner than its 200 ms RTO.
+    assert.ok(maxGap < 30_000, `the client waited ${maxGap} µs for bytes: ${ctx()}`);
+    assert.match(ctx(), /kick-started again/);
+    assertStreams(w, [s], ctx);
+    // Control: with the first announcement at +1 s, the stream waits for its RTO.
+    const ctl = run({ closeLink: true, staleUs: 5_000, b: { ha: { announceAfterUs: [1_000_000] } } });
+    assert.ok(ctl.maxGap >= 150_000, `control: the client waited only ${ctl.maxGap} µs: ${ctl.ctx()}`);
+    assertStreams(ctl.w, [ctl.s], ctl.ctx);
   });
 });

@@ -233,6 +233,11 @@ export class HaPair {
     if (after?.role !== 'active') failures.push(`${survivor} is ${after?.role}, not active`);
     else if (!(after.epoch > before.epoch))
       failures.push(`epoch did not move on (${before.epoch} -> ${after.epoch})`);
+    // kill -9 closes the replication socket: the survivor must have seen that, not silence.
+    else if (after.lastTakeover?.cause !== 'link closed')
+      failures.push(
+        `${survivor} detected the take-over by ${after.lastTakeover?.cause}, not the link closing`,
+      );
     if (failures.length > 0) failures.push(this.logs());
     return {
       failures,
@@ -241,6 +246,7 @@ export class HaPair {
       stallMs: Math.max(0, ...clients.map((r) => r.maxGapMs)),
       connections: 1 + sizes.httpConnections + 1,
       restored: after?.lastTakeover?.connections ?? 0,
+      nodeStallMs: after?.lastTakeover?.stallMs ?? null,
     };
   }
 }
@@ -260,6 +266,8 @@ export interface RoundOutcome {
   stallMs: number;
   connections: number;
   restored: number;
+  /** The stall as the new active's status reports it (its restored connections moving again). */
+  nodeStallMs: number | null;
 }
 
 /** Asserts a round went clean. */

@@ -39,7 +39,7 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
   test(`kill -9 of the active under an echo stream, 200 HTTP keep-alive connections and curl; restart, fail back (${REPETITIONS} rounds)`, async () => {
     let victim = 'a';
     let survivor = 'b';
-    const stalls: number[] = [];
+    const stalls: string[] = [];
     for (let round = 1; round <= REPETITIONS; round++) {
       const o = await pair.round(victim, survivor, round, {
         echoBytes: Number(process.env.TAKEOVER_ECHO_MB ?? 500) * 1e6,
@@ -49,7 +49,7 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
       });
       assertClean(o);
       assert.ok(o.restored > 0, 'the take-over restored live connections');
-      stalls.push(o.stallMs);
+      stalls.push(`${o.stallMs} (node: ${o.nodeStallMs})`);
       // The killed node comes back, joins as standby (no preemption) and catches up.
       await pair.start(victim);
       await pair.synced(victim);
