@@ -42,9 +42,9 @@ export interface NodeStatus {
     cause: 'link closed' | 'silence';
     detectionMs: number;
     /**
-     * From the active's last word to the last restored connection moving again (its peer
-     * acknowledged or sent new bytes), over the `resumed` ones that moved within 10 s; null
-     * until one moves. Idle connections do not move and do not count.
+     * Of the restored connections that had output unacknowledged at the take-over, the `resumed`
+     * ones whose peer acknowledged more within 10 s, and the longest time from the active's last
+     * word to that; null until one does.
      */
     stallMs: number | null;
     resumed: number;

@@ -55,8 +55,8 @@ export function formatStatus(st: NodeStatus): string {
           `last take-over ${st.lastTakeover.at}, epoch ${st.lastTakeover.epoch}: ${st.lastTakeover.connections} connection(s) restored in ${st.lastTakeover.restoreMs} ms`,
           `            detected ${st.lastTakeover.detectionMs} ms after the active's last word (${st.lastTakeover.cause});`,
           st.lastTakeover.stallMs === null
-            ? '            no restored connection has moved yet'
-            : `            ${st.lastTakeover.resumed} connection(s) moved again, the last ${st.lastTakeover.stallMs} ms after that word`,
+            ? '            no peer has acknowledged output pending at the take-over yet'
+            : `            ${st.lastTakeover.resumed} connection(s) with output pending had it acknowledged, the last ${st.lastTakeover.stallMs} ms after that word`,
         ].join('\n')
       : 'last take-over none',
   );

@@ -97,10 +97,10 @@ export interface TakeoverRecord {
   /** Wall time the restore of every connection took (µs; 0 without a driver clock). */
   restoreUs: number;
   /**
-   * The stall as this node sees it: restored connections that moved again (the peer acknowledged
-   * or sent new bytes) within `RESUME_WATCH_US` of the take-over, and the longest time from the
-   * active's last word to such a move (µs; undefined until one moves). Idle connections never move
-   * and are not counted.
+   * The stall as this node sees it: of the restored connections that had output unacknowledged
+   * at the take-over, how many had their peer acknowledge more within `RESUME_WATCH_US`, and the
+   * longest time from the active's last word to that (µs; undefined until one does). Connections
+   * with nothing to deliver are not counted: their peer's next move is up to its application.
    */
   resumed: number;
   stallUs: number | undefined;
@@ -109,9 +109,8 @@ export interface TakeoverRecord {
 /** One restored connection as the take-over watches it. */
 interface ResumeWatch {
   c: StackConnection;
-  /** Where it stood at the take-over (for the stall); set `moved` once either advanced. */
+  /** Acknowledged offset at the take-over; `moved` once it advanced (or nothing was owed). */
   acked0: number;
-  received0: number;
   moved: boolean;
   /** Where it stood at the last announcement (for the re-kick). */
   acked: number;
@@ -546,7 +545,8 @@ export class HaNode {
       const acked = c.tcp.acknowledged;
       const received = c.tcp.receivedPosition;
       const heardAt = c.tcp.lastReceivedAt;
-      return { c, acked0: acked, received0: received, moved: false, acked, received, heardAt, proven: false };
+      const owed = c.tcp.writePosition > acked;
+      return { c, acked0: acked, moved: !owed, acked, received, heardAt, proven: false };
     });
     this.watchUntil = now + RESUME_WATCH_US;
     this.watchCheckedAt = now;
@@ -587,7 +587,7 @@ export class HaNode {
     }
   }
 
-  /** Notes restored connections that moved since the take-over (see TakeoverRecord.stallUs). */
+  /** Notes restored connections whose peer acknowledged more (see TakeoverRecord.stallUs). */
   private watchResume(now: number): void {
     if (now < this.watchCheckedAt + RESUME_CHECK_US) return;
     this.watchCheckedAt = now;
@@ -598,7 +598,7 @@ export class HaNode {
     }
     for (const w of this.watch) {
       if (w.moved) continue;
-      if (w.c.tcp.acknowledged === w.acked0 && w.c.tcp.receivedPosition === w.received0) continue;
+      if (w.c.tcp.acknowledged === w.acked0) continue;
       w.moved = true;
       rec.resumed++;
       rec.stallUs = Math.max(rec.stallUs ?? 0, now - rec.lastHeardAt);

@@ -45,8 +45,11 @@ describe('takeover status text', () => {
       /last take-over 2026-11-27T16:00:00\.000Z, epoch 2: 202 connection\(s\) restored in 31\.5 ms/,
     );
     assert.match(t, /detected 0\.4 ms after the active's last word \(link closed\)/);
-    assert.match(t, /no restored connection has moved yet/);
+    assert.match(t, /no peer has acknowledged output pending at the take-over yet/);
     t = formatStatus({ ...base, lastTakeover: { ...lt, stallMs: 137.2, resumed: 201 } });
-    assert.match(t, /201 connection\(s\) moved again, the last 137\.2 ms after that word/);
+    assert.match(
+      t,
+      /201 connection\(s\) with output pending had it acknowledged, the last 137\.2 ms after that word/,
+    );
   });
 });

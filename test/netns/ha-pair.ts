@@ -201,6 +201,7 @@ export class HaPair {
     this.kill(victim);
     const failures: string[] = [];
     const clients: ClientResult[] = [];
+    const gaps: string[] = [];
     for (const [p, what] of [
       [echo, 'echo client'],
       [http, 'http clients'],
@@ -211,6 +212,7 @@ export class HaPair {
       });
       if (r) {
         clients.push(r);
+        gaps.push(`${what} ${r.maxGapMs} ms`);
         if (!r.ok) failures.push(`${what}: ${r.errors.join('; ')}`);
       }
     }
@@ -247,6 +249,7 @@ export class HaPair {
       connections: 1 + sizes.httpConnections + 1,
       restored: after?.lastTakeover?.connections ?? 0,
       nodeStallMs: after?.lastTakeover?.stallMs ?? null,
+      detail: `${gaps.join(', ')}; detected ${after?.lastTakeover?.detectionMs} ms after the last word, restored in ${after?.lastTakeover?.restoreMs} ms`,
     };
   }
 }
@@ -268,6 +271,8 @@ export interface RoundOutcome {
   restored: number;
   /** The stall as the new active's status reports it (its restored connections moving again). */
   nodeStallMs: number | null;
+  /** Each client's longest gap, detection and restore times, for the log. */
+  detail: string;
 }
 
 /** Asserts a round went clean. */

@@ -49,13 +49,13 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
       });
       assertClean(o);
       assert.ok(o.restored > 0, 'the take-over restored live connections');
-      stalls.push(`${o.stallMs} (node: ${o.nodeStallMs})`);
+      stalls.push(`${o.stallMs} (${o.detail})`);
       // The killed node comes back, joins as standby (no preemption) and catches up.
       await pair.start(victim);
       await pair.synced(victim);
       assert.equal((await pair.status(survivor)).role, 'active');
       [victim, survivor] = [survivor, victim];
     }
-    console.log(`take-over stalls seen by clients (ms): ${stalls.join(', ')}`);
+    console.log(`take-over stalls seen by clients (ms):\n${stalls.join('\n')}`);
   });
 });
