@@ -16,19 +16,16 @@
 import {
   crashNode,
   DOWNLOAD_PORT,
-  DOWNLOAD_STREAM,
   ECHO_PORT,
   HaSimNode,
   linkNodes,
-  REQUEST_BYTES,
   RESPONSE_BYTES,
   RR_PORT,
-  responseFor,
   VIP4,
   VIP6,
 } from '../ha/sim.ts';
+import { SimClientConn } from '../ha/sim-client.ts';
 import { LearningSwitch, Network } from '../link/sim/index.ts';
-import { checkPattern, fillPattern } from '../link/sim/pattern.ts';
 import { cidrFromString, ipFromString } from '../stack/ip.ts';
 import { StackNode } from '../stack/sim-node.ts';
 import type { StackConnection } from '../stack/stack.ts';
@@ -216,31 +213,29 @@ class DemoHaNode extends HaSimNode {
 // ---------------------------------------------------------------------------------------------
 // The client application
 
-interface ClientConn {
-  /** 1-based, in opening order. */
-  id: number;
-  kind: Kind;
-  v6: boolean;
-  c: StackConnection;
-  /** Bytes written (echo data, rr requests), bytes read (all kinds). */
-  sent: number;
-  got: number;
-  /** Bytes read and found exact. */
-  verified: number;
-  /** First bad offset (echo, download) or request index (rr); -1 when all good. */
-  bad: number;
-  closed: boolean;
-  established: boolean;
+/** One client connection: the stream's application (sim-client.ts) and the demo's bookkeeping. */
+class ClientConn extends SimClientConn {
+  established = false;
   /** 'ok': complete, byte-exact and closed cleanly; 'failed': ended any other way. */
-  outcome: 'open' | 'ok' | 'failed';
-  why: string;
-  answered: number;
-  req: Uint8Array | undefined;
-  pending: Uint8Array[];
-  pendingBytes: number;
+  outcome: 'open' | 'ok' | 'failed' = 'open';
+  why = '';
   /** When bytes last reached this connection's application, and its longest wait for bytes. */
   lastAt: number;
   gap: { us: number; from: number; to: number };
+
+  constructor(
+    /** 1-based, in opening order. */
+    readonly id: number,
+    kind: Kind,
+    readonly v6: boolean,
+    c: StackConnection,
+    sizes: Sizes,
+    now: number,
+  ) {
+    super(kind, c, sizes);
+    this.lastAt = now;
+    this.gap = { us: 0, from: now, to: now };
+  }
 }
 
 export interface DemoResult {
@@ -418,107 +413,15 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
     }
     const closedDown = cc.c.removed || t.state === TcpState.TimeWait || t.state === TcpState.Closed;
     if (!closedDown) return;
-    const complete =
-      cc.kind === 'echo'
-        ? cc.verified === sizes.echoBytes && cc.got === sizes.echoBytes
-        : cc.kind === 'download'
-          ? cc.verified === sizes.downloadBytes && cc.got === sizes.downloadBytes
-          : cc.answered === sizes.requests;
+    const complete = cc.complete;
     if (complete && cc.closed) settle(cc, now, 'ok', '');
     else settle(cc, now, 'failed', `closed after ${thousands(cc.got)} bytes (incomplete)`);
   };
 
   const drive = (cc: ClientConn, now: number) => {
-    const t = cc.c.tcp;
-    let acted = false;
-    if (cc.kind === 'echo') {
-      const stream = cc.c.localPort;
-      while (cc.sent < sizes.echoBytes && t.writable > 0) {
-        const chunk = new Uint8Array(Math.min(sizes.echoBytes - cc.sent, t.writable, 16384));
-        fillPattern(stream, cc.sent, chunk);
-        const n = t.write(chunk);
-        if (n === 0) break;
-        cc.sent += n;
-        acted = true;
-      }
-      for (let d = t.read(); d; d = t.read()) {
-        const bad = checkPattern(stream, cc.got, d);
-        if (bad >= 0 && cc.bad < 0) cc.bad = cc.got + bad;
-        if (cc.bad < 0) {
-          cc.verified += d.length;
-          bytesVerified += d.length;
-        }
-        cc.got += d.length;
-        noteBytes(cc, now, d.length);
-        acted = true;
-      }
-      if (cc.got >= sizes.echoBytes && !cc.closed) {
-        cc.closed = true;
-        t.close();
-        acted = true;
-      }
-    } else if (cc.kind === 'download') {
-      for (let d = t.read(); d; d = t.read()) {
-        const bad = checkPattern(DOWNLOAD_STREAM, cc.got, d);
-        if (bad >= 0 && cc.bad < 0) cc.bad = cc.got + bad;
-        if (cc.bad < 0) {
-          cc.verified += d.length;
-          bytesVerified += d.length;
-        }
-        cc.got += d.length;
-        noteBytes(cc, now, d.length);
-        acted = true;
-      }
-      if (t.eof && !cc.closed) {
-        cc.closed = true;
-        t.close();
-        acted = true;
-      }
-    } else {
-      for (let round = 0; round < 1000; round++) {
-        if (cc.req === undefined && cc.answered < sizes.requests) {
-          cc.req = new Uint8Array(REQUEST_BYTES);
-          fillPattern(cc.c.localPort, cc.answered * REQUEST_BYTES, cc.req);
-          cc.pending = [];
-          cc.pendingBytes = 0;
-        }
-        if (cc.req && cc.sent < (cc.answered + 1) * REQUEST_BYTES && t.writable >= REQUEST_BYTES) {
-          t.write(cc.req);
-          cc.sent += REQUEST_BYTES;
-          acted = true;
-        }
-        for (let d = t.read(); d; d = t.read()) {
-          cc.pending.push(d);
-          cc.pendingBytes += d.length;
-          cc.got += d.length;
-          noteBytes(cc, now, d.length);
-          acted = true;
-        }
-        if (!(cc.req && cc.pendingBytes >= RESPONSE_BYTES)) break;
-        const resp = new Uint8Array(cc.pendingBytes);
-        let off = 0;
-        for (const p of cc.pending) {
-          resp.set(p, off);
-          off += p.length;
-        }
-        const want = responseFor(cc.req);
-        if (resp.length !== RESPONSE_BYTES || resp.some((v, i) => v !== want[i])) {
-          if (cc.bad < 0) cc.bad = cc.answered;
-        } else if (cc.bad < 0) {
-          cc.verified += RESPONSE_BYTES;
-          bytesVerified += RESPONSE_BYTES;
-        }
-        cc.answered++;
-        cc.req = undefined;
-        cc.pending = [];
-        cc.pendingBytes = 0;
-      }
-      if (cc.answered >= sizes.requests && !cc.closed) {
-        cc.closed = true;
-        t.close();
-        acted = true;
-      }
-    }
+    const before = cc.verified;
+    const acted = cc.drive((n) => noteBytes(cc, now, n));
+    bytesVerified += cc.verified - before;
     if (acted) client.stack.touch(cc.c);
     check(cc, now);
     if (o.crashAtMs === undefined && !crashScheduled && bytesVerified >= expectedBytes * crashShare) {
@@ -615,26 +518,7 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
     const v6 = Math.floor(i / 3) % 2 === 1;
     const port = kind === 'echo' ? ECHO_PORT : kind === 'download' ? DOWNLOAD_PORT : RR_PORT;
     const c = client.stack.connect(v6 ? vip6 : vip4, port, now);
-    const cc: ClientConn = {
-      id: i + 1,
-      kind,
-      v6,
-      c,
-      sent: 0,
-      got: 0,
-      verified: 0,
-      bad: -1,
-      closed: false,
-      established: false,
-      outcome: 'open',
-      why: '',
-      answered: 0,
-      req: undefined,
-      pending: [],
-      pendingBytes: 0,
-      lastAt: now,
-      gap: { us: 0, from: now, to: now },
-    };
+    const cc = new ClientConn(i + 1, kind, v6, c, sizes, now);
     conns.push(cc);
     byConn.set(c, cc);
     drive(cc, now);

@@ -8,17 +8,14 @@ import assert from 'node:assert/strict';
 import {
   crashNode,
   DOWNLOAD_PORT,
-  DOWNLOAD_STREAM,
   ECHO_PORT,
   HaSimNode,
   linkNodes,
-  REQUEST_BYTES,
-  RESPONSE_BYTES,
   RR_PORT,
-  responseFor,
   VIP4,
   VIP6,
 } from '../../src/ha/sim.ts';
+import { type ClientKind, SimClientConn } from '../../src/ha/sim-client.ts';
 import { PcapWriter } from '../../src/link/pcap.ts';
 import { LearningSwitch, Network } from '../../src/link/sim/index.ts';
 import { cidrFromString, ipFromString } from '../../src/stack/ip.ts';
@@ -29,20 +26,6 @@ import { isWireError } from '../../src/wire/error.ts';
 import { parseFrame } from '../../src/wire/frame.ts';
 import { TCP_RST } from '../../src/wire/tcp.ts';
 import { StackNode } from './stack-sim.ts';
-import { checkPattern, fillPattern } from './tcp-sim.ts';
-
-interface ClientConn {
-  kind: 'echo' | 'download' | 'rr';
-  c: StackConnection;
-  sent: number;
-  got: number;
-  bad: number;
-  done: boolean;
-  /** rr: requests answered and the current request. */
-  answered: number;
-  req: Uint8Array | undefined;
-  pending: Uint8Array[];
-}
 
 export interface Scenario {
   seed: number;
@@ -84,77 +67,9 @@ export function runScenario(s: Scenario) {
     inner(port, frame, now);
   };
 
-  const conns = new Map<StackConnection, ClientConn>();
-  const drive = (cc: ClientConn) => {
-    const t = cc.c.tcp;
-    let acted = false;
-    if (cc.kind === 'echo') {
-      while (cc.sent < s.echoBytes && t.writable > 0) {
-        const chunk = new Uint8Array(Math.min(s.echoBytes - cc.sent, t.writable, 16384));
-        fillPattern(cc.c.localPort, cc.sent, chunk);
-        cc.sent += t.write(chunk);
-        acted = true;
-      }
-      for (let d = t.read(); d; d = t.read()) {
-        const bad = checkPattern(cc.c.localPort, cc.got, d);
-        if (bad >= 0 && cc.bad < 0) cc.bad = cc.got + bad;
-        cc.got += d.length;
-        acted = true;
-      }
-      if (cc.got >= s.echoBytes && !cc.done) {
-        cc.done = true;
-        t.close();
-        acted = true;
-      }
-    } else if (cc.kind === 'download') {
-      for (let d = t.read(); d; d = t.read()) {
-        const bad = checkPattern(DOWNLOAD_STREAM, cc.got, d);
-        if (bad >= 0 && cc.bad < 0) cc.bad = cc.got + bad;
-        cc.got += d.length;
-        acted = true;
-      }
-      if (t.eof && !cc.done) {
-        cc.done = true;
-        t.close();
-        acted = true;
-      }
-    } else {
-      if (cc.req === undefined && cc.answered < s.requests) {
-        cc.req = new Uint8Array(REQUEST_BYTES);
-        fillPattern(cc.c.localPort, cc.answered * REQUEST_BYTES, cc.req);
-        cc.pending = [];
-        cc.got = 0;
-      }
-      if (cc.req && cc.sent < (cc.answered + 1) * REQUEST_BYTES && t.writable >= REQUEST_BYTES) {
-        t.write(cc.req);
-        cc.sent += REQUEST_BYTES;
-        acted = true;
-      }
-      for (let d = t.read(); d; d = t.read()) {
-        cc.pending.push(d);
-        cc.got += d.length;
-        acted = true;
-      }
-      if (cc.req && cc.got >= RESPONSE_BYTES) {
-        const resp = new Uint8Array(cc.got);
-        let o = 0;
-        for (const p of cc.pending) {
-          resp.set(p, o);
-          o += p.length;
-        }
-        const want = responseFor(cc.req);
-        if (resp.length !== RESPONSE_BYTES || resp.some((v, i) => v !== want[i])) cc.bad = cc.answered;
-        cc.answered++;
-        cc.req = undefined;
-        if (cc.answered < s.requests) return drive(cc);
-      }
-      if (cc.answered >= s.requests && !cc.done) {
-        cc.done = true;
-        t.close();
-        acted = true;
-      }
-    }
-    if (acted) client.stack.touch(cc.c);
+  const conns = new Map<StackConnection, SimClientConn>();
+  const drive = (cc: SimClientConn) => {
+    if (cc.drive()) client.stack.touch(cc.c);
   };
   client.onChange = (c) => {
     const cc = conns.get(c);
@@ -165,19 +80,9 @@ export function runScenario(s: Scenario) {
   const vip = ipFromString(s.v6 ? VIP6 : VIP4)!;
   // Clients start once the pair is up and the standby bootstrapped.
   net.at(5_000, (now) => {
-    const open = (kind: ClientConn['kind'], port: number) => {
+    const open = (kind: ClientKind, port: number) => {
       const c = client.stack.connect(vip, port, now);
-      const cc: ClientConn = {
-        kind,
-        c,
-        sent: 0,
-        got: 0,
-        bad: -1,
-        done: false,
-        answered: 0,
-        req: undefined,
-        pending: [],
-      };
+      const cc = new SimClientConn(kind, c, s);
       conns.set(c, cc);
       drive(cc);
     };
@@ -208,7 +113,7 @@ export function check(s: Scenario) {
     if (want !== undefined)
       assert.equal(cc.got, want, `${cc.kind} :${cc.c.localPort} got ${cc.got}; ${ctx()}`);
     else assert.equal(cc.answered, s.requests, `rr :${cc.c.localPort} answered ${cc.answered}; ${ctx()}`);
-    assert.ok(cc.done, ctx());
+    assert.ok(cc.closed, ctx());
     assert.notEqual(cc.c.tcp.state, TcpState.SynSent, ctx());
   }
   assert.equal(r.rstsAtClient, 0, `RST reached the client; ${ctx()}`);
