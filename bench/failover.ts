@@ -109,10 +109,7 @@ export async function run(o: BenchOptions): Promise<number> {
       });
       outcomes.push(r);
       if (r.failures.length > 0) log(`  FAILED: ${r.failures[0]}`);
-      else
-        log(
-          `  stall ${r.stallMs} ms (node's status: ${r.nodeStallMs} ms), ${r.restored} connections restored`,
-        );
+      else log(`  stall ${r.stallMs} ms (${r.detail}), ${r.restored} connections restored`);
       await pair.start(victim);
       await pair.synced(victim);
       [victim, survivor] = [survivor, victim];

@@ -23,6 +23,7 @@
  * after a restart); if the peer answers as standby or nobody answers, it becomes active.
  */
 import type { NetStack, StackConnection } from '../stack/stack.ts';
+import { TcpState } from '../tcp/state.ts';
 import { decodeBatch, encodeBatch } from './log.ts';
 import { Mirror } from './mirror.ts';
 import { Replicator } from './replicator.ts';
@@ -567,6 +568,7 @@ export class HaNode {
   private rekick(now: number, sinceUs: number): void {
     if (this.watch.length === 0 || now > this.watchUntil) return;
     let n = 0;
+    const seen: string[] = [];
     for (const w of this.watch) {
       const t = w.c.tcp;
       const heard = t.lastReceivedAt !== w.heardAt;
@@ -576,13 +578,18 @@ export class HaNode {
       w.received = t.receivedPosition;
       w.heardAt = t.lastReceivedAt;
       if (progressed || (w.proven && t.writePosition === t.acknowledged)) continue;
+      // Nothing to kick: its peer owes it nothing more (kickStart leaves these alone).
+      if (t.state === TcpState.TimeWait || t.state === TcpState.Closed) continue;
       if ((t.stats.srttUs ?? 0) * 2 > sinceUs) continue;
       t.kickStart(now);
       this.stack.touch(w.c);
-      n++;
+      if (n++ < 3)
+        seen.push(`${t.state}, ${t.writePosition - t.acknowledged} owed${w.proven ? '' : ', peer silent'}`);
     }
     if (n > 0) {
-      this.driver.log(`take-over: ${n} restored connection(s) made no progress: kick-started again`);
+      this.driver.log(
+        `take-over: ${n} restored connection(s) made no progress: kick-started again (${seen.join('; ')}${n > 3 ? '; …' : ''})`,
+      );
       this.driver.wake();
     }
   }
@@ -593,16 +600,42 @@ export class HaNode {
     this.watchCheckedAt = now;
     const rec = this.takeovers[this.takeovers.length - 1];
     if (!rec || now > this.watchUntil) {
+      const stuck = this.watch.filter((w) => !w.moved);
+      if (rec && stuck.length > 0) {
+        const states = stuck
+          .slice(0, 5)
+          .map(
+            (w) =>
+              `${w.c.tcp.state} ${w.c.tcp.writePosition - w.c.tcp.acknowledged} owed, window ${w.c.tcp.stats.sndWnd}`,
+          );
+        this.driver.log(
+          `take-over: ${stuck.length} restored connection(s) still wait for their peer to acknowledge output (${states.join('; ')})`,
+        );
+      }
       this.watch = [];
       return;
     }
+    let moved = 0;
+    let left = 0;
     for (const w of this.watch) {
       if (w.moved) continue;
-      if (w.c.tcp.acknowledged === w.acked0) continue;
+      if (w.c.tcp.acknowledged === w.acked0) {
+        left++;
+        continue;
+      }
       w.moved = true;
+      moved++;
       rec.resumed++;
       rec.stallUs = Math.max(rec.stallUs ?? 0, now - rec.lastHeardAt);
+      if (rec.stallUs > 300_000)
+        this.driver.log(
+          `take-over: a connection waited ${((now - rec.lastHeardAt) / 1000).toFixed(0)} ms (${w.c.tcp.state}, ${w.c.tcp.writePosition - w.c.tcp.acknowledged} owed, srtt ${w.c.tcp.stats.srttUs} rto ${w.c.tcp.stats.rtoUs})`,
+        );
     }
+    if (left === 0 && moved > 0)
+      this.driver.log(
+        `take-over: every restored connection owed output had it acknowledged, the last ${((rec.stallUs ?? 0) / 1000).toFixed(1)} ms after the active's last word`,
+      );
   }
 
   private fence(reason: string): void {

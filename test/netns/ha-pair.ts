@@ -249,7 +249,14 @@ export class HaPair {
       connections: 1 + sizes.httpConnections + 1,
       restored: after?.lastTakeover?.connections ?? 0,
       nodeStallMs: after?.lastTakeover?.stallMs ?? null,
-      detail: `${gaps.join(', ')}; detected ${after?.lastTakeover?.detectionMs} ms after the last word, restored in ${after?.lastTakeover?.restoreMs} ms`,
+      detail: `${gaps.join(', ')}; detected ${after?.lastTakeover?.detectionMs} ms after the last word, restored in ${after?.lastTakeover?.restoreMs} ms${
+        process.env.HA_DEBUG
+          ? `\n${(this.procs.get(survivor)?.output().stderr ?? '')
+              .split('\n')
+              .filter((l) => l.includes('take-over:'))
+              .join('\n')}`
+          : ''
+      }`,
     };
   }
 }
