@@ -152,6 +152,8 @@ export class Replicator implements StackObserver {
       const s = t.snapshot(now, true);
       t.takeArrivals();
       const recvFrom = s.readOffset;
+      // A new standby knows nothing: every connection opens again, config included.
+      r.opened = false;
       records.push(this.stateRecord(c, r, s));
       if (s.received.length > 0)
         records.push({ type: REC_RECV, id: r.id, offset: recvFrom, data: s.received });

@@ -884,6 +884,47 @@ describe('HA pair: replication link cuts and start-up', () => {
     assertStreams(w, w.streams.values(), ctx);
   });
 
+  test('the standby restarts while the active keeps its connections: the new standby syncs and takes over', () => {
+    const w = world({
+      seed: 12,
+      echoBytes: 1_200_000,
+      downloadBytes: 1_200_000,
+      pace: 2000,
+      paceUntilUs: 4_000_000,
+      echoBuffer: 65536,
+    });
+    const { net, a, b } = w;
+    const newB = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: 1_200_000 });
+    const ctx = () => logsOf(a, b, newB);
+    linkNodes(a, b, 200, 0);
+    net.at(5_000, (now) => {
+      w.open('echo', now);
+      w.open('download', now);
+    });
+    // The standby's process dies; the active drops it and serves alone, then a new standby
+    // process joins while the same connections are live: its bootstrap must carry them whole.
+    net.at(20_000, () => crashNode(b));
+    net.at(200_000, (now) => {
+      w.hb.restart(newB);
+      linkNodes(a, newB, 200, now);
+    });
+    const seen: Record<string, unknown> = {};
+    net.at(300_000, () => {
+      seen.joined = {
+        synced: newB.ha.mirror.synced,
+        mirrored: newB.ha.mirror.conns.size,
+        rejects: newB.ha.rejects,
+        attached: a.ha.standbyAttached,
+      };
+      crashNode(a);
+    });
+    net.run({ until: 6_000_000 });
+    assert.deepEqual(seen.joined, { synced: true, mirrored: 2, rejects: [], attached: true }, ctx());
+    assert.equal(newB.ha.role, 'active', ctx());
+    assert.equal(newB.ha.takeovers[0]?.connections, 2, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
   test('two configured actives linked at start: one becomes active, the other joins as standby', () => {
     const net = new Network({ seed: 3 });
     const sw = net.attach(new LearningSwitch({ ports: 3 }), 'sw');

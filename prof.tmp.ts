@@ -1,0 +1,30 @@
+import { HaSimNode, linkNodes, VIP4, DOWNLOAD_PORT } from './src/ha/sim.ts';
+import { SimClientConn } from './src/ha/sim-client.ts';
+import { LearningSwitch, Network } from './src/link/sim/index.ts';
+import { cidrFromString, ipFromString } from './src/stack/ip.ts';
+import { StackNode } from './src/stack/sim-node.ts';
+import { macFromString } from './src/wire/address.ts';
+const standby = process.argv[2] !== 'alone';
+const net = new Network({ seed: 1 });
+const sw = net.attach(new LearningSwitch({ ports: 4 }), 'sw');
+const client = new StackNode({ mac: macFromString('02:00:00:00:00:01')!, addresses: [cidrFromString('198.18.0.1/24')!] });
+const N = 40_000_000;
+const a = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: N });
+const b = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: N });
+const hc = net.attach(client, 'client');
+const link = { latencyUs: 50, bandwidthBps: 10e9 };
+net.connect(hc, 0, sw, 0, link);
+net.connect(net.attach(a, 'a'), 0, sw, 1, link);
+if (standby) { net.connect(net.attach(b, 'b'), 0, sw, 2, link); linkNodes(a, b, 50, 0); }
+else net.attach(b, 'b');
+let cc: SimClientConn | undefined;
+client.onChange = (c) => { if (cc && c === cc.c && cc.drive()) client.stack.touch(c); };
+net.at(standby ? 5000 : 3_100_000, (now) => {
+  const c = client.stack.connect(ipFromString(VIP4)!, DOWNLOAD_PORT, now);
+  cc = new SimClientConn('download', c, { echoBytes: 0, downloadBytes: N, requests: 0 });
+  hc.wake();
+});
+const t0 = performance.now();
+net.run({ until: 60_000_000, maxEvents: 50_000_000 });
+const ms = performance.now() - t0;
+console.log(`${standby ? 'sync' : 'alone'}: got ${cc?.got} in ${ms.toFixed(0)} ms wall: ${(cc!.got / 1e3 / ms).toFixed(1)} MB/s; batches ${a.ha.replicator?.counters.batches} bytes ${a.ha.replicator?.counters.bytes}`);
