@@ -46,16 +46,45 @@ describe('take-over on the simulator', () => {
     assert.equal(r.b.ha.takeovers[0].connections, 8);
   });
 
+  test('the standby restarts mid-stream: the new one bootstraps live connections and takes over', () => {
+    const r = check({
+      seed: 3,
+      echo: 3,
+      downloads: 2,
+      rr: 3,
+      echoBytes: 600_000,
+      downloadBytes: 800_000,
+      requests: 60,
+      crashAtUs: 40_000,
+      loss: 0,
+      v6: false,
+      standbyRestartAtUs: 8_000,
+    });
+    assert.notEqual(r.b, r.oldB);
+    assert.equal(r.b.ha.role, 'active');
+    assert.equal(r.b.ha.takeovers.length, 1);
+    assert.equal(r.b.ha.takeovers[0].connections, 8);
+    assert.equal(r.b.ha.rejects.length, 0);
+  });
+
   test('random scenarios: crash at any instant (handshake, mid-stream, mid-close), loss, v4/v6', () => {
     let runs = 0;
     let withLive = 0;
+    let restartsWithLive = 0;
     forEachSeed(Number(process.env.HA_SEEDS ?? 1000), (seed) => {
       const s = randomScenario(seed);
       const r = check(s);
       runs++;
-      if ((r.b.ha.takeovers[0]?.connections ?? 0) > 0) withLive++;
+      const live = r.b.ha.takeovers[0]?.connections ?? 0;
+      if (live > 0) withLive++;
+      if (live > 0 && s.standbyRestartAtUs !== undefined) restartsWithLive++;
     });
     // The crash instants must hit live connections often, or the property says little.
     assert.ok(withLive >= runs * 0.3, `only ${withLive} of ${runs} take-overs had live connections`);
+    if (runs >= 100)
+      assert.ok(
+        restartsWithLive >= runs * 0.05,
+        `only ${restartsWithLive} of ${runs} take-overs followed a standby restart with live connections`,
+      );
   });
 });
