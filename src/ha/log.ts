@@ -6,7 +6,8 @@
  * Records, per connection (numbered by the active for the life of one replication session):
  * - `conn`: the connection's state at the end of the turn: the engine's snapshot without its byte
  *   buffers (their offsets are in it), as JSON. The first `conn` of a connection is its `open`
- *   and also carries the tuple and the TCP config; later ones omit the config.
+ *   and carries the whole state with the TCP config; later ones carry only the fields that
+ *   changed (`{"$delta": 1, ...}`, see replicator.ts `stateDelta`).
  * - `recv` / `send`: bytes that arrived in order / that the application wrote, at stream offsets.
  *   The standby trims them by the offsets the next `conn` carries: consumption (readOffset) and
  *   the peer's ACK (sndUna).

@@ -270,11 +270,23 @@ export class Mirror {
     const ends = new Map<string, number>();
     const known = new Set<number>(b.reset ? [] : this.conns.keys());
     const fresh = new Set<number>();
+    /** The record that set each connection's state earlier in this batch. */
+    const lastState = new Map<number, LogRecord>();
     for (const [i, r] of b.records.entries()) {
       if (r.type === REC_CONN) {
-        const s = parseJsonBytes(r.state) as Partial<TcpSnapshot> | undefined;
+        let s = parseJsonBytes(r.state) as Partial<TcpSnapshot> | undefined;
+        if (s && typeof s === 'object' && (s as Record<string, unknown>).$delta !== undefined) {
+          // A delta of the state this connection last had (in this batch or the mirror).
+          const base =
+            states.get(lastState.get(r.id)!) ?? (b.reset ? undefined : this.conns.get(r.id)?.state);
+          if (!known.has(r.id) || !base)
+            return `batch ${b.lsn} record ${i}: a state delta for unknown connection ${r.id}`;
+          s = applyStateDelta(base, s as Record<string, unknown>) as Partial<TcpSnapshot> | undefined;
+          if (!s) return `batch ${b.lsn} record ${i}: a malformed state delta`;
+        }
         if (!s || typeof s !== 'object' || s.version !== 1 || typeof s.sndUna !== 'number')
           return `batch ${b.lsn} record ${i}: the state is not an engine snapshot`;
+        lastState.set(r.id, r);
         states.set(r, s as TcpSnapshot);
         if (!known.has(r.id)) {
           if (typeof s.config !== 'object' || s.config === null)
@@ -287,6 +299,7 @@ export class Mirror {
       if (!known.has(r.id)) return `batch ${b.lsn} record ${i}: unknown connection ${r.id}`;
       if (r.type === REC_GONE) {
         known.delete(r.id);
+        lastState.delete(r.id);
         for (const k of ['r', 's']) ends.delete(`${k}${r.id}`);
         continue;
       }
@@ -333,4 +346,26 @@ export class Mirror {
 /** A tuple as text, for logs. */
 export function tupleText(t: ConnTuple, fmt: (a: IpAddr) => string): string {
   return `${fmt(t.local)}:${t.localPort} <-> ${fmt(t.remote)}:${t.remotePort}`;
+}
+
+/**
+ * `base` with a delta (replicator.ts `stateDelta`) applied, as a new object; undefined when the
+ * delta is malformed ($delta must be 1, $gone a list of field names, no field may be `config`).
+ */
+export function applyStateDelta(base: object, delta: Record<string, unknown>): object | undefined {
+  if (delta.$delta !== 1) return undefined;
+  const gone = delta.$gone;
+  if (
+    gone !== undefined &&
+    !(Array.isArray(gone) && gone.every((k) => typeof k === 'string' && k !== 'config'))
+  )
+    return undefined;
+  const out: Record<string, unknown> = { ...base };
+  for (const k in delta) {
+    if (k === '$delta' || k === '$gone') continue;
+    if (k === 'config' || k === '__proto__') return undefined;
+    out[k] = delta[k];
+  }
+  for (const k of (gone as string[] | undefined) ?? []) delete out[k];
+  return out;
 }

@@ -32,6 +32,8 @@ interface Replicated {
   sendEnd: number;
   /** The config went out (in the connection's first state record). */
   opened: boolean;
+  /** The state the standby holds for it (the last one sent): the next goes as a delta of it. */
+  last: Record<string, unknown> | undefined;
 }
 
 interface Commit {
@@ -82,7 +84,7 @@ export class Replicator implements StackObserver {
   private track(c: StackConnection): Replicated {
     let r = this.conns.get(c);
     if (!r) {
-      r = { id: this.nextId++, recvEnd: 0, sendEnd: 0, opened: false };
+      r = { id: this.nextId++, recvEnd: 0, sendEnd: 0, opened: false, last: undefined };
       this.conns.set(c, r);
       c.tcp.observeArrivals(true);
     }
@@ -152,21 +154,22 @@ export class Replicator implements StackObserver {
       const s = t.snapshot(now, true);
       t.takeArrivals();
       const recvFrom = s.readOffset;
-      // A new standby knows nothing: every connection opens again, config included.
-      r.opened = false;
-      records.push(this.stateRecord(c, r, s));
-      if (s.received.length > 0)
-        records.push({ type: REC_RECV, id: r.id, offset: recvFrom, data: s.received });
-      r.recvEnd = recvFrom + s.received.length;
-      const sendData = s.sendBuffer.data;
-      if (sendData.length > 0)
-        records.push({ type: REC_SEND, id: r.id, offset: s.sendBuffer.start, data: sendData });
-      r.sendEnd = s.sendBuffer.start + sendData.length;
+      const received = s.received;
+      const { start: sendStart, data: sendData } = s.sendBuffer;
       const rel = this.limitsOf(t, s);
+      const { lastAckSent, sndMax } = s;
+      // A new standby knows nothing: every connection opens again, config and state whole.
+      r.opened = false;
+      r.last = undefined;
+      records.push(this.stateRecord(c, r, s));
+      if (received.length > 0) records.push({ type: REC_RECV, id: r.id, offset: recvFrom, data: received });
+      r.recvEnd = recvFrom + received.length;
+      if (sendData.length > 0) records.push({ type: REC_SEND, id: r.id, offset: sendStart, data: sendData });
+      r.sendEnd = sendStart + sendData.length;
       if (this.mode === 'sync') {
         // Hold at what has already gone out; the rest leaves when the bootstrap commits.
-        t.ackLimit = Math.min(rel.ackLimit, Math.max(s.lastAckSent, -1));
-        t.sendLimit = Math.min(rel.sendLimit, Math.max(s.sndMax, -1));
+        t.ackLimit = Math.min(rel.ackLimit, Math.max(lastAckSent, -1));
+        t.sendLimit = Math.min(rel.sendLimit, Math.max(sndMax, -1));
       }
       releases.push({ c, ...rel });
     }
@@ -232,23 +235,29 @@ export class Replicator implements StackObserver {
     return { lsn, reset, at: now, records };
   }
 
+  /**
+   * The connection's state record. Takes `s` over (a fresh snapshot, not used after): it becomes
+   * the replicated state, without the byte buffers and the counters, the config only in the first.
+   */
   private stateRecord(c: StackConnection, r: Replicated, s: TcpSnapshot): LogRecord {
-    const { config, counters: _counters, received: _r, ...rest } = s;
-    const state = r.opened ? rest : { ...rest, config };
+    // Fields set to undefined are left out of the JSON (and out of deltas).
+    const full = s as unknown as Record<string, unknown>;
+    if (r.opened) full.config = undefined;
     r.opened = true;
+    full.counters = undefined;
+    full.received = undefined;
     // What the application has really taken: bytes still in a stream buffer are not consumed.
-    const appReadOffset = c.app ? Math.min(s.readOffset, c.app.consumed()) : s.readOffset;
+    full.appReadOffset = c.app ? Math.min(s.readOffset, c.app.consumed()) : s.readOffset;
+    full.writePosition = c.tcp.writePosition;
+    full.nextHopMac = this.stack.neighborMac(c.remote);
+    full.sendBuffer = { start: s.sendBuffer.start, capacity: s.sendBuffer.capacity };
+    const body = r.last ? stateDelta(r.last, full) : full;
+    r.last = full;
     return {
       type: REC_CONN,
       id: r.id,
       tuple: { local: c.local, localPort: c.localPort, remote: c.remote, remotePort: c.remotePort },
-      state: jsonBytes({
-        ...state,
-        appReadOffset,
-        writePosition: c.tcp.writePosition,
-        nextHopMac: this.stack.neighborMac(c.remote),
-        sendBuffer: { start: s.sendBuffer.start, capacity: s.sendBuffer.capacity },
-      }),
+      state: jsonBytes(body),
     };
   }
 
@@ -296,4 +305,43 @@ export class Replicator implements StackObserver {
       }
     }
   }
+}
+
+/**
+ * What changed from `last` to `next` (both a connection's replicated state): `{$delta: 1, ...the
+ * fields whose value differs, $gone: [fields no longer set]}`. Most of a state (the config, the
+ * sequence bases, the options) never changes after the handshake, and a turn moves a handful of
+ * fields; see `applyStateDelta` in mirror.ts. The config travels once and is never in a delta.
+ */
+export function stateDelta(
+  last: Record<string, unknown>,
+  next: Record<string, unknown>,
+): Record<string, unknown> {
+  const d: Record<string, unknown> = { $delta: 1 };
+  for (const k in next) {
+    const v = next[k];
+    if (v !== undefined && !sameJson(v, last[k])) d[k] = v;
+  }
+  const gone: string[] = [];
+  for (const k in last) if (k !== 'config' && last[k] !== undefined && next[k] === undefined) gone.push(k);
+  if (gone.length > 0) d.$gone = gone;
+  return d;
+}
+
+/** Deep equality of JSON-shaped values (numbers, strings, booleans, null, arrays, plain objects). */
+export function sameJson(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a)) {
+    if (!Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameJson(a[i], b[i])) return false;
+    return true;
+  }
+  if (Array.isArray(b)) return false;
+  const ka = Object.keys(a);
+  if (ka.length !== Object.keys(b).length) return false;
+  const ra = a as Record<string, unknown>;
+  const rb = b as Record<string, unknown>;
+  for (const k of ka) if (!(k in rb) || !sameJson(ra[k], rb[k])) return false;
+  return true;
 }

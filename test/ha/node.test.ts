@@ -697,6 +697,23 @@ describe('HA node messages', () => {
       }),
       /not an engine snapshot/,
     );
+    // State deltas (the state records after a connection's first) must apply to a known state.
+    const delta = (id: number, d: Record<string, unknown>) =>
+      forged({
+        records: [{ type: REC_CONN, id, tuple: tupleOf(boot), state: jsonBytes({ $delta: 1, ...d }) }],
+      });
+    resync();
+    refused(
+      'a delta for an unknown connection',
+      delta(97, { sndUna: 5 }),
+      /state delta for unknown connection 97/,
+    );
+    resync();
+    refused('a delta that rewrites the config', delta(id, { config: {} }), /malformed state delta/);
+    resync();
+    refused('a delta that removes the config', delta(id, { $gone: ['config'] }), /malformed state delta/);
+    resync();
+    refused('a delta whose result is not a snapshot', delta(id, { sndUna: 'x' }), /not an engine snapshot/);
     resync();
     refused('a stale epoch', encodeBatch(next), /epoch 0 below ours \(1\)/, 0);
     assert.ok(mirror.counters.rejected >= 5);
@@ -706,7 +723,7 @@ describe('HA node messages', () => {
     const ok2 = deliver(encodeBatch(next));
     assert.equal(ok2.closed, 0);
     assert.equal(mirror.lsn, 2);
-    assert.equal(n.ha.rejects.length, 10);
+    assert.equal(n.ha.rejects.length, 14);
   });
 
   test('DROP: the active drops a standby silent for silentTimeoutUs, then holds one timeout', () => {
