@@ -239,6 +239,7 @@ export async function run(o: BenchOptions): Promise<number> {
     return failures === 0 ? 0 : 1;
   } finally {
     await topo.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.HA_KEEP) console.error(`kept ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -168,6 +168,10 @@ export class MirrorConn {
       kickAcks: 0,
       sacked: [],
       lostEnd: s.sndUna,
+      // Every ACK the old node sent was at most our rcvNxt (sync: nothing beyond what we hold is
+      // acknowledged), and no window field can say more than 65535 scaled: the peer may have
+      // been promised that far, though the last state we hold advertised less.
+      acceptEdge: s.rcvNxt + 0xffff * 2 ** (s.wsOk ? s.rcvWscale : 0),
       highRxt: s.sndUna,
     };
   }

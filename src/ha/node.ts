@@ -112,6 +112,9 @@ interface ResumeWatch {
   c: StackConnection;
   /** Acknowledged offset at the take-over; `moved` once it advanced (or nothing was owed). */
   acked0: number;
+  /** Output not yet acknowledged at the take-over, and the part of it already sent. */
+  owed: number;
+  inFlight: number;
   moved: boolean;
   /** Where it stood at the last announcement (for the re-kick). */
   acked: number;
@@ -123,6 +126,8 @@ interface ResumeWatch {
 
 /** How long after a take-over restored connections are watched for their first move. */
 export const RESUME_WATCH_US = 10_000_000;
+/** A restored connection whose output waits longer than this (µs) for its peer is logged. */
+const SLOW_RESUME_US = 300_000;
 /** How often (µs) the watch looks at the restored connections. */
 const RESUME_CHECK_US = 1000;
 
@@ -546,8 +551,10 @@ export class HaNode {
       const acked = c.tcp.acknowledged;
       const received = c.tcp.receivedPosition;
       const heardAt = c.tcp.lastReceivedAt;
-      const owed = c.tcp.writePosition > acked;
-      return { c, acked0: acked, moved: !owed, acked, received, heardAt, proven: false };
+      const owed = c.tcp.writePosition - acked;
+      const snap = c.tcp.snapshot(now, false);
+      const inFlight = Math.max(0, snap.sndMax - snap.sndUna);
+      return { c, acked0: acked, owed, inFlight, moved: owed === 0, acked, received, heardAt, proven: false };
     });
     this.watchUntil = now + RESUME_WATCH_US;
     this.watchCheckedAt = now;
@@ -617,6 +624,8 @@ export class HaNode {
     }
     let moved = 0;
     let left = 0;
+    let late = 0;
+    let example = '';
     for (const w of this.watch) {
       if (w.moved) continue;
       if (w.c.tcp.acknowledged === w.acked0) {
@@ -627,11 +636,13 @@ export class HaNode {
       moved++;
       rec.resumed++;
       rec.stallUs = Math.max(rec.stallUs ?? 0, now - rec.lastHeardAt);
-      if (rec.stallUs > 300_000)
-        this.driver.log(
-          `take-over: a connection waited ${((now - rec.lastHeardAt) / 1000).toFixed(0)} ms (${w.c.tcp.state}, ${w.c.tcp.writePosition - w.c.tcp.acknowledged} owed, srtt ${w.c.tcp.stats.srttUs} rto ${w.c.tcp.stats.rtoUs})`,
-        );
+      if (now - rec.lastHeardAt > SLOW_RESUME_US && late++ === 0)
+        example = `${w.c.tcp.state}, ${w.owed} owed and ${w.inFlight} in flight at the take-over, srtt ${((w.c.tcp.stats.srttUs ?? 0) / 1000).toFixed(1)} ms`;
     }
+    if (late > 0)
+      this.driver.log(
+        `take-over: ${late} connection(s) had their output acknowledged only ${((now - rec.lastHeardAt) / 1000).toFixed(0)} ms after the active's last word (e.g. ${example})`,
+      );
     if (left === 0 && moved > 0)
       this.driver.log(
         `take-over: every restored connection owed output had it acknowledged, the last ${((rec.stallUs ?? 0) / 1000).toFixed(1)} ms after the active's last word`,

@@ -148,6 +148,11 @@ export interface TcpSnapshot {
   windowProbe: boolean;
   kickAcks: number;
   tsEcrFloor?: number;
+  /**
+   * After a take-over: segments up to this receive offset are acceptable even beyond our own
+   * right edge (the old node may have advertised a larger one than it replicated); -1: none.
+   */
+  acceptEdge?: number;
   retransmits: number;
   softError: TcpErrorCode | '';
   counters: TcpCounters;
@@ -202,6 +207,8 @@ export class TcpConnection {
   private kickAcks = 0;
   /** After a take-over: timestamp echoes below this (sent by the old node) give no RTT; -1: none. */
   private tsEcrFloor = -1;
+  /** See TcpSnapshot.acceptEdge. */
+  private acceptEdge = -1;
   private receivedBytes = 0;
   private peerFinOffset = INF;
   private assembler: Assembler;
@@ -616,8 +623,10 @@ export class TcpConnection {
       }
     }
 
-    // First: sequence number acceptability (RFC 9293 3.10.7.4, the four cases).
-    const wnd = Math.max(0, this.rcvRightEdge - this.rcvNxt);
+    // First: sequence number acceptability (RFC 9293 3.10.7.4, the four cases). The window is
+    // the right edge the peer may have been promised: ours, or after a take-over any the old
+    // node could have advertised (its data beyond our own edge is trimmed below; its ACK counts).
+    const wnd = Math.max(0, Math.max(this.rcvRightEdge, this.acceptEdge) - this.rcvNxt);
     let acceptable: boolean;
     if (segLen === 0)
       acceptable = wnd === 0 ? segOff === this.rcvNxt : segOff >= this.rcvNxt && segOff < this.rcvNxt + wnd;
@@ -1541,6 +1550,7 @@ export class TcpConnection {
       windowProbe: this.windowProbe,
       kickAcks: this.kickAcks,
       tsEcrFloor: this.tsEcrFloor,
+      acceptEdge: this.acceptEdge,
       retransmits: this.retransmits,
       softError: this.pendingSoftError ?? '',
       counters: { ...this.counters },
@@ -1632,6 +1642,7 @@ export class TcpConnection {
     c.windowProbe = s.windowProbe;
     c.kickAcks = s.kickAcks ?? 0;
     c.tsEcrFloor = s.tsEcrFloor ?? -1;
+    c.acceptEdge = s.acceptEdge ?? -1;
     c.retransmits = s.retransmits;
     c.pendingSoftError = s.softError === '' ? undefined : s.softError;
     Object.assign(c.counters, s.counters);

@@ -14,6 +14,7 @@ import type { TcpSegment } from '../../src/wire/tcp.ts';
 import { forEachSeed } from '../support/seeds.ts';
 import { scenario } from '../support/tcp-scenario.ts';
 import { pairDone, tcpPair } from '../support/tcp-sim.ts';
+import { ACK, bytes, established, recv, send } from './fixtures.ts';
 
 /** JSON with byte buffers as {"$b64": "..."}: proof the snapshot is plain data. */
 export function toJson(s: TcpSnapshot): string {
@@ -155,5 +156,46 @@ describe('snapshot and restore', () => {
     assert.ok(due !== undefined);
     const moved = TcpConnection.restore(fromJson(toJson(c.snapshot(p.net.now))), p.net.now + 5_000_000);
     assert.equal(moved.pollAt(), due + 5_000_000);
+  });
+});
+
+describe('restore after a take-over: the accept edge', () => {
+  /**
+   * The peer's ACK arrives with a sequence number far past our right edge: it had sent that much
+   * into a window the old node advertised after the state we restored from was replicated.
+   */
+  const afterRestore = (acceptEdge: number | undefined) => {
+    const fx = established();
+    const t = fx.now + 1000;
+    assert.equal(fx.conn.write(bytes(3000)), 3000);
+    recv(fx.conn, t);
+    const snap = fx.conn.snapshot(t, true);
+    const restored = TcpConnection.restore(
+      { ...snap, acceptEdge: acceptEdge === undefined ? undefined : snap.rcvNxt + acceptEdge },
+      t,
+    );
+    const beyond = snap.rcvRightEdge - snap.rcvNxt + 50_000;
+    // The first two segments went out (the initial window); the peer acknowledges both.
+    send(restored, t + 1000, {
+      seq: fx.rcv(beyond),
+      ack: fx.snd(2920),
+      flags: ACK,
+      window: 65535,
+      tsVal: fx.peerTs(t + 1000),
+      tsEcr: fx.peer.tsVal === undefined ? undefined : fx.ts(t),
+    });
+    return { restored, replies: recv(restored, t + 1000) };
+  };
+
+  test('an ACK from beyond our own edge but within the accept edge counts', () => {
+    const { restored } = afterRestore(0xffff * 2 ** 14);
+    assert.equal(restored.acknowledged, 2920);
+  });
+
+  test('control: without it, RFC 9293 drops the segment and its ACK, and answers with a duplicate ACK', () => {
+    const { restored, replies } = afterRestore(undefined);
+    assert.equal(restored.acknowledged, 0);
+    assert.equal(replies.length, 1);
+    assert.equal(replies[0].payload.length, 0);
   });
 });

@@ -1,7 +1,8 @@
 /**
  * A kernel-socket client for the take-over tests (node:net, run in the client namespace). It
  * checks every byte and measures the longest gap in bytes arriving (the stall a take-over
- * causes), then prints one JSON line: {ok, mode, connections, bytes, maxGapMs, errors}.
+ * causes), then prints one JSON line: {ok, mode, connections, bytes, maxGapMs, maxConnGapMs, errors}:
+ * the longest time no byte reached the process, and the longest any one connection waited.
  *
  *   node --import tsx ha-client.ts echo <host> <port> <bytes>       one stream both ways (echo example)
  *   node --import tsx ha-client.ts http <host> <port> <conns> <requests> <size>
@@ -25,10 +26,18 @@ let lastByteAt = 0;
 let maxGapMs = 0;
 let connected = 0;
 
-function arrived(n: number): void {
+/** The longest any one connection waited for its next bytes (from its connect). */
+let maxConnGapMs = 0;
+
+/** `n` bytes arrived, on connection `conn` (its own last arrival, updated here). */
+function arrived(n: number, conn?: { lastAt: number }): void {
   const t = performance.now();
   if (lastByteAt > 0) maxGapMs = Math.max(maxGapMs, t - lastByteAt);
   lastByteAt = t;
+  if (conn) {
+    maxConnGapMs = Math.max(maxConnGapMs, t - conn.lastAt);
+    conn.lastAt = t;
+  }
   bytes += n;
 }
 
@@ -41,6 +50,7 @@ function finish(conns: number): void {
       connections: conns,
       bytes,
       maxGapMs: Math.round(maxGapMs),
+      maxConnGapMs: Math.round(maxConnGapMs),
       errors: errors.slice(0, 5),
     }),
   );
@@ -59,7 +69,9 @@ function echo(total: number): void {
       if (!s.write(chunk)) return void s.once('drain', pump);
     }
   };
+  const conn = { lastAt: 0 };
   s.on('connect', () => {
+    conn.lastAt = performance.now();
     console.log('started');
     pump();
   });
@@ -67,7 +79,7 @@ function echo(total: number): void {
     const bad = checkPattern(ECHO_STREAM, got, d);
     if (bad >= 0 && errors.length === 0) errors.push(`echo: byte ${got + bad} differs`);
     got += d.length;
-    arrived(d.length);
+    arrived(d.length, conn);
     if (got >= total) s.end();
   });
   s.on('error', (e) => errors.push(`echo: ${e.message}`));
@@ -84,13 +96,15 @@ function http(conns: number, requests: number, size: number): void {
     let answered = 0;
     let head = '';
     let body = -1;
+    const conn = { lastAt: 0 };
     const ask = () => s.write(`GET /bytes/${size} HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
     s.on('connect', () => {
       if (++connected === conns) console.log('started');
+      conn.lastAt = performance.now();
       ask();
     });
     s.on('data', (d: Buffer) => {
-      arrived(d.length);
+      arrived(d.length, conn);
       let off = 0;
       while (off < d.length) {
         if (body < 0) {
