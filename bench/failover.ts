@@ -8,13 +8,18 @@
  * 2. `--runs` take-overs (default 20): an echo stream both ways (`--mb`, default 50 MB each way),
  *    200 HTTP keep-alive connections and a curl download; SIGKILL of the active once they flow;
  *    every byte checked, the client's capture checked for RST; the killed node restarted as
- *    standby, synced, and killed in its turn next run. Stall = the longest gap in bytes reaching
- *    a client across the take-over.
+ *    standby, synced, and killed in its turn next run. Stall = the longest any one client
+ *    connection waited for its next bytes across the take-over (the echo stream, or any of the
+ *    200 HTTP connections; not the gap in bytes reaching the client process as a whole, which
+ *    other connections' bytes would fill).
  * 3. `--idle` (default 10,000) idle connections, the active killed, the time the standby takes to
  *    restore them all; then one byte on each must come back.
  *
  * Prints a table, or with --json one line: {"runs","failures","resets","bytesVerified",
  * "stallMsP50","stallMsP99","connections","detectionTimeoutMs", ...}.
+ *
+ * HA_DEBUG=1 logs each take-over's detail (each client's longest wait, the survivor's TAP
+ * counters and take-over log); HA_KEEP=1 keeps the directory with the client captures.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -173,6 +178,8 @@ export async function run(o: BenchOptions): Promise<number> {
       stallMsP50: percentile(stalls, 50),
       stallMsP99: percentile(stalls, 99),
       stallMsMax: Math.max(0, ...stalls),
+      /** Every take-over's stall, in run order. */
+      stallsMs: stalls,
       /** The same stall as the new active's `status` reports it (its restored connections moving again). */
       nodeStallMsP99: percentile(
         outcomes.map((r) => r.nodeStallMs ?? 0),
