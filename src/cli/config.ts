@@ -62,6 +62,11 @@ export interface NodeConfig {
   };
   /** With no standby: keep serving alone (the status says so) or refuse new connections. */
   degraded: DegradedPolicy;
+  /**
+   * The standby listens on the data link (README "Standby listens"): frames leave with the
+   * node's own MAC, so switches flood what clients send to the virtual MAC to both nodes.
+   */
+  snoop: boolean;
   /** The application: an absolute module path (checked to exist) and the options it is given. */
   app: { module: string; options: Record<string, unknown> };
   /** Unix socket `takeover status` talks to (absolute path). */
@@ -80,6 +85,7 @@ export const NODE_CONFIG_DEFAULTS = Object.freeze({
   timeoutMs: 100,
   timeoutHeartbeats: 5,
   degraded: 'serve' as DegradedPolicy,
+  snoop: true,
   statusDir: '/run/takeover',
 });
 
@@ -118,6 +124,7 @@ const TOP_FIELDS = [
   'gateway6',
   'replication',
   'degraded',
+  'snoop',
   'app',
   'status',
   'tcp',
@@ -186,6 +193,7 @@ export function exampleNodeConfig(module = './app.ts'): string {
       timeoutMs: NODE_CONFIG_DEFAULTS.timeoutMs,
     },
     degraded: NODE_CONFIG_DEFAULTS.degraded,
+    snoop: NODE_CONFIG_DEFAULTS.snoop,
     app: { module, options: {} },
     status: { socket: `${NODE_CONFIG_DEFAULTS.statusDir}/node-a.sock` },
   };
@@ -219,6 +227,16 @@ class Checker {
       ['serve', 'refuse'] as const,
       NODE_CONFIG_DEFAULTS.degraded,
     );
+    const snoopRaw = get(raw, 'snoop');
+    let snoop: boolean = NODE_CONFIG_DEFAULTS.snoop;
+    if (snoopRaw !== undefined) {
+      if (typeof snoopRaw === 'boolean') snoop = snoopRaw;
+      else
+        this.fail(
+          'snoop',
+          `must be true (the standby listens on the data link; switches flood the virtual MAC) or false; got ${show(snoopRaw)}`,
+        );
+    }
     const app = this.app(get(raw, 'app'));
     const status = this.status(get(raw, 'status'), nodeId);
     const tcp = this.tcp(get(raw, 'tcp'));
@@ -232,6 +250,7 @@ class Checker {
       vip: vip!,
       replication: replication!,
       degraded: degraded!,
+      snoop,
       app: app!,
       status: status!,
     };

@@ -17,7 +17,7 @@ import { pathToFileURL } from 'node:url';
 import { netApi } from '../api/index.ts';
 import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
 import { jsonBytes } from '../ha/log.ts';
-import { HaNode } from '../ha/node.ts';
+import { HaNode, nodeMac } from '../ha/node.ts';
 import { ReplicationTransport } from '../ha/transport.ts';
 import { GatedDevice } from '../link/gate.ts';
 import { TapDevice } from '../link/tap/index.ts';
@@ -109,6 +109,10 @@ export async function runNode(configPath: string): Promise<number> {
     },
     monotonicUs(),
   );
+  if (cfg.snoop) {
+    gate.sourceMac = nodeMac(cfg.nodeId);
+    gate.onMutedReceive = (f) => ha.snoop(f);
+  }
   rt.setHook({
     pollAt: () => {
       const t = ha.pollAt();

@@ -7,8 +7,10 @@
  * A batch is applied whole or not at all (DESIGN.md "A tick is a transaction"): it is checked
  * first, so a bad batch leaves the mirror as it was and the caller drops the link.
  */
-import type { IpAddr } from '../stack/ip.ts';
+import { type IpAddr, ipKey } from '../stack/ip.ts';
+import { Assembler } from '../tcp/assembler.ts';
 import { TcpConnection, type TcpSnapshot } from '../tcp/connection.ts';
+import { seqToOffset } from '../wire/seq.ts';
 import {
   type Batch,
   type ConnTuple,
@@ -22,6 +24,13 @@ import {
 } from './log.ts';
 
 const NONE = -1;
+/** Bytes a standby keeps per connection of what it overhears the peer send past the mirror. */
+export const SNOOP_MAX_BYTES = 4 * 1024 * 1024;
+
+/** A connection's tuple as a map key (local address and port, then the peer's). */
+export function tupleKey(local: IpAddr, localPort: number, remote: IpAddr, remotePort: number): string {
+  return `${ipKey(local)}|${localPort}|${ipKey(remote)}|${remotePort}`;
+}
 
 /** Bytes of one stream from `start` to `end`, in arrival chunks. */
 export class ByteLog {
@@ -101,6 +110,12 @@ export class MirrorConn {
   state: TcpSnapshot & { appReadOffset?: number; writePosition?: number; nextHopMac?: number };
   /** The application's last checkpoint, if it took one. */
   checkpoint: { value: unknown; readOffset: number; writeOffset: number } | undefined;
+  /**
+   * Bytes the peer sent past the mirror's `rcvNxt`, overheard on the data link (`snoop`): what
+   * the active received but had not replicated, or what reached nobody while it died. At the
+   * take-over the part contiguous with `rcvNxt` is restored as received.
+   */
+  private snooped: Assembler | undefined;
 
   constructor(
     readonly id: number,
@@ -114,6 +129,39 @@ export class MirrorConn {
   trim(): void {
     this.send.trim(this.state.sendBuffer.start);
     this.recv.trim(this.readFrom());
+    const sn = this.snooped;
+    if (sn && sn.bytes > 0) {
+      // Held below rcvNxt is replicated now: drop it (take removes the range at rcvNxt too).
+      const at = this.state.rcvNxt;
+      const rest = sn.take(at);
+      if (rest) sn.insert(at, rest);
+    }
+  }
+
+  /** Bytes overheard and held for this connection. */
+  get snoopedBytes(): number {
+    return this.snooped?.bytes ?? 0;
+  }
+
+  /**
+   * A data segment the peer sent, overheard: keeps its bytes past the mirror's `rcvNxt` (TCP
+   * sends the same bytes at the same sequence numbers, so a copy from the wire is the stream).
+   * Returns the bytes kept.
+   */
+  snoop(seq: number, data: Uint8Array): number {
+    const s = this.state;
+    // Only a synchronized connection whose peer has not closed takes more data.
+    if (s.rcvNxt < 0 || s.peerFinOffset !== NONE || data.length === 0) return 0;
+    const base = s.rcvNxt;
+    let off = seqToOffset(s.irs, seq, base);
+    let d = data;
+    if (off + d.length <= base || off >= base + SNOOP_MAX_BYTES) return 0;
+    if (off < base) {
+      d = d.subarray(base - off);
+      off = base;
+    }
+    this.snooped ??= new Assembler(SNOOP_MAX_BYTES);
+    return this.snooped.insert(off, d);
   }
 
   /**
@@ -148,15 +196,28 @@ export class MirrorConn {
     // Output the engine held when the state was taken may have left (it was committed); what
     // the application wrote beyond it had not.
     const engineEnd = Math.min(sendStart + sendData.length, writePosition ?? sendStart + sendData.length);
+    // What the peer sent past the replicated stream and we overheard, contiguous with it: the
+    // restored engine holds it as received and acknowledges it (no standby holds anything now).
+    const extra = s.rcvNxt >= 0 && s.peerFinOffset === NONE ? this.snooped?.take(s.rcvNxt) : undefined;
+    const held = this.recv.bytesFrom(readFrom);
+    let received = held;
+    if (extra && extra.length > 0) {
+      received = new Uint8Array(held.length + extra.length);
+      received.set(held, 0);
+      received.set(extra, held.length);
+    }
+    const rcvNxt = s.rcvNxt + (extra?.length ?? 0);
     return {
       ...s,
+      rcvNxt,
+      rcvRightEdge: Math.max(s.rcvRightEdge, rcvNxt),
       sendBuffer: {
         start: sendStart,
         data: sendData,
         capacity: Math.max(s.sendBuffer.capacity, sendData.length),
       },
       readOffset: readFrom,
-      received: this.recv.bytesFrom(readFrom),
+      received,
       assembler: { ranges: [], recent: [], maxBytes: s.assembler.maxBytes },
       ackLimit: NONE,
       sendLimit: NONE,
@@ -171,7 +232,7 @@ export class MirrorConn {
       // Every ACK the old node sent was at most our rcvNxt (sync: nothing beyond what we hold is
       // acknowledged), and no window field can say more than 65535 scaled: the peer may have
       // been promised that far, though the last state we hold advertised less.
-      acceptEdge: s.rcvNxt + 0xffff * 2 ** (s.wsOk ? s.rcvWscale : 0),
+      acceptEdge: Math.max(rcvNxt, s.rcvNxt + 0xffff * 2 ** (s.wsOk ? s.rcvWscale : 0)),
       highRxt: s.sndUna,
     };
   }
@@ -186,6 +247,8 @@ export interface MirrorCounters {
 /** Every connection the active has, as of the last batch applied. */
 export class Mirror {
   readonly conns = new Map<number, MirrorConn>();
+  /** The same connections by tuple (tupleKey), for what is overheard on the data link. */
+  private readonly byTuple = new Map<string, MirrorConn>();
   readonly counters: MirrorCounters = { batches: 0, records: 0, rejected: 0 };
   /** The last batch applied (0: none since the last reset). */
   lsn = 0;
@@ -195,10 +258,21 @@ export class Mirror {
   /** Whether a bootstrap (reset batch) has been applied: only then can this node take over. */
   synced = false;
 
+  /** Forgets every connection. */
+  clear(): void {
+    this.conns.clear();
+    this.byTuple.clear();
+  }
+
+  /** The mirrored connection with this tuple (our address and port first). */
+  find(local: IpAddr, localPort: number, remote: IpAddr, remotePort: number): MirrorConn | undefined {
+    return this.byTuple.get(tupleKey(local, localPort, remote, remotePort));
+  }
+
   /** Bytes held in all logs (the mirror's memory). */
   get bytes(): number {
     let n = 0;
-    for (const c of this.conns.values()) n += c.recv.length + c.send.length;
+    for (const c of this.conns.values()) n += c.recv.length + c.send.length + c.snoopedBytes;
     return n;
   }
 
@@ -215,7 +289,7 @@ export class Mirror {
       return err;
     }
     if (b.reset) {
-      this.conns.clear();
+      this.clear();
       this.synced = true;
     }
     const touched = new Set<MirrorConn>();
@@ -232,6 +306,10 @@ export class Mirror {
           } else {
             const n = new MirrorConn(r.id, r.tuple, state);
             this.conns.set(r.id, n);
+            this.byTuple.set(
+              tupleKey(r.tuple.local, r.tuple.localPort, r.tuple.remote, r.tuple.remotePort),
+              n,
+            );
             touched.add(n);
           }
           break;
@@ -244,6 +322,13 @@ export class Mirror {
           break;
         }
         case REC_GONE:
+          {
+            const c = this.conns.get(r.id);
+            if (c)
+              this.byTuple.delete(
+                tupleKey(c.tuple.local, c.tuple.localPort, c.tuple.remote, c.tuple.remotePort),
+              );
+          }
           this.conns.delete(r.id);
           break;
         case REC_CKPT: {

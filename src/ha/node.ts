@@ -24,6 +24,9 @@
  */
 import type { NetStack, StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';
+import { isWireError } from '../wire/error.ts';
+import { parseFrame } from '../wire/frame.ts';
+import { TCP_RST, TCP_SYN } from '../wire/tcp.ts';
 import { decodeBatch, encodeBatch } from './log.ts';
 import { Mirror } from './mirror.ts';
 import { Replicator } from './replicator.ts';
@@ -124,6 +127,16 @@ interface ResumeWatch {
   proven: boolean;
 }
 
+/**
+ * A node's own MAC (locally administered, 02:…, from its id): the source of its frames when the
+ * standby listens (README "Standby listens"), so that no switch learns the shared virtual MAC.
+ */
+export function nodeMac(nodeId: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < nodeId.length; i++) h = Math.imul(h ^ nodeId.charCodeAt(i), 0x01000193) >>> 0;
+  return 0x02_00_00_00_00_00 + h;
+}
+
 /** How long after a take-over restored connections are watched for their first move. */
 export const RESUME_WATCH_US = 10_000_000;
 /** A restored connection whose output waits longer than this (µs) for its peer is logged. */
@@ -151,6 +164,8 @@ export class HaNode {
   readonly mirror = new Mirror();
   replicator: Replicator | undefined;
   readonly takeovers: TakeoverRecord[] = [];
+  /** Data-link frames a standby overheard (`snoop`), and the peer bytes it kept from them. */
+  readonly snooped = { frames: 0, bytes: 0 };
   /** Batches or messages refused (forged content, out of order, stale epoch) with the reason. */
   readonly rejects: string[] = [];
   private link: PeerLink | undefined;
@@ -317,7 +332,7 @@ export class HaNode {
 
   private unsync(): void {
     this.mirror.synced = false;
-    this.mirror.conns.clear();
+    this.mirror.clear();
   }
 
   private sendRole(): void {
@@ -413,6 +428,28 @@ export class HaNode {
 
   // -------------------------------------------------------------------------------------------
   // Driver calls
+
+  /**
+   * A frame the data link delivered to this node while it was muted. A synced standby keeps the
+   * data peers send on mirrored connections past what the active replicated (DESIGN.md
+   * deviation, see README "Standby listens"): at a take-over the new active then holds what the
+   * dead node received but never acknowledged, and what peers sent while it was dying, so
+   * nobody waits for a retransmission timeout. A frame that does not parse, or is not a data
+   * segment of a mirrored connection, is ignored.
+   */
+  snoop(frame: Uint8Array): void {
+    if (this.role !== 'standby' || !this.mirror.synced || this.mirror.conns.size === 0) return;
+    const f = parseFrame(frame);
+    if (isWireError(f) || !f.tcp || f.tcp.payload.length === 0) return;
+    const t = f.tcp;
+    if ((t.flags & (TCP_SYN | TCP_RST)) !== 0) return;
+    const ip = f.ipv4 ?? f.ipv6;
+    if (!ip) return;
+    const m = this.mirror.find(ip.dst, t.dstPort, ip.src, t.srcPort);
+    if (!m) return;
+    this.snooped.frames++;
+    this.snooped.bytes += m.snoop(t.seq, t.payload);
+  }
 
   /** End of a driver turn: the active ships what the turn did as one batch. */
   afterTurn(now: number): void {
@@ -527,7 +564,7 @@ export class HaNode {
         failed.push((e as Error).message);
       }
     }
-    this.mirror.conns.clear();
+    this.mirror.clear();
     this.mirror.synced = false;
     if (this.link) {
       const l = this.link;

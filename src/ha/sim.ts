@@ -16,8 +16,8 @@ import { fillPattern } from '../link/sim/pattern.ts';
 import { cidrFromString } from '../stack/ip.ts';
 import { NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';
-import { macFromString } from '../wire/address.ts';
-import { type HaDriver, HaNode, type HaNodeOptions, type PeerLink } from './node.ts';
+import { macFromString, writeMac } from '../wire/address.ts';
+import { type HaDriver, HaNode, type HaNodeOptions, nodeMac, type PeerLink } from './node.ts';
 
 export const VIP_MAC = macFromString('00:00:5e:00:01:01')!;
 export const VIP4 = '198.18.0.100';
@@ -96,6 +96,12 @@ export interface HaSimOptions {
   stack?: Partial<StackConfig>;
   ha?: Partial<HaNodeOptions>;
   downloadBytes?: number;
+  /**
+   * The standby listens (README "Standby listens"): frames leave with the node's own source MAC
+   * (`nodeMac`), so the switch never learns the virtual MAC and floods what clients send to it
+   * to both nodes; the muted standby overhears it (HaNode.snoop).
+   */
+  snoop?: boolean;
 }
 
 export class HaSimNode implements SimNode {
@@ -120,6 +126,7 @@ export class HaSimNode implements SimNode {
       addresses: [cidrFromString(`${VIP4}/24`)!, cidrFromString(`${VIP6}/64`)!],
       ...this.opts.stack,
     };
+    const own = this.opts.snoop ? nodeMac(this.opts.nodeId) : undefined;
     this.stack = new NetStack(
       cfg,
       h.rng,
@@ -127,6 +134,10 @@ export class HaSimNode implements SimNode {
         if (this.muted) return;
         this.framesSent++;
         if (this.ha.role !== 'active') this.framesWhileNotActive++;
+        if (own !== undefined) {
+          f = f.slice();
+          writeMac(f, 6, own);
+        }
         h.send(0, f);
       },
       h.now,
@@ -150,6 +161,7 @@ export class HaSimNode implements SimNode {
 
   receive(_port: number, frame: Uint8Array, now: number): void {
     if (!this.muted) this.stack.receive(frame, now);
+    else if (this.opts.snoop) this.ha.snoop(frame);
     this.turn(now);
   }
 

@@ -144,6 +144,7 @@ describe('parseNodeConfig: valid configs', () => {
     assert.equal(c.replication.timeoutMs, 100);
     assert.equal(toHex(c.replication.key), KEY_HEX);
     assert.equal(c.degraded, 'serve');
+    assert.equal(c.snoop, true);
     assert.deepEqual(c.app, { module: join(dir, 'app.ts'), options: {} });
     assert.deepEqual(c.status, { socket: '/run/takeover/b.sock' });
     assert.equal(c.tcp, undefined);
@@ -362,6 +363,12 @@ const cases: Case[] = [
     edit: (c) => set(c, 'degraded', 'drop'),
     path: 'degraded',
     says: /"serve" or "refuse"/,
+  },
+  {
+    name: 'snoop not a boolean',
+    edit: (c) => set(c, 'snoop', 'yes'),
+    path: 'snoop',
+    says: /must be true \(the standby listens on the data link; switches flood the virtual MAC\) or false/,
   },
   { name: 'app missing', edit: (c) => set(c, 'app', undefined), path: 'app' },
   {

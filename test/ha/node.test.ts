@@ -1111,3 +1111,56 @@ describe('take-over: detection and resumption as the node records them', () => {
     assertStreams(ctl.w, [ctl.s], ctl.ctx);
   });
 });
+
+describe('take-over: the standby listens (snoop)', () => {
+  /** One paced echo stream; a crashes at 30 ms; the client's longest wait for echoed bytes. */
+  const run = (snoop: boolean, seed = 31) => {
+    const w = world({
+      seed,
+      echoBytes: 1_000_000,
+      downloadBytes: 0,
+      pace: 2000,
+      paceUntilUs: 3_000_000,
+      echoBuffer: 65536,
+      a: { snoop },
+      // 30 ms from the crash to the take-over: on Linux a killed process's memory is freed
+      // before its sockets close, and a big heap takes that long. What the client sends then
+      // reaches no one but a listening standby.
+      b: { snoop, ha: { closeGraceUs: 30_000 } },
+    });
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    let s: Stream | undefined;
+    net.at(5_000, (now) => {
+      s = w.open('echo', now);
+    });
+    net.at(30_000, () => crashNode(a));
+    let last = 0;
+    let lastAt = 0;
+    let maxGap = 0;
+    const sample = (now: number) => {
+      const got = s?.got ?? 0;
+      if (got !== last) {
+        maxGap = Math.max(maxGap, now - lastAt);
+        last = got;
+        lastAt = now;
+      } else if (got === 0) lastAt = now;
+      if (now < 3_000_000 && !s?.done) net.after(500, sample);
+    };
+    net.at(6_000, sample);
+    net.run({ until: 3_000_000 });
+    return { w, s: s!, maxGap, a, b, ctx: () => logsOf(a, b) };
+  };
+
+  test('bytes the client sent to the dying node are held by the standby: no wait for the client RTO', () => {
+    const r = run(true);
+    assert.ok(r.b.ha.snooped.bytes > 0, `the standby kept nothing it overheard: ${r.ctx()}`);
+    assert.ok(r.maxGap < 50_000, `the client waited ${r.maxGap} µs: ${r.ctx()}`);
+    assertStreams(r.w, [r.s], r.ctx);
+    // Control: without listening, the bytes sent into the void wait for the client's RTO.
+    const c = run(false);
+    assert.equal(c.b.ha.snooped.frames, 0);
+    assert.ok(c.maxGap >= 150_000, `control: the client waited only ${c.maxGap} µs: ${c.ctx()}`);
+    assertStreams(c.w, [c.s], c.ctx);
+  });
+});

@@ -71,6 +71,7 @@ describe('take-over on the simulator', () => {
     let runs = 0;
     let withLive = 0;
     let restartsWithLive = 0;
+    let snoopedWithLive = 0;
     forEachSeed(Number(process.env.HA_SEEDS ?? 1000), (seed) => {
       const s = randomScenario(seed);
       const r = check(s);
@@ -78,6 +79,7 @@ describe('take-over on the simulator', () => {
       const live = r.b.ha.takeovers[0]?.connections ?? 0;
       if (live > 0) withLive++;
       if (live > 0 && s.standbyRestartAtUs !== undefined) restartsWithLive++;
+      if (live > 0 && (r.b.ha.snooped.bytes > 0 || r.oldB.ha.snooped.bytes > 0)) snoopedWithLive++;
     });
     // The crash instants must hit live connections often, or the property says little.
     assert.ok(withLive >= runs * 0.3, `only ${withLive} of ${runs} take-overs had live connections`);
@@ -85,6 +87,11 @@ describe('take-over on the simulator', () => {
       assert.ok(
         restartsWithLive >= runs * 0.05,
         `only ${restartsWithLive} of ${runs} take-overs followed a standby restart with live connections`,
+      );
+    if (runs >= 100)
+      assert.ok(
+        snoopedWithLive >= runs * 0.05,
+        `only ${snoopedWithLive} of ${runs} take-overs used bytes the standby overheard`,
       );
   });
 });

@@ -43,6 +43,8 @@ export interface Scenario {
    * active keeps its connections; the active's crash then waits until the new standby is synced.
    */
   standbyRestartAtUs?: number;
+  /** The standby listens on the data link (HaSimOptions.snoop). */
+  snoop?: boolean;
 }
 
 /** How long a restarted standby's process takes to come back. */
@@ -55,8 +57,8 @@ export function runScenario(s: Scenario) {
     mac: macFromString('02:00:00:00:00:01')!,
     addresses: [cidrFromString('198.18.0.1/24')!, cidrFromString('fd00::1/64')!],
   });
-  const a = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: s.downloadBytes });
-  const b = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: s.downloadBytes });
+  const a = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: s.downloadBytes, snoop: s.snoop });
+  const b = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: s.downloadBytes, snoop: s.snoop });
   const hc = net.attach(client, 'client');
   const ha = net.attach(a, 'a');
   const hb = net.attach(b, 'b');
@@ -101,7 +103,12 @@ export function runScenario(s: Scenario) {
   });
   let standby = b;
   if (s.standbyRestartAtUs !== undefined) {
-    const b2 = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: s.downloadBytes });
+    const b2 = new HaSimNode({
+      nodeId: 'b',
+      role: 'standby',
+      downloadBytes: s.downloadBytes,
+      snoop: s.snoop,
+    });
     net.at(s.standbyRestartAtUs, () => crashNode(b));
     net.at(s.standbyRestartAtUs + STANDBY_BACK_AFTER_US, (now) => {
       hb.restart(b2);
@@ -172,5 +179,7 @@ export function randomScenario(seed: number): Scenario {
   // One seed in 5: the standby restarts under traffic first (drawn last: the draws above keep
   // their values for every seed).
   if (rng.int(0, 4) === 0) s.standbyRestartAtUs = rng.int(5_000, 30_000);
+  // Half the seeds: the standby listens on the data link.
+  s.snoop = rng.int(0, 1) === 1;
   return s;
 }
