@@ -312,8 +312,8 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
     mac: macFromString('02:00:00:00:00:01')!,
     addresses: [cidrFromString('198.18.0.1/24')!, cidrFromString('fd00::1/64')!],
   });
-  const a = new DemoHaNode({ nodeId: 'a', role: 'active', downloadBytes: sizes.downloadBytes });
-  const b = new DemoHaNode({ nodeId: 'b', role: 'standby', downloadBytes: sizes.downloadBytes });
+  const a = new DemoHaNode({ nodeId: 'a', role: 'active', downloadBytes: sizes.downloadBytes, snoop: true });
+  const b = new DemoHaNode({ nodeId: 'b', role: 'standby', downloadBytes: sizes.downloadBytes, snoop: true });
   const hc = net.attach(client, 'client');
   const ha = net.attach(a, 'a');
   const hb = net.attach(b, 'b');
@@ -463,7 +463,7 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
       say(
         now,
         `client sees b's ${garp ? 'gratuitous ARP' : 'unsolicited NA'} for the VIP (same virtual MAC:`,
-        [`its ARP/ND cache stays valid; the switch moves it to b's port)`],
+        [`its ARP/ND cache stays valid; the switch floods the VIP to both)`],
       );
     }
   };
@@ -482,7 +482,10 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
   b.onTurn = (now) => {
     if (!bSynced && b.ha.role === 'standby' && b.ha.mirror.synced) {
       bSynced = true;
-      say(now, `b is synced: bootstrap applied, it mirrors every connection`);
+      say(now, `b is synced: bootstrap applied, it mirrors every connection`, [
+        `and listens: the nodes send from their own MACs, so the switch`,
+        `floods the VIP's MAC to both; b keeps what clients send past it`,
+      ]);
     }
     if (takeoverAt === undefined && b.ha.takeovers.length > 0) {
       const r = b.ha.takeovers[0];
