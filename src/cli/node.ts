@@ -34,6 +34,8 @@ export interface NodeStatus {
   synced: boolean;
   degraded: boolean;
   connections: number;
+  /** The process's resident memory: a killed process's kernel frees it before closing its sockets. */
+  rssMB: number;
   replication: { lsn: number; inFlight: number; batches: number; bytes: number; lagBatches: number };
   mirror: { connections: number; bytes: number; lsn: number };
   lastTakeover: {
@@ -170,6 +172,7 @@ export async function runNode(configPath: string): Promise<number> {
       synced: ha.mirror.synced,
       degraded: ha.role === 'active' && !ha.standbyAttached,
       connections: rt.stack.connectionCount,
+      rssMB: Math.round(process.memoryUsage.rss() / 1e6),
       replication: {
         lsn: rep?.lastLsn ?? 0,
         inFlight: rep?.inFlight ?? 0,

@@ -43,6 +43,7 @@ export function formatStatus(st: NodeStatus): string {
     `mode        ${st.mode}`,
     `peer        ${st.peer}${st.role === 'standby' ? (st.synced ? ', synced' : ', syncing') : ''}`,
     `connections ${st.role === 'standby' ? st.mirror.connections : st.connections}`,
+    `memory      ${st.rssMB} MB resident`,
   ];
   if (st.role === 'active')
     lines.push(

@@ -16,6 +16,7 @@ const base: NodeStatus = {
   synced: false,
   degraded: true,
   connections: 202,
+  rssMB: 180,
   replication: { lsn: 0, inFlight: 0, batches: 0, bytes: 0, lagBatches: 0 },
   mirror: { connections: 0, bytes: 0, lsn: 0 },
   lastTakeover: null,
@@ -26,6 +27,7 @@ describe('takeover status text', () => {
     const t = formatStatus(base);
     assert.match(t, /^role {8}active \(degraded: no standby holds the connections\)$/m);
     assert.match(t, /^last take-over none$/m);
+    assert.match(t, /^memory {6}180 MB resident$/m);
   });
 
   test('the last take-over: cause, detection, restore, and the stall once connections moved', () => {

@@ -258,7 +258,7 @@ export class HaPair {
       connections: 1 + sizes.httpConnections + 1,
       restored: after?.lastTakeover?.connections ?? 0,
       nodeStallMs: after?.lastTakeover?.stallMs ?? null,
-      detail: `${gaps.join(', ')}; ${process.env.HA_DEBUG ? `${survivor}'s TAP: ${await this.tapStats(survivor)}; ` : ''}detected ${after?.lastTakeover?.detectionMs} ms after the last word, restored in ${after?.lastTakeover?.restoreMs} ms${
+      detail: `${gaps.join(', ')}; ${process.env.HA_DEBUG ? `${survivor}'s TAP: ${await this.tapStats(survivor)}; ` : ''}${victim} had ${before.rssMB} MB resident; detected ${after?.lastTakeover?.detectionMs} ms after the last word, restored in ${after?.lastTakeover?.restoreMs} ms${
         process.env.HA_DEBUG
           ? `\n${(this.procs.get(survivor)?.output().stderr ?? '')
               .split('\n')
