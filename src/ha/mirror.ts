@@ -24,6 +24,8 @@ import {
 } from './log.ts';
 
 const NONE = -1;
+/** Closed connections a mirror remembers (for quiet after a take-over). */
+const GONE_REMEMBERED = 65536;
 /** Bytes a standby keeps per connection of what it overhears the peer send past the mirror. */
 export const SNOOP_MAX_BYTES = 4 * 1024 * 1024;
 
@@ -249,6 +251,12 @@ export class Mirror {
   readonly conns = new Map<number, MirrorConn>();
   /** The same connections by tuple (tupleKey), for what is overheard on the data link. */
   private readonly byTuple = new Map<string, MirrorConn>();
+  /**
+   * Connections the active closed without error, with our clock when we heard: a new active
+   * keeps quiet for their stray segments (a peer's last ACK, overheard or late) instead of
+   * answering them with RSTs. Oldest first, at most `GONE_REMEMBERED`.
+   */
+  readonly gone = new Map<string, { tuple: ConnTuple; at: number }>();
   readonly counters: MirrorCounters = { batches: 0, records: 0, rejected: 0 };
   /** The last batch applied (0: none since the last reset). */
   lsn = 0;
@@ -262,6 +270,7 @@ export class Mirror {
   clear(): void {
     this.conns.clear();
     this.byTuple.clear();
+    this.gone.clear();
   }
 
   /** The mirrored connection with this tuple (our address and port first). */
@@ -324,10 +333,16 @@ export class Mirror {
         case REC_GONE:
           {
             const c = this.conns.get(r.id);
-            if (c)
-              this.byTuple.delete(
-                tupleKey(c.tuple.local, c.tuple.localPort, c.tuple.remote, c.tuple.remotePort),
-              );
+            if (c) {
+              const k = tupleKey(c.tuple.local, c.tuple.localPort, c.tuple.remote, c.tuple.remotePort);
+              this.byTuple.delete(k);
+              if (c.state.error === '') {
+                if (this.gone.size >= GONE_REMEMBERED)
+                  this.gone.delete(this.gone.keys().next().value as string);
+                this.gone.delete(k);
+                this.gone.set(k, { tuple: c.tuple, at: now });
+              }
+            }
           }
           this.conns.delete(r.id);
           break;

@@ -137,6 +137,8 @@ export function nodeMac(nodeId: string): number {
   return 0x02_00_00_00_00_00 + h;
 }
 
+/** How long a new active absorbs stray segments of connections the old node closed (µs). */
+const GONE_QUIET_US = 10_000_000;
 /** How long after a take-over restored connections are watched for their first move. */
 export const RESUME_WATCH_US = 10_000_000;
 /** A restored connection whose output waits longer than this (µs) for its peer is logged. */
@@ -564,6 +566,17 @@ export class HaNode {
         failed.push((e as Error).message);
       }
     }
+    // Connections the old node closed cleanly: their peers' stray segments (a last ACK that
+    // reached us late, or overheard) are absorbed, as the old node would have, not reset.
+    for (const g of this.mirror.gone.values())
+      if (now - g.at < GONE_QUIET_US)
+        this.stack.quietTuple(
+          g.tuple.local,
+          g.tuple.localPort,
+          g.tuple.remote,
+          g.tuple.remotePort,
+          now + GONE_QUIET_US,
+        );
     this.mirror.clear();
     this.mirror.synced = false;
     if (this.link) {

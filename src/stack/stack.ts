@@ -794,6 +794,18 @@ export class NetStack {
     return this.conns.values();
   }
 
+  /**
+   * Stray segments for this tuple (no SYN) are absorbed in silence until `until`, as for a
+   * connection of ours that closed cleanly: after a take-over, for those the old node closed.
+   */
+  quietTuple(local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, until: number): void {
+    const key = connKey(local, localPort, remote, remotePort);
+    if (this.conns.has(key)) return;
+    if (this.quiet.size >= 65536) this.quiet.delete(this.quiet.keys().next().value as string);
+    this.quiet.delete(key);
+    this.quiet.set(key, until);
+  }
+
   private isQuiet(key: string, now: number): boolean {
     // Expired entries leave from the front (all live for the same time).
     for (const [k, until] of this.quiet) {
