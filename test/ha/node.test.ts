@@ -1022,6 +1022,28 @@ describe('take-over: kick-start of window- and cwnd-limited streams', () => {
   });
 });
 
+/**
+ * Runs the network to `untilUs`, sampling every 500 µs from 6 ms how much the stream `s()` has
+ * received; returns the longest time (µs) between two samples that saw it grow.
+ */
+function longestWait(net: Network, s: () => Stream | undefined, untilUs: number): number {
+  let last = 0;
+  let lastAt = 0;
+  let maxGap = 0;
+  const sample = (now: number) => {
+    const got = s()?.got ?? 0;
+    if (got !== last) {
+      maxGap = Math.max(maxGap, now - lastAt);
+      last = got;
+      lastAt = now;
+    } else if (got === 0) lastAt = now;
+    if (now < untilUs && !s()?.done) net.after(500, sample);
+  };
+  net.at(6_000, sample);
+  net.run({ until: untilUs });
+  return maxGap;
+}
+
 describe('take-over: detection and resumption as the node records them', () => {
   /** One download; a crashes at 30 ms (or only falls silent); samples the stream's longest gap. */
   const run = (o: { closeLink: boolean; staleUs?: number; b?: Partial<HaSimOptions> }) => {
@@ -1061,20 +1083,7 @@ describe('take-over: detection and resumption as the node records them', () => {
           });
       };
     }
-    let last = 0;
-    let lastAt = 0;
-    let maxGap = 0;
-    const sample = (now: number) => {
-      const got = s?.got ?? 0;
-      if (got !== last) {
-        maxGap = Math.max(maxGap, now - lastAt);
-        last = got;
-        lastAt = now;
-      } else if (got === 0) lastAt = now;
-      if (now < 3_000_000 && !s?.done) net.after(500, sample);
-    };
-    net.at(6_000, sample);
-    net.run({ until: 3_000_000 });
+    const maxGap = longestWait(net, () => s, 3_000_000);
     return { w, s: s!, maxGap, rec: b.ha.takeovers[0], ctx: () => logsOf(a, b) };
   };
 
@@ -1135,20 +1144,7 @@ describe('take-over: the standby listens (snoop)', () => {
       s = w.open('echo', now);
     });
     net.at(30_000, () => crashNode(a));
-    let last = 0;
-    let lastAt = 0;
-    let maxGap = 0;
-    const sample = (now: number) => {
-      const got = s?.got ?? 0;
-      if (got !== last) {
-        maxGap = Math.max(maxGap, now - lastAt);
-        last = got;
-        lastAt = now;
-      } else if (got === 0) lastAt = now;
-      if (now < 3_000_000 && !s?.done) net.after(500, sample);
-    };
-    net.at(6_000, sample);
-    net.run({ until: 3_000_000 });
+    const maxGap = longestWait(net, () => s, 3_000_000);
     return { w, s: s!, maxGap, a, b, ctx: () => logsOf(a, b) };
   };
 
