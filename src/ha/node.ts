@@ -191,6 +191,8 @@ export class HaNode {
   private readonly o: Required<HaNodeOptions>;
   /** The connections restored by the last take-over, watched for `RESUME_WATCH_US`. */
   private watch: ResumeWatch[] = [];
+  /** Those of `watch` that owed output at the take-over and have not had it acknowledged yet. */
+  private waiting: ResumeWatch[] = [];
   private watchUntil = 0;
   private watchCheckedAt = 0;
   private lastAnnounceAt = 0;
@@ -606,6 +608,7 @@ export class HaNode {
       const inFlight = Math.max(0, snap.sndMax - snap.sndUna);
       return { c, acked0: acked, owed, inFlight, moved: owed === 0, acked, received, heardAt, proven: false };
     });
+    this.waiting = this.watch.filter((w) => !w.moved);
     this.watchUntil = now + RESUME_WATCH_US;
     this.watchCheckedAt = now;
     this.driver.log(
@@ -657,7 +660,7 @@ export class HaNode {
     this.watchCheckedAt = now;
     const rec = this.takeovers[this.takeovers.length - 1];
     if (!rec || now > this.watchUntil) {
-      const stuck = this.watch.filter((w) => !w.moved);
+      const stuck = this.waiting;
       if (rec && stuck.length > 0) {
         const states = stuck
           .slice(0, 5)
@@ -670,16 +673,17 @@ export class HaNode {
         );
       }
       this.watch = [];
+      this.waiting = [];
       return;
     }
+    if (this.waiting.length === 0) return;
     let moved = 0;
-    let left = 0;
     let late = 0;
     let example = '';
-    for (const w of this.watch) {
-      if (w.moved) continue;
+    const still: ResumeWatch[] = [];
+    for (const w of this.waiting) {
       if (w.c.tcp.acknowledged === w.acked0) {
-        left++;
+        still.push(w);
         continue;
       }
       w.moved = true;
@@ -693,7 +697,8 @@ export class HaNode {
       this.driver.log(
         `take-over: ${late} connection(s) had their output acknowledged only ${((now - rec.lastHeardAt) / 1000).toFixed(0)} ms after the active's last word (e.g. ${example})`,
       );
-    if (left === 0 && moved > 0)
+    this.waiting = still;
+    if (still.length === 0 && moved > 0)
       this.driver.log(
         `take-over: every restored connection owed output had it acknowledged, the last ${((rec.stallUs ?? 0) / 1000).toFixed(1)} ms after the active's last word`,
       );
