@@ -7,7 +7,8 @@
  * A batch is applied whole or not at all (DESIGN.md "A tick is a transaction"): it is checked
  * first, so a bad batch leaves the mirror as it was and the caller drops the link.
  */
-import { type IpAddr, ipKey } from '../stack/ip.ts';
+import type { IpAddr } from '../stack/ip.ts';
+import { connKey } from '../stack/stack.ts';
 import { Assembler } from '../tcp/assembler.ts';
 import { TcpConnection, type TcpSnapshot } from '../tcp/connection.ts';
 import { seqToOffset } from '../wire/seq.ts';
@@ -28,11 +29,6 @@ const NONE = -1;
 const GONE_REMEMBERED = 65536;
 /** Bytes a standby keeps per connection of what it overhears the peer send past the mirror. */
 export const SNOOP_MAX_BYTES = 4 * 1024 * 1024;
-
-/** A connection's tuple as a map key (local address and port, then the peer's). */
-export function tupleKey(local: IpAddr, localPort: number, remote: IpAddr, remotePort: number): string {
-  return `${ipKey(local)}|${localPort}|${ipKey(remote)}|${remotePort}`;
-}
 
 /** Bytes of one stream from `start` to `end`, in arrival chunks. */
 export class ByteLog {
@@ -131,13 +127,8 @@ export class MirrorConn {
   trim(): void {
     this.send.trim(this.state.sendBuffer.start);
     this.recv.trim(this.readFrom());
-    const sn = this.snooped;
-    if (sn && sn.bytes > 0) {
-      // Held below rcvNxt is replicated now: drop it (take removes the range at rcvNxt too).
-      const at = this.state.rcvNxt;
-      const rest = sn.take(at);
-      if (rest) sn.insert(at, rest);
-    }
+    // What was overheard below rcvNxt is replicated now.
+    if (this.snooped && this.snooped.bytes > 0) this.snooped.dropBelow(this.state.rcvNxt);
   }
 
   /** Bytes overheard and held for this connection. */
@@ -249,7 +240,7 @@ export interface MirrorCounters {
 /** Every connection the active has, as of the last batch applied. */
 export class Mirror {
   readonly conns = new Map<number, MirrorConn>();
-  /** The same connections by tuple (tupleKey), for what is overheard on the data link. */
+  /** The same connections by tuple (connKey), for what is overheard on the data link. */
   private readonly byTuple = new Map<string, MirrorConn>();
   /**
    * Connections the active closed without error, with our clock when we heard: a new active
@@ -275,7 +266,7 @@ export class Mirror {
 
   /** The mirrored connection with this tuple (our address and port first). */
   find(local: IpAddr, localPort: number, remote: IpAddr, remotePort: number): MirrorConn | undefined {
-    return this.byTuple.get(tupleKey(local, localPort, remote, remotePort));
+    return this.byTuple.get(connKey(local, localPort, remote, remotePort));
   }
 
   /** Bytes held in all logs (the mirror's memory). */
@@ -316,7 +307,7 @@ export class Mirror {
             const n = new MirrorConn(r.id, r.tuple, state);
             this.conns.set(r.id, n);
             this.byTuple.set(
-              tupleKey(r.tuple.local, r.tuple.localPort, r.tuple.remote, r.tuple.remotePort),
+              connKey(r.tuple.local, r.tuple.localPort, r.tuple.remote, r.tuple.remotePort),
               n,
             );
             touched.add(n);
@@ -334,7 +325,7 @@ export class Mirror {
           {
             const c = this.conns.get(r.id);
             if (c) {
-              const k = tupleKey(c.tuple.local, c.tuple.localPort, c.tuple.remote, c.tuple.remotePort);
+              const k = connKey(c.tuple.local, c.tuple.localPort, c.tuple.remote, c.tuple.remotePort);
               this.byTuple.delete(k);
               if (c.state.error === '') {
                 if (this.gone.size >= GONE_REMEMBERED)

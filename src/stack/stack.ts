@@ -210,7 +210,8 @@ export interface StackCounters {
   addressClaims: number;
 }
 
-function connKey(local: IpAddr, lport: number, remote: IpAddr, rport: number): string {
+/** A connection's tuple as a map key (local address and port, then the peer's). */
+export function connKey(local: IpAddr, lport: number, remote: IpAddr, rport: number): string {
   return `${ipKey(local)}|${lport}|${ipKey(remote)}|${rport}`;
 }
 

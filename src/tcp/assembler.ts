@@ -169,6 +169,32 @@ export class Assembler {
     return out;
   }
 
+  /** Drops every held byte below `offset` (without copying what stays). */
+  dropBelow(offset: number): void {
+    const list = this.list;
+    let drop = 0;
+    while (drop < list.length && list[drop].end <= offset) {
+      this.held -= list[drop].end - list[drop].start;
+      drop++;
+    }
+    if (drop > 0) list.splice(0, drop);
+    const r = list[0];
+    if (r === undefined || r.start >= offset) return;
+    let cut = offset - r.start;
+    this.held -= cut;
+    r.start = offset;
+    while (cut > 0) {
+      const p = r.pieces[0];
+      if (p.length <= cut) {
+        cut -= p.length;
+        r.pieces.shift();
+      } else {
+        r.pieces[0] = p.subarray(cut);
+        cut = 0;
+      }
+    }
+  }
+
   clear(): void {
     this.list = [];
     this.held = 0;

@@ -607,3 +607,24 @@ describe('Assembler properties', () => {
     );
   });
 });
+
+describe('Assembler.dropBelow', () => {
+  test('drops whole ranges below, cuts the one across, keeps the rest byte for byte', () => {
+    const a = new Assembler(1 << 20);
+    const data = (from: number, n: number) => Uint8Array.from({ length: n }, (_, i) => (from + i) & 0xff);
+    a.insert(100, data(100, 50)); // [100, 150)
+    a.insert(150, data(150, 30)); // merges: [100, 180) in two pieces
+    a.insert(300, data(300, 20)); // [300, 320)
+    a.insert(10, data(10, 5)); // [10, 15)
+    assert.equal(a.bytes, 105);
+    a.dropBelow(160);
+    assert.equal(a.bytes, 40);
+    assert.deepEqual(a.ranges(), [160, 180, 300, 320]);
+    assert.deepEqual(a.take(160), data(160, 20));
+    a.dropBelow(310);
+    assert.deepEqual(a.take(310), data(310, 10));
+    assert.equal(a.bytes, 0);
+    a.dropBelow(1000);
+    assert.equal(a.bytes, 0);
+  });
+});
