@@ -48,6 +48,7 @@ export class Runtime {
   readonly stack: NetStack;
   private hook: TurnHook | undefined;
   private afterTurnQueued = false;
+  private lastAfterTurnAt = 0;
   private hookPollQueued = false;
   /** Set by the HA layer: replicates a socket's checkpoint. */
   checkpointSink: ((c: StackConnection, value: unknown) => void) | undefined;
@@ -58,6 +59,8 @@ export class Runtime {
   private closed = false;
   /** Turns that ran the application more than this many times in a row are cut short (a bound). */
   static readonly MAX_ROUNDS = 64;
+  /** Longest wait (µs) of the hook's turn work behind a starved check phase. */
+  static readonly AFTER_TURN_MAX_WAIT_US = 5_000;
 
   constructor(
     readonly device: LinkDevice,
@@ -162,9 +165,20 @@ export class Runtime {
       setImmediate(() => {
         this.afterTurnQueued = false;
         if (this.closed) return;
-        this.hook?.afterTurn(monotonicUs());
+        this.lastAfterTurnAt = monotonicUs();
+        this.hook?.afterTurn(this.lastAfterTurnAt);
         this.arm();
       });
+    } else if (hook) {
+      // A flood of frames can keep the event loop in its poll phase, and the check phase (where
+      // the queued call waits) starved, for hundreds of milliseconds: measured after a take-over
+      // under load. The hook's turn work (the replication batch) must not wait that long; what
+      // nextTicks write later goes in the next batch.
+      const now = monotonicUs();
+      if (now - this.lastAfterTurnAt > Runtime.AFTER_TURN_MAX_WAIT_US) {
+        this.lastAfterTurnAt = now;
+        hook.afterTurn(now);
+      }
     }
     this.arm();
   }
