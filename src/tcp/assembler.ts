@@ -106,25 +106,16 @@ export class Assembler {
    * `undefined`.
    */
   take(rcvNxt: number): Uint8Array | undefined {
+    this.dropBelow(rcvNxt);
     const list = this.list;
-    let drop = 0;
-    while (drop < list.length && list[drop].end <= rcvNxt) {
-      this.held -= list[drop].end - list[drop].start;
-      drop++;
-    }
-    if (drop > 0) list.splice(0, drop);
     if (list.length === 0 || list[0].start > rcvNxt) return undefined;
     const r = list.shift()!;
     this.held -= r.end - r.start;
-    const skip = rcvNxt - r.start;
-    if (r.pieces.length === 1) return skip === 0 ? r.pieces[0] : r.pieces[0].subarray(skip);
-    const out = new Uint8Array(r.end - rcvNxt);
-    let at = -skip;
+    if (r.pieces.length === 1) return r.pieces[0];
+    const out = new Uint8Array(r.end - r.start);
+    let at = 0;
     for (const p of r.pieces) {
-      if (at + p.length > 0) {
-        if (at >= 0) out.set(p, at);
-        else out.set(p.subarray(-at), 0);
-      }
+      out.set(p, at);
       at += p.length;
     }
     return out;
