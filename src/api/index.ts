@@ -7,6 +7,10 @@
  *
  * For node:http: `http.createServer(handler)` and `server.emit('connection', socket)` for each
  * socket from our Server (see examples in the README).
+ *
+ * Isolation (isolation.ts): an exception of the application for one connection, or an 'error'
+ * nobody listens for, resets that connection and is counted in `runtime.isolation`; a host
+ * process installs `installProcessGuard` for what escapes asynchronously.
  */
 import { TapDevice } from '../link/tap/index.ts';
 import { cidrFromString } from '../stack/ip.ts';
@@ -16,6 +20,7 @@ import { Runtime } from './runtime.ts';
 import { Server, type ServerOptions } from './server.ts';
 import { Socket, type SocketConnectOptions } from './socket.ts';
 
+export { Isolation, type IsolationCounters, installProcessGuard } from './isolation.ts';
 export { CryptoRandom, monotonicUs, Runtime } from './runtime.ts';
 export { type ListenOptions, Server, type ServerOptions } from './server.ts';
 export { netError, Socket, type SocketConnectOptions } from './socket.ts';

@@ -2,12 +2,15 @@
  * The real-time driver (DESIGN.md "Time is passed in"): it turns the outside world into calls on
  * the stack. Frames from the device go to `receive`, the stack's `pollAt` becomes one event-loop
  * timer, and between stack turns it runs the application's callbacks (sockets and servers), so
- * the stack is never re-entered from inside itself.
+ * the stack is never re-entered from inside itself. Each callback runs for its connection under
+ * `isolation` (isolation.ts): what it throws resets that connection, never the turn; what
+ * escapes the turn itself is the runtime's own fault and is marked so (`markInternal`).
  */
 import { randomBytes } from 'node:crypto';
 import type { LinkDevice } from '../link/device.ts';
 import { type Listener, NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
 import type { RandomSource } from '../tcp/connection.ts';
+import { Isolation, markInternal } from './isolation.ts';
 
 /** Unpredictable 32-bit values (RFC 6528 ISNs) from the OS, drawn in blocks. */
 export class CryptoRandom implements RandomSource {
@@ -57,6 +60,8 @@ export class Runtime {
   private immediate: NodeJS.Immediate | undefined;
   private readonly acceptors = new Map<Listener, (c: StackConnection) => void>();
   private closed = false;
+  /** The application's failures, per connection: counted, never the process's. */
+  readonly isolation: Isolation;
   /** Turns that ran the application more than this many times in a row are cut short (a bound). */
   static readonly MAX_ROUNDS = 64;
   /** Longest wait (µs) of the hook's turn work behind a starved check phase. */
@@ -74,10 +79,19 @@ export class Runtime {
       (f, segmentSize) => device.send(f, segmentSize),
       monotonicUs(),
     );
+    this.isolation = new Isolation((c) => {
+      c.tcp.abort();
+      this.stack.touch(c);
+      this.kick();
+    });
     device.onReceive((frames) => {
       if (this.closed) return;
       const now = monotonicUs();
-      for (const f of frames) this.stack.receive(f, now);
+      try {
+        for (const f of frames) this.stack.receive(f, now);
+      } catch (e) {
+        throw markInternal(e);
+      }
       this.service();
     });
   }
@@ -89,10 +103,13 @@ export class Runtime {
   /** Schedules a stack turn soon (coalesced): after the application changed something. */
   kick(): void {
     if (this.immediate || this.closed) return;
-    this.immediate = setImmediate(() => {
-      this.immediate = undefined;
-      this.service();
-    });
+    // Often called from an application's callback: the turn it schedules is no connection's.
+    this.immediate = this.isolation.outside(() =>
+      setImmediate(() => {
+        this.immediate = undefined;
+        this.service();
+      }),
+    );
   }
 
   /** Registers the accept callback of a listener (the stack hands accepted connections here). */
@@ -127,7 +144,9 @@ export class Runtime {
     for (const c of conns) {
       const l = this.stack.listenerFor(c.local, c.localPort);
       const accept = l ? this.acceptors.get(l) : undefined;
-      accept?.(c);
+      // A poison pill (a request that made the old node's application throw) throws here
+      // again: that connection is dropped (isolation.restoredDropped), the take-over goes on.
+      if (accept) this.isolation.run(c, () => accept(c));
     }
     this.kick();
   }
@@ -135,6 +154,14 @@ export class Runtime {
   /** One turn: stack, then application callbacks, until quiet (bounded); then the next timer. */
   service(): void {
     if (this.closed) return;
+    try {
+      this.turn();
+    } catch (e) {
+      throw markInternal(e);
+    }
+  }
+
+  private turn(): void {
     const hook = this.hook;
     if (hook && !this.hookPollQueued) {
       const at = hook.pollAt();
@@ -142,12 +169,18 @@ export class Runtime {
         // In the check phase, after this loop iteration's I/O: a failure detector must not judge
         // silence while the peer's messages wait unread behind a busy turn.
         this.hookPollQueued = true;
-        setImmediate(() => {
-          this.hookPollQueued = false;
-          if (this.closed) return;
-          this.hook?.poll(monotonicUs());
-          this.service();
-        });
+        this.isolation.outside(() =>
+          setImmediate(() => {
+            this.hookPollQueued = false;
+            if (this.closed) return;
+            try {
+              this.hook?.poll(monotonicUs());
+            } catch (e) {
+              throw markInternal(e);
+            }
+            this.service();
+          }),
+        );
       }
     }
     for (let round = 0; round < Runtime.MAX_ROUNDS; round++) {
@@ -155,20 +188,32 @@ export class Runtime {
       this.stack.poll(now);
       const ev = this.stack.takeEvents();
       if (ev.changed.length === 0 && ev.accepted.length === 0) break;
-      for (const { l, c } of ev.accepted) this.acceptors.get(l)?.(c);
-      for (const c of ev.changed) c.onChange?.();
+      for (const { l, c } of ev.accepted) {
+        const accept = this.acceptors.get(l);
+        if (accept) this.isolation.run(c, () => accept(c));
+      }
+      for (const c of ev.changed) {
+        const changed = c.onChange;
+        if (changed) this.isolation.run(c, changed);
+      }
     }
     this.device.flush();
     if (hook && !this.afterTurnQueued) {
       // After this turn's nextTicks and promise jobs (stream callbacks write there), before I/O.
       this.afterTurnQueued = true;
-      setImmediate(() => {
-        this.afterTurnQueued = false;
-        if (this.closed) return;
-        this.lastAfterTurnAt = monotonicUs();
-        this.hook?.afterTurn(this.lastAfterTurnAt);
-        this.arm();
-      });
+      this.isolation.outside(() =>
+        setImmediate(() => {
+          this.afterTurnQueued = false;
+          if (this.closed) return;
+          this.lastAfterTurnAt = monotonicUs();
+          try {
+            this.hook?.afterTurn(this.lastAfterTurnAt);
+            this.arm();
+          } catch (e) {
+            throw markInternal(e);
+          }
+        }),
+      );
     } else if (hook) {
       // A flood of frames can keep the event loop in its poll phase, and the check phase (where
       // the queued call waits) starved, for hundreds of milliseconds: measured after a take-over
@@ -201,13 +246,15 @@ export class Runtime {
     if (this.timer && this.timerAt <= at) return;
     if (this.timer) clearTimeout(this.timer);
     this.timerAt = at;
-    this.timer = setTimeout(
-      () => {
-        this.timer = undefined;
-        this.timerAt = Number.POSITIVE_INFINITY;
-        this.service();
-      },
-      Math.max(0, Math.ceil((at - now) / 1000)),
+    this.timer = this.isolation.outside(() =>
+      setTimeout(
+        () => {
+          this.timer = undefined;
+          this.timerAt = Number.POSITIVE_INFINITY;
+          this.service();
+        },
+        Math.max(0, Math.ceil((at - now) / 1000)),
+      ),
     );
   }
 

@@ -2,7 +2,13 @@
  * `Socket`: a TCP connection of the stack as a `stream.Duplex`, shaped like node:net's Socket
  * (events, error codes, address accessors, setNoDelay/setKeepAlive/setTimeout), so code written
  * for node:net runs with only its import changed.
+ *
+ * One deliberate difference: an 'error' with no listener does not throw (node:net's would, and
+ * the process would die with every other client's connection). The connection is reset and
+ * counted (`Runtime.isolation.counters.socketErrors`; see isolation.ts). Code written for node:net
+ * listens for 'error' anyway.
  */
+import { errorMonitor } from 'node:events';
 import { Duplex } from 'node:stream';
 import { type IpAddr, ipFromString, ipToString, isV4 } from '../stack/ip.ts';
 import type { StackConnection } from '../stack/stack.ts';
@@ -86,6 +92,7 @@ export class Socket extends Duplex {
   attach(conn: StackConnection): void {
     this.conn = conn;
     conn.onChange = () => this.update();
+    this.runtime.isolation.bind(conn, () => this.resetAndDestroy());
     conn.app = {
       consumed: () => conn.tcp.readPosition - this.readableLength,
       unsent: () => this.unsentChunks(),
@@ -253,6 +260,20 @@ export class Socket extends Duplex {
     this.conn?.tcp.abort();
     this.poke();
     return this.destroy();
+  }
+
+  /**
+   * node's EventEmitter throws an 'error' nobody listens for, out of whatever tick emitted it.
+   * Here it resets this connection and is counted instead (the deviation from node:net above).
+   */
+  override emit(event: string | symbol, ...args: unknown[]): boolean {
+    if (event === 'error' && this.listenerCount('error') === 0) {
+      if (this.listenerCount(errorMonitor) > 0) super.emit(errorMonitor, ...args);
+      this.runtime.isolation.unhandledError(this.conn, args[0]);
+      if (!this.destroyed) this.destroy();
+      return false;
+    }
+    return super.emit(event, ...args);
   }
 
   // -------------------------------------------------------------------------------------------
