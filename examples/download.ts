@@ -1,13 +1,17 @@
 /**
  * Bulk download (port 19 by default): a client sends a size in decimal and a newline, the server
  * streams that many bytes of a deterministic pattern, then closes. The size is checkpointed
- * (every MiB too), so a restored socket resumes where the stream stood.
+ * (every MiB too), so a restored socket resumes where the stream stood. A request line longer
+ * than a size can be, or not a size, is answered `bad size` (a client cannot make it buffer
+ * without bound); a client's reset only ends its own connection ('error' listener).
  */
 import type { NetApi, Socket } from '../src/api/index.ts';
 import { fillPattern } from '../src/link/sim/pattern.ts';
 
 export const DOWNLOAD_PATTERN = 19;
 const CHUNK = 64 * 1024;
+/** Longest request line: a safe integer has 16 digits; some room for spaces and a CR. */
+const MAX_LINE = 32;
 
 function stream(s: Socket, size: number): void {
   let lastCheckpoint = s.bytesWritten;
@@ -38,8 +42,9 @@ export default function download(net: NetApi, options: { port?: number }): void 
       const onData = (d: Buffer) => {
         line += d.toString('latin1');
         const nl = line.indexOf('\n');
-        if (nl < 0) return;
+        if (nl < 0 && line.length <= MAX_LINE) return;
         s.off('data', onData);
+        if (nl < 0 || nl > MAX_LINE) return void s.end('bad size\n');
         const size = Number(line.slice(0, nl));
         if (!Number.isSafeInteger(size) || size < 0) return void s.end('bad size\n');
         s.checkpoint({ size });

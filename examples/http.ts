@@ -1,13 +1,17 @@
 /**
  * HTTP/1.1 server (port 80 by default): `GET /bytes/<n>` answers n bytes of a deterministic
  * pattern (`curl http://<vip>/bytes/100000000 | sha256sum`), anything else 404; keep-alive. The
- * response in progress is checkpointed, so a download survives a take-over mid-body.
+ * response in progress is checkpointed, so a download survives a take-over mid-body. A request
+ * head longer than 16 KiB is answered 431 and the connection closed (a client cannot make it
+ * buffer without bound); a client's reset only ends its own connection ('error' listener).
  */
 import type { NetApi, Socket } from '../src/api/index.ts';
 import { fillPattern } from '../src/link/sim/pattern.ts';
 
 export const HTTP_PATTERN = 80;
 const CHUNK = 64 * 1024;
+/** Longest request head (node:http's default --max-http-header-size). */
+const MAX_HEAD = 16 * 1024;
 
 interface Body {
   /** Write offset where the body starts, and its length. */
@@ -43,8 +47,15 @@ function serve(s: Socket, resumed: Body | undefined, pending: string): void {
     more();
   };
   const next = (): void => {
+    if (busy) return;
     const end = buf.indexOf('\r\n\r\n');
-    if (busy || end < 0) return;
+    if (end < 0 && buf.length > MAX_HEAD) {
+      s.end('HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+      s.removeAllListeners('data');
+      buf = '';
+      return;
+    }
+    if (end < 0) return;
     const head = buf.slice(0, end);
     buf = buf.slice(end + 4);
     const m = /^GET \/bytes\/(\d{1,12}) HTTP\/1\.[01]\r?$/m.exec(head.split('\n')[0] ?? '');
@@ -60,11 +71,11 @@ function serve(s: Socket, resumed: Body | undefined, pending: string): void {
     s.checkpoint({ body, pending: buf });
     sendBody(body);
   };
+  s.on('error', () => {});
   s.on('data', (d: Buffer) => {
     buf += d.toString('latin1');
     next();
   });
-  s.on('error', () => {});
   if (resumed) sendBody(resumed);
 }
 
