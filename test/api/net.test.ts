@@ -6,23 +6,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import http from 'node:http';
 import { after, describe, test } from 'node:test';
-import { type NetApi, netApi, Runtime, type Socket } from '../../src/api/index.ts';
-import { cidrFromString } from '../../src/stack/ip.ts';
-import { macFromString } from '../../src/wire/address.ts';
-import { MemoryLink } from '../support/memory-link.ts';
-
-function pair(): { a: NetApi; b: NetApi; rts: Runtime[] } {
-  const [la, lb] = MemoryLink.pair();
-  const ra = new Runtime(la, {
-    mac: macFromString('02:00:00:00:00:0a')!,
-    addresses: [cidrFromString('198.18.0.1/24')!, cidrFromString('fd00::1/64')!],
-  });
-  const rb = new Runtime(lb, {
-    mac: macFromString('02:00:00:00:00:0b')!,
-    addresses: [cidrFromString('198.18.0.2/24')!, cidrFromString('fd00::2/64')!],
-  });
-  return { a: netApi(ra), b: netApi(rb), rts: [ra, rb] };
-}
+import type { Runtime, Socket } from '../../src/api/index.ts';
+import { runtimePair as pair } from './pair.ts';
 
 const runtimes: Runtime[] = [];
 after(async () => {
