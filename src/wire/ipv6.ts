@@ -4,8 +4,9 @@
  * Parsing validates the fixed header, trims the packet to Payload Length (dropping link padding),
  * and walks the extension headers to find the upper-layer protocol. The chain is handed up as
  * one raw view (`extHeaders`) so that emit(parse(x)) reproduces it byte for byte; its options
- * are not interpreted here (RFC 8200 4.2 option actions are the stack's business), except that a
- * Jumbo Payload option (RFC 2675) is refused as unsupported. IPv6 has no header checksum.
+ * are not interpreted by the parse (a Jumbo Payload option, RFC 2675, is refused as unsupported):
+ * `ipv6OptionActions` walks them for the stack, which applies RFC 8200 4.2's action bits. IPv6
+ * has no header checksum.
  */
 
 import { type Ipv6Addr, readIpv6, writeIpv6 } from './address.ts';
@@ -36,6 +37,15 @@ export interface Ipv6Fragment {
   /** M flag: more fragments follow. */
   more: boolean;
   ident: number;
+  /**
+   * Where the Fragment header starts, from the start of the packet: the unfragmentable part
+   * (RFC 8200 4.5) is the bytes before it, the fragment's data the bytes from `at + 8` on.
+   */
+  at: number;
+  /** Offset in the packet of the Next Header field that names the Fragment header (6 when first). */
+  linkAt: number;
+  /** The Fragment header's own Next Header: the first header of the fragmentable part. */
+  nextHeader: number;
 }
 
 export interface Ipv6Packet {
@@ -132,6 +142,8 @@ export function parseIpv6(b: Uint8Array): Parsed<Ipv6Packet> {
 
   let nh = nextHeader;
   let off = IPV6_HEADER_LENGTH;
+  // Where the Next Header field naming the header at `off` lives.
+  let linkAt = 6;
   let fragment: Ipv6Fragment | undefined;
   for (let count = 0; ; count++) {
     if (nh === IPPROTO_HOPOPTS && count !== 0) return E_HBH;
@@ -171,7 +183,7 @@ export function parseIpv6(b: Uint8Array): Parsed<Ipv6Packet> {
       const dataLength = end - (off + 8);
       if (more && dataLength % 8 !== 0) return E_FRAG_LENGTH;
       if (offset + dataLength > 65535) return E_FRAG_OVERSIZE;
-      fragment = { offset, more, ident: readU32(b, off + 4) };
+      fragment = { offset, more, ident: readU32(b, off + 4), at: off, linkAt, nextHeader: next };
       if (offset !== 0) {
         // RFC 8200 4.5: only the first fragment holds the rest of the chain.
         off += 8;
@@ -179,6 +191,7 @@ export function parseIpv6(b: Uint8Array): Parsed<Ipv6Packet> {
         break;
       }
     }
+    linkAt = off;
     off += len;
     nh = next;
   }
@@ -244,4 +257,87 @@ export function emitIpv6Header(
  */
 export function ipv6PseudoHeaderSum(p: Pick<Ipv6Packet, 'src' | 'dst' | 'protocol'>, length: number): number {
   return pseudoHeaderSumV6(p.src, p.dst, p.protocol, length);
+}
+
+// RFC 8200 4.2: the two high-order bits of an option's type say what a node that does not
+// recognise the option must do with the packet.
+/** 00: skip over this option and continue processing the header. */
+export const OPTION_SKIP = 0;
+/** 01: discard the packet. */
+export const OPTION_DISCARD = 1;
+/** 10: discard the packet and send an ICMP Parameter Problem, Code 2, pointing at the option's type. */
+export const OPTION_DISCARD_ICMP = 2;
+/** 11: as 10, but send the Parameter Problem only when the destination was not multicast. */
+export const OPTION_DISCARD_ICMP_UNICAST = 3;
+
+const OPT_PAD1 = 0;
+const OPT_PADN = 1;
+/** RFC 2711: meaningful to routers only; a host passes over it without counting it as unknown. */
+const OPT_ROUTER_ALERT = 5;
+
+export interface Ipv6OptionVerdict {
+  /** Options not recognised whose action is 00 (skip), walked over before the verdict. */
+  skipped: number;
+  /** OPTION_SKIP: the packet may be processed; else the action of the option that stopped it. */
+  action: number;
+  /** Offset of that option's type byte from the start of the packet (a Parameter Problem's pointer). */
+  pointer: number;
+}
+
+const E_OPTION = err('malformed', 'option runs past its extension header (RFC 8200 4.2)');
+
+/**
+ * RFC 8200 4.2 for a host: walks the options of the Hop-by-Hop and Destination Options headers of
+ * a parsed packet and says what to do with it. A host recognises Pad1 and PadN (and passes over a
+ * Hop-by-Hop Router Alert, RFC 2711); any other option is unrecognised and its type's high-order
+ * bits decide (OPTION_*). The walk stops at the first option that is not skipped. Only headers
+ * that start at or after byte `from` of the packet are looked into, and with `untilFragment` the
+ * walk ends at a Fragment header: so the unfragmentable part of each fragment and the fragmentable
+ * part of the reassembled datagram are each processed once, as RFC 8200 4.5 orders it. An option
+ * whose length runs past its header is an error (Linux's ip6_parse_tlv drops the packet).
+ */
+export function ipv6OptionActions(
+  p: Pick<Ipv6Packet, 'nextHeader' | 'extHeaders'>,
+  from = IPV6_HEADER_LENGTH,
+  untilFragment = false,
+): Parsed<Ipv6OptionVerdict> {
+  const ext = p.extHeaders;
+  let nh = p.nextHeader;
+  let skipped = 0;
+  // parseIpv6 validated the chain's framing: every header lies within `ext`.
+  for (let i = 0; i < ext.length; ) {
+    let len: number;
+    switch (nh) {
+      case IPPROTO_FRAGMENT:
+        if (untilFragment) return { skipped, action: OPTION_SKIP, pointer: 0 };
+        len = 8;
+        break;
+      case IPPROTO_AH:
+        len = (ext[i + 1] + 2) * 4;
+        break;
+      default:
+        len = (ext[i + 1] + 1) * 8;
+    }
+    if ((nh === IPPROTO_HOPOPTS || nh === IPPROTO_DSTOPTS) && IPV6_HEADER_LENGTH + i >= from) {
+      const end = i + len;
+      let o = i + 2;
+      while (o < end) {
+        const type = ext[o];
+        if (type === OPT_PAD1) {
+          o++;
+          continue;
+        }
+        if (o + 2 > end || o + 2 + ext[o + 1] > end) return E_OPTION;
+        if (type !== OPT_PADN && !(type === OPT_ROUTER_ALERT && nh === IPPROTO_HOPOPTS)) {
+          const action = type >>> 6;
+          if (action !== OPTION_SKIP) return { skipped, action, pointer: IPV6_HEADER_LENGTH + o };
+          skipped++;
+        }
+        o += 2 + ext[o + 1];
+      }
+    }
+    nh = ext[i];
+    i += len;
+  }
+  return { skipped, action: OPTION_SKIP, pointer: 0 };
 }

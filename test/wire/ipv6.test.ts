@@ -22,9 +22,14 @@ import {
   type Ipv6HeaderFields,
   type Ipv6Packet,
   ipv6HeaderLength,
+  ipv6OptionActions,
   ipv6PseudoHeaderSum,
   MAX_EXT_HEADERS,
   NO_EXT_HEADERS,
+  OPTION_DISCARD,
+  OPTION_DISCARD_ICMP,
+  OPTION_DISCARD_ICMP_UNICAST,
+  OPTION_SKIP,
   parseIpv6,
 } from '../../src/wire/ipv6.ts';
 
@@ -129,7 +134,16 @@ describe('parseIpv6 known answers', () => {
     assert.equal(p.hopLimit, 255);
     assert.equal(toHex(p.extHeaders), CHAIN_EXT);
     assert.equal(p.protocol, IPPROTO_UDP);
-    assert.deepEqual(p.fragment, { offset: 0, more: true, ident: 0xdeadbeef });
+    // The Fragment header after Hop-by-Hop (8), Destination Options (8) and Routing (24), named
+    // by the Routing header's first byte, followed by AH.
+    assert.deepEqual(p.fragment, {
+      offset: 0,
+      more: true,
+      ident: 0xdeadbeef,
+      at: 80,
+      linkAt: 56,
+      nextHeader: IPPROTO_AH,
+    });
     assert.equal(toHex(p.payload), CHAIN_UDP);
     assert.equal(reemitted(p), CHAIN);
   });
@@ -139,7 +153,14 @@ describe('parseIpv6 known answers', () => {
     assert.equal(p.nextHeader, IPPROTO_FRAGMENT);
     assert.equal(toHex(p.extHeaders), '110005c800001234');
     assert.equal(p.protocol, IPPROTO_UDP);
-    assert.deepEqual(p.fragment, { offset: 1480, more: false, ident: 0x1234 });
+    assert.deepEqual(p.fragment, {
+      offset: 1480,
+      more: false,
+      ident: 0x1234,
+      at: 40,
+      linkAt: 6,
+      nextHeader: IPPROTO_UDP,
+    });
     assert.equal(new TextDecoder().decode(p.payload), 'x'.repeat(16));
     assert.equal(reemitted(p), FRAG_LATER);
   });
@@ -267,6 +288,79 @@ describe('parseIpv6 rejections', () => {
   });
 });
 
+describe('ipv6OptionActions (RFC 8200 4.2)', () => {
+  // A Destination Options header (8 bytes) before TCP holding `opts` (6 bytes, hex).
+  const dst = (opts: string) => parsed(packet(IPPROTO_DSTOPTS, `0600${opts}${'00'.repeat(20)}`));
+  const verdict = (p: Ipv6Packet, from?: number, untilFragment?: boolean) => {
+    const v = ipv6OptionActions(p, from, untilFragment);
+    if (isWireError(v)) assert.fail(v.toString());
+    return v;
+  };
+
+  test('Pad1 and PadN are recognised: nothing to do, nothing counted', () => {
+    assert.deepEqual(verdict(dst('010400000000')), { skipped: 0, action: OPTION_SKIP, pointer: 0 });
+    assert.deepEqual(verdict(dst('000000000000')), { skipped: 0, action: OPTION_SKIP, pointer: 0 });
+    assert.deepEqual(verdict(parsed(fromHex(IP6_TCP))), { skipped: 0, action: OPTION_SKIP, pointer: 0 });
+  });
+
+  test('the two high-order bits of an unrecognised option decide (00, 01, 10, 11)', () => {
+    // Type 0x1e (00): skipped and counted; then PadN.
+    assert.deepEqual(verdict(dst('1e0000010000')), { skipped: 1, action: OPTION_SKIP, pointer: 0 });
+    // Type 0x5e (01) after a Pad1: the pointer names its type byte (40 + 2 + 1).
+    assert.deepEqual(verdict(dst('005e00010100')), { skipped: 0, action: OPTION_DISCARD, pointer: 43 });
+    assert.deepEqual(verdict(dst('9e0001020000')), { skipped: 0, action: OPTION_DISCARD_ICMP, pointer: 42 });
+    // Home Address (0xc9, 11) without Mobile IPv6: a Parameter Problem for unicast only.
+    assert.deepEqual(verdict(dst('c90400000000')), {
+      skipped: 0,
+      action: OPTION_DISCARD_ICMP_UNICAST,
+      pointer: 42,
+    });
+    // Skips before a discard are still reported; the walk stops at the discard.
+    assert.deepEqual(verdict(dst('1e005e00c900')), { skipped: 1, action: OPTION_DISCARD, pointer: 44 });
+  });
+
+  test('Hop-by-Hop is walked too; Router Alert is passed over there', () => {
+    const rtAlert = parsed(packet(IPPROTO_HOPOPTS, `0600050200000100${'00'.repeat(20)}`));
+    assert.deepEqual(verdict(rtAlert), { skipped: 0, action: OPTION_SKIP, pointer: 0 });
+    const unknown = parsed(packet(IPPROTO_HOPOPTS, `06008f0400000000${'00'.repeat(20)}`));
+    assert.deepEqual(verdict(unknown), { skipped: 0, action: OPTION_DISCARD_ICMP, pointer: 42 });
+    // Router Alert in a Destination Options header is just an unknown 00 option.
+    assert.deepEqual(verdict(dst('050200000100')), { skipped: 1, action: OPTION_SKIP, pointer: 0 });
+  });
+
+  test('an option that runs past its header is malformed', () => {
+    for (const opts of ['1e0500000000', '01050000000', '0000000000c9'].map((o) => o.padEnd(12, '0'))) {
+      const v = ipv6OptionActions(dst(opts));
+      assert.ok(isWireError(v), opts);
+      assert.equal(v.kind, 'malformed');
+    }
+  });
+
+  test('from and untilFragment select the headers walked (each fragment, then the datagram)', () => {
+    // DestOpts (discard option) / Fragment (offset 0, M) / DestOpts (11 option) / TCP.
+    const b = packet(
+      IPPROTO_DSTOPTS,
+      `2c005e0400000000${'3c00000100000001'}${'0600c90400000000'}${'00'.repeat(24)}`,
+    );
+    const p = parsed(b);
+    assert.equal(verdict(p).action, OPTION_DISCARD);
+    assert.equal(verdict(p, 48).action, OPTION_DISCARD_ICMP_UNICAST, 'after the first header');
+    assert.equal(verdict(p, 48).pointer, 58);
+    assert.equal(verdict(p, 48, true).action, OPTION_SKIP, 'the fragmentable part waits');
+    assert.equal(verdict(p, 40, true).action, OPTION_DISCARD, 'the unfragmentable part is walked');
+  });
+
+  test('never throws on random option bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ minLength: 6, maxLength: 6 }), (opts) => {
+        const v = ipv6OptionActions(dst(toHex(opts)));
+        if (!isWireError(v)) assert.ok(v.action >= 0 && v.action <= 3);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
 describe('emitIpv6Header', () => {
   const fields: Ipv6HeaderFields = {
     trafficClass: 0x1ff, // masked to 0xff
@@ -362,12 +456,17 @@ describe('properties', () => {
           const body = new Uint8Array(8);
           writeU32(body, 4, r.fragment[1]);
           chain.splice(Math.min(r.fragment[0], chain.length), 0, { type: IPPROTO_FRAGMENT, body });
-          fragment = { offset: 0, more: false, ident: r.fragment[1] };
         }
         if (r.hbh) chain.unshift({ type: IPPROTO_HOPOPTS, body: fromHex('0000010400000000') });
-        // Link the Next Header fields.
-        for (let i = 0; i < chain.length; i++)
-          chain[i].body[0] = i + 1 < chain.length ? chain[i + 1].type : r.upper;
+        // Link the Next Header fields; note where the Fragment header went.
+        for (let i = 0, at = 40, prev = 6; i < chain.length; i++) {
+          const next = i + 1 < chain.length ? chain[i + 1].type : r.upper;
+          chain[i].body[0] = next;
+          if (chain[i].type === IPPROTO_FRAGMENT)
+            fragment = { offset: 0, more: false, ident: r.fragment![1], at, linkAt: prev, nextHeader: next };
+          prev = at;
+          at += chain[i].body.length;
+        }
         const ext = Uint8Array.from(chain.flatMap((e) => [...e.body]));
         const h: Ipv6HeaderFields = {
           trafficClass: r.trafficClass,
