@@ -13,7 +13,7 @@
 import type { TcpConfig } from '../tcp/config.ts';
 import { type RandomSource, TcpConnection } from '../tcp/connection.ts';
 import { resetFor } from '../tcp/reset.ts';
-import { isSynchronized, TcpState } from '../tcp/state.ts';
+import { isSynchronized, type TcpErrorCode, TcpState } from '../tcp/state.ts';
 import {
   type Ipv6Addr,
   ipv6Equal,
@@ -43,6 +43,10 @@ import {
   ICMP_ECHO_REPLY,
   ICMP_ECHO_REQUEST,
   ICMP_FRAG_NEEDED_CODE,
+  ICMP_PARAMETER_PROBLEM,
+  ICMP_PORT_UNREACHABLE_CODE,
+  ICMP_REASSEMBLY_TIME_EXCEEDED_CODE,
+  ICMP_TIME_EXCEEDED,
   type Icmpv4Message,
   icmpv4Length,
   parseIcmpv4,
@@ -54,14 +58,29 @@ import {
   ICMPV6_ECHO_REQUEST,
   ICMPV6_NEIGHBOR_ADVERTISEMENT,
   ICMPV6_NEIGHBOR_SOLICITATION,
+  ICMPV6_NO_ROUTE_CODE,
   ICMPV6_PACKET_TOO_BIG,
+  ICMPV6_PARAMETER_PROBLEM,
+  ICMPV6_PORT_UNREACHABLE_CODE,
+  ICMPV6_TIME_EXCEEDED,
   type Icmpv6Message,
   icmpv6Length,
   icmpv6Message,
   parseIcmpv6,
 } from '../wire/icmpv6.ts';
 import { emitIpv4Header, IPPROTO_ICMP, IPPROTO_ICMPV6, IPPROTO_TCP, parseIpv4 } from '../wire/ipv4.ts';
-import { emitIpv6Header, NO_EXT_HEADERS, parseIpv6 } from '../wire/ipv6.ts';
+import {
+  emitIpv6Header,
+  IPV6_HEADER_LENGTH,
+  type Ipv6OptionVerdict,
+  type Ipv6Packet,
+  ipv6OptionActions,
+  NO_EXT_HEADERS,
+  OPTION_DISCARD,
+  OPTION_DISCARD_ICMP_UNICAST,
+  OPTION_SKIP,
+  parseIpv6,
+} from '../wire/ipv6.ts';
 import {
   emitTcp,
   emitTcpHeader,
@@ -77,6 +96,7 @@ import {
 import { Deadlines } from './deadlines.ts';
 import { type IpAddr, type IpCidr, inPrefix, ipEqual, ipKey, isV4 } from './ip.ts';
 import { DEFAULT_NEIGHBOR_CONFIG, type Neighbor, NeighborCache, type NeighborConfig } from './neighbors.ts';
+import { Reassembler, type ReassemblyConfig, type ReassemblyCounters } from './reassembly.ts';
 
 export interface StackConfig {
   mac: MacAddr;
@@ -89,6 +109,8 @@ export interface StackConfig {
   mtu?: number;
   tcp?: Partial<TcpConfig>;
   neighbor?: Partial<NeighborConfig>;
+  /** Bounds of IP reassembly (default Linux's: 4 MiB, 30 s IPv4, 60 s IPv6; 64 fragments). */
+  reassembly?: Partial<ReassemblyConfig>;
   /** Half-open connections a listener holds at most (SYN-flood bound); beyond it SYNs are dropped. */
   synBacklog?: number;
   /** Ephemeral port range for outgoing connections (Linux default 32768-60999). */
@@ -132,6 +154,20 @@ interface GsoBatch {
 const ALL_NODES: Ipv6Addr = ipv6FromString('ff02::1')!;
 const HOP_LIMIT_ND = 255;
 const IP_TTL = 64;
+/**
+ * Linux's ip_rt_min_pmtu: an IPv4 path MTU is never taken below 552 (a report of 68 to 551 is
+ * clamped to it), so a forged fragmentation-needed can at most bring the MSS to 512.
+ */
+const MIN_PMTU_V4 = 552;
+/** RFC 791 3.2, RFC 1191 3: every IPv4 link carries 68 bytes; a smaller report is a lie. */
+const MIN_MTU_V4 = 68;
+/** RFC 8200 5 and RFC 8201 4: a Packet Too Big below 1280 is discarded. */
+const MIN_MTU_V6 = 1280;
+/** ICMP errors we originate: Linux's icmp_msgs_per_sec and icmp_msgs_burst (RFC 4443 2.4(f)). */
+const ICMP_ERRORS_PER_S = 1000;
+const ICMP_ERRORS_BURST = 50;
+/** RFC 4443 2.4(c): an ICMPv6 error quotes as much of the packet as fits in 1280 bytes. */
+const ICMPV6_QUOTE = 1280 - 40 - 8;
 
 /** One TCP connection bound to addresses and ports in this stack. */
 export class StackConnection {
@@ -187,17 +223,35 @@ export class Listener {
   ) {}
 }
 
-export interface StackCounters {
+/** Every count starts at 0; reassembly's are described in ReassemblyCounters. */
+export interface StackCounters extends ReassemblyCounters {
   framesIn: number;
   framesOut: number;
   malformed: number;
   notForUs: number;
   unsupported: number;
-  fragmentsDropped: number;
+  /** IPv6 atomic fragments (offset 0, M clear), processed as whole packets (RFC 6946). */
+  atomicFragments: number;
+  /** Unrecognised IPv6 options of action 00, skipped (RFC 8200 4.2). */
+  optionsSkipped: number;
+  /** Packets dropped silently for an unrecognised option: action 01, or 11 to a multicast address. */
+  optionsDiscarded: number;
+  /** Packets dropped for an unrecognised option of action 10 or 11, a Parameter Problem due. */
+  optionsRejected: number;
   arpIn: number;
   ndpIn: number;
   echoReplies: number;
   icmpErrorsIn: number;
+  /** ICMP errors quoting no connection of ours (or too little of one to tell). */
+  icmpUnmatched: number;
+  /** ICMP errors whose quoted sequence number lies outside SND.UNA..SND.NXT (RFC 5927 4.1). */
+  icmpOutOfWindow: number;
+  /** Too-big reports of an MTU no link has (below 68 for IPv4, 1280 for IPv6), ignored. */
+  icmpBadMtu: number;
+  /** ICMP errors we sent (Parameter Problem, Time Exceeded). */
+  icmpErrorsSent: number;
+  /** ICMP errors we did not send: over the rate limit. */
+  icmpErrorsRateLimited: number;
   tcpIn: number;
   tcpRstSent: number;
   synDropped: number;
@@ -225,11 +279,30 @@ export class NetStack {
     malformed: 0,
     notForUs: 0,
     unsupported: 0,
+    fragmentsIn: 0,
+    reassembled: 0,
+    reassemblyTimeouts: 0,
+    reassemblyOverlaps: 0,
+    reassemblyTooManyFragments: 0,
+    reassemblyOversize: 0,
+    reassemblyInvalid: 0,
+    reassemblyOverMemory: 0,
+    fragmentDuplicates: 0,
+    fragmentsMalformed: 0,
     fragmentsDropped: 0,
+    atomicFragments: 0,
+    optionsSkipped: 0,
+    optionsDiscarded: 0,
+    optionsRejected: 0,
     arpIn: 0,
     ndpIn: 0,
     echoReplies: 0,
     icmpErrorsIn: 0,
+    icmpUnmatched: 0,
+    icmpOutOfWindow: 0,
+    icmpBadMtu: 0,
+    icmpErrorsSent: 0,
+    icmpErrorsRateLimited: 0,
     tcpIn: 0,
     tcpRstSent: 0,
     synDropped: 0,
@@ -240,6 +313,8 @@ export class NetStack {
     addressClaims: 0,
   };
   readonly neighbors: NeighborCache;
+  /** IP fragments being put back together (RFC 1122 3.3.2, RFC 8200 4.5). */
+  readonly reassembler: Reassembler;
   /** See StackObserver. */
   observer: StackObserver | undefined;
   /** False: SYNs to listeners are refused with a RST (existing connections carry on). */
@@ -267,6 +342,11 @@ export class NetStack {
   /** The connection `service` is polling (its segments may be gathered for GSO). */
   private servicing: StackConnection | undefined;
   private readonly emitServiced = (seg: TcpSegment): void => this.gatherTcp(this.servicing!, seg);
+  /** Token bucket of the ICMP errors we originate: tokens, and when it was last filled. */
+  private icmpTokens = ICMP_ERRORS_BURST;
+  private icmpTokensAt: number;
+  private readonly reassemblyTimedOut = (v4: boolean, quote: Uint8Array, protocol: number, dataAt: number) =>
+    this.sendTimeExceeded(v4, quote, protocol, dataAt);
 
   /**
    * `transmit` gets every frame; `segmentSize` is set only on a GSO frame (see
@@ -292,6 +372,8 @@ export class NetStack {
       throw new RangeError(`stack config: gsoMaxFrame must be an integer from 0 to 65549 (got ${gsoMax}).`);
     this.gsoBuf = gsoMax > ETHERNET_HEADER_LENGTH + this.mtu ? new Uint8Array(gsoMax) : undefined;
     this.clock = now;
+    this.icmpTokensAt = now;
+    this.reassembler = new Reassembler(this.counters, cfg.reassembly);
     this.ipId = rng.nextU32() & 0xffff;
     this.neighbors = new NeighborCache(
       { ...DEFAULT_NEIGHBOR_CONFIG, ...cfg.neighbor },
@@ -414,8 +496,10 @@ export class NetStack {
       return;
     }
     if (ip.isFragment) {
-      // TCP here sets DF; reassembly is not worth its attack surface.
-      this.counters.fragmentsDropped++;
+      // RFC 1122 3.3.2: a host MUST reassemble. The whole datagram comes back through here once.
+      this.reassembler.poll(now, this.reassemblyTimedOut);
+      const whole = this.reassembler.ipv4(b, ip, now);
+      if (whole !== undefined) this.ipv4Input(whole.packet, now);
       return;
     }
     if (ip.protocol === IPPROTO_TCP) {
@@ -431,28 +515,45 @@ export class NetStack {
         this.counters.malformed++;
         return;
       }
-      if (m.type === ICMP_ECHO_REQUEST) {
-        this.counters.echoReplies++;
-        this.sendIcmpv4(ip.dst, ip.src, {
-          type: ICMP_ECHO_REPLY,
-          code: 0,
-          checksum: 0,
-          ident: m.ident,
-          seqNo: m.seqNo,
-          mtu: 0,
-          rest: m.rest,
-          data: m.data,
-        });
-      } else if (m.type === ICMP_DEST_UNREACHABLE) {
-        this.counters.icmpErrorsIn++;
-        this.icmpError(m.data, true, m.code === ICMP_FRAG_NEEDED_CODE ? m.mtu : 0, m.code);
+      switch (m.type) {
+        case ICMP_ECHO_REQUEST:
+          this.counters.echoReplies++;
+          this.sendIcmpv4(ip.dst, ip.src, {
+            type: ICMP_ECHO_REPLY,
+            code: 0,
+            checksum: 0,
+            ident: m.ident,
+            seqNo: m.seqNo,
+            mtu: 0,
+            rest: m.rest,
+            data: m.data,
+          });
+          return;
+        case ICMP_DEST_UNREACHABLE:
+          this.counters.icmpErrorsIn++;
+          if (m.code === ICMP_FRAG_NEEDED_CODE) this.icmpError(m.data, true, m.mtu, undefined);
+          // Linux ignores codes past NR_ICMP_UNREACH (15).
+          else if (m.code <= 15) this.icmpError(m.data, true, 0, unreachableV4(m.code));
+          return;
+        case ICMP_TIME_EXCEEDED:
+        case ICMP_PARAMETER_PROBLEM:
+          this.counters.icmpErrorsIn++;
+          this.icmpError(m.data, true, 0, 'EHOSTUNREACH');
+          return;
+        default:
+          return;
       }
     } else {
       this.counters.unsupported++;
     }
   }
 
-  private ipv6Input(b: Uint8Array, now: number): void {
+  /**
+   * `optionsFrom`: option headers before this byte were processed already (the unfragmentable
+   * part of a reassembled datagram, processed with each fragment); `reassembled`: `b` was put
+   * back together from fragments.
+   */
+  private ipv6Input(b: Uint8Array, now: number, optionsFrom = IPV6_HEADER_LENGTH, reassembled = false): void {
     const ip = parseIpv6(b);
     if (ip instanceof WireError) {
       this.counters.malformed++;
@@ -464,9 +565,37 @@ export class NetStack {
       this.counters.notForUs++;
       return;
     }
-    if (ip.fragment !== undefined) {
-      this.counters.fragmentsDropped++;
-      return;
+    const frag = ip.fragment;
+    // RFC 6946 4: an atomic fragment (offset 0, M clear) is a whole packet, never reassembled.
+    const atomic = frag !== undefined && frag.offset === 0 && !frag.more;
+    if (ip.extHeaders.length > 0) {
+      // RFC 8200 4.5: a fragment's own options are its unfragmentable part's; the rest are the
+      // reassembled datagram's.
+      const v = ipv6OptionActions(ip, optionsFrom, frag !== undefined && !atomic);
+      if (v instanceof WireError) {
+        this.counters.malformed++;
+        return;
+      }
+      this.counters.optionsSkipped += v.skipped;
+      if (v.action !== OPTION_SKIP) {
+        this.unrecognizedOption(b, ip, v, multicast, now);
+        return;
+      }
+    }
+    if (frag !== undefined) {
+      if (reassembled) {
+        // A Fragment header inside a reassembled datagram: nobody fragments twice.
+        this.counters.malformed++;
+        return;
+      }
+      if (atomic) {
+        this.counters.atomicFragments++;
+      } else {
+        this.reassembler.poll(now, this.reassemblyTimedOut);
+        const whole = this.reassembler.ipv6(b, ip, now);
+        if (whole !== undefined) this.ipv6Input(whole.packet, now, whole.unfragmentable, true);
+        return;
+      }
     }
     if (ip.protocol === IPPROTO_TCP && !multicast) {
       const seg = parseTcp(ip.payload, pseudoHeaderSumV6(ip.src, dst, IPPROTO_TCP, ip.payload.length));
@@ -481,10 +610,99 @@ export class NetStack {
         this.counters.malformed++;
         return;
       }
-      this.icmpv6Input(ip.src, dst, ip.hopLimit, m, now);
+      this.icmpv6Input(ip.src, dst, ip.hopLimit, m, now, frag !== undefined || reassembled);
     } else {
       this.counters.unsupported++;
     }
+  }
+
+  /**
+   * RFC 8200 4.2: an unrecognised option whose action is not "skip". 01 drops the packet; 10
+   * drops it and sends a Parameter Problem, code 2, pointing at the option's type; 11 does the
+   * same unless the destination was multicast (then it drops in silence). RFC 4443 2.4(e.3)
+   * allows this one error to answer a multicast packet.
+   */
+  private unrecognizedOption(
+    b: Uint8Array,
+    ip: Ipv6Packet,
+    v: Ipv6OptionVerdict,
+    multicast: boolean,
+    now: number,
+  ): void {
+    if (v.action === OPTION_DISCARD || (v.action === OPTION_DISCARD_ICMP_UNICAST && multicast)) {
+      this.counters.optionsDiscarded++;
+      return;
+    }
+    this.counters.optionsRejected++;
+    const src = ip.src;
+    // RFC 4443 2.4(e): no error to a source that is not one node, nor about an ICMPv6 error.
+    if (src[0] === 0xff || src.every((x) => x === 0)) return;
+    const upper = ip.fragment === undefined || ip.fragment.offset === 0;
+    if (upper && ip.protocol === IPPROTO_ICMPV6 && ip.payload.length > 0 && ip.payload[0] < 128) return;
+    // RFC 4443 2.2: the answer to a multicast packet comes from one of our unicast addresses.
+    const from = multicast ? this.sourceFor(src) : ip.dst;
+    if (from === undefined || !this.icmpErrorAllowed(now)) return;
+    const quote = b.subarray(0, Math.min(IPV6_HEADER_LENGTH + ip.payloadLength, ICMPV6_QUOTE));
+    this.counters.icmpErrorsSent++;
+    this.sendIcmpv6(
+      from as Ipv6Addr,
+      src,
+      icmpv6Message(ICMPV6_PARAMETER_PROBLEM, { code: 2, pointer: v.pointer, data: quote }),
+    );
+  }
+
+  /**
+   * A datagram's reassembly timed out with its fragment zero in: ICMP Time Exceeded, code 1
+   * (RFC 792; RFC 8200 4.5), quoting that fragment, unless its source is not one node, its
+   * destination was multicast (RFC 4443 2.4(e.3)), it is itself an ICMP error (RFC 1122 3.2.2),
+   * or the rate limit says no.
+   */
+  private sendTimeExceeded(v4: boolean, quote: Uint8Array, protocol: number, dataAt: number): void {
+    const icmpError =
+      quote.length > dataAt &&
+      (v4
+        ? protocol === IPPROTO_ICMP && isIcmpv4Error(quote[dataAt])
+        : protocol === IPPROTO_ICMPV6 && quote[dataAt] < 128);
+    if (icmpError) return;
+    if (v4) {
+      const src = readU32(quote, 12);
+      const dst = readU32(quote, 16);
+      const top = src >>> 24;
+      if (top === 0 || top === 127 || top >= 224 || !this.isLocal(dst)) return;
+      if (!this.icmpErrorAllowed(this.clock)) return;
+      this.counters.icmpErrorsSent++;
+      this.sendIcmpv4(dst, src, {
+        type: ICMP_TIME_EXCEEDED,
+        code: ICMP_REASSEMBLY_TIME_EXCEEDED_CODE,
+        checksum: 0,
+        ident: 0,
+        seqNo: 0,
+        mtu: 0,
+        rest: 0,
+        data: quote,
+      });
+      return;
+    }
+    // The quote is cut short of its Payload Length: read the addresses by hand.
+    const src = quote.slice(8, 24);
+    const dst = quote.slice(24, 40);
+    if (src[0] === 0xff || src.every((x) => x === 0) || dst[0] === 0xff) return;
+    if (!this.icmpErrorAllowed(this.clock)) return;
+    this.counters.icmpErrorsSent++;
+    this.sendIcmpv6(dst, src, icmpv6Message(ICMPV6_TIME_EXCEEDED, { code: 1, data: quote }));
+  }
+
+  /** RFC 4443 2.4(f), RFC 1812 4.3.2.8: a token bucket over the ICMP errors we originate. */
+  private icmpErrorAllowed(now: number): boolean {
+    const t = this.icmpTokens + ((now - this.icmpTokensAt) * ICMP_ERRORS_PER_S) / 1e6;
+    this.icmpTokens = Math.min(ICMP_ERRORS_BURST, Math.max(0, t));
+    this.icmpTokensAt = now;
+    if (this.icmpTokens < 1) {
+      this.counters.icmpErrorsRateLimited++;
+      return false;
+    }
+    this.icmpTokens--;
+    return true;
   }
 
   /** Multicast groups we listen to: all-nodes and the solicited-node group of each address. */
@@ -497,11 +715,20 @@ export class NetStack {
     return false;
   }
 
-  private icmpv6Input(src: Ipv6Addr, dst: Ipv6Addr, hopLimit: number, m: Icmpv6Message, now: number): void {
+  /** `fragmented`: the message came in fragments (or an atomic fragment). */
+  private icmpv6Input(
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hopLimit: number,
+    m: Icmpv6Message,
+    now: number,
+    fragmented: boolean,
+  ): void {
     switch (m.type) {
       case ICMPV6_NEIGHBOR_SOLICITATION: {
-        // RFC 4861 7.1.1: hop limit 255, code 0, target not multicast.
-        if (hopLimit !== HOP_LIMIT_ND || m.code !== 0 || !m.target || m.target[0] === 0xff) return;
+        // RFC 4861 7.1.1: hop limit 255, code 0, target not multicast; RFC 6980 5: not fragmented.
+        if (hopLimit !== HOP_LIMIT_ND || m.code !== 0 || !m.target || m.target[0] === 0xff || fragmented)
+          return;
         this.counters.ndpIn++;
         if (!this.isLocal(m.target)) return;
         const unspecified = src.every((x) => x === 0);
@@ -516,7 +743,7 @@ export class NetStack {
         return;
       }
       case ICMPV6_NEIGHBOR_ADVERTISEMENT: {
-        if (hopLimit !== HOP_LIMIT_ND || m.code !== 0 || !m.target) return;
+        if (hopLimit !== HOP_LIMIT_ND || m.code !== 0 || !m.target || fragmented) return;
         this.counters.ndpIn++;
         if (this.isLocal(m.target)) this.claimSeen(m.target, now);
         else if (m.targetLinkAddr !== undefined) this.neighbors.learn(m.target, m.targetLinkAddr, now, false);
@@ -530,11 +757,25 @@ export class NetStack {
       }
       case ICMPV6_PACKET_TOO_BIG:
         this.counters.icmpErrorsIn++;
-        this.icmpError(m.data, false, m.mtu, -1);
+        this.icmpError(m.data, false, m.mtu, undefined);
         return;
       case ICMPV6_DEST_UNREACHABLE:
         this.counters.icmpErrorsIn++;
-        this.icmpError(m.data, false, 0, m.code);
+        this.icmpError(
+          m.data,
+          false,
+          0,
+          m.code === ICMPV6_NO_ROUTE_CODE
+            ? 'ENETUNREACH'
+            : m.code === ICMPV6_PORT_UNREACHABLE_CODE
+              ? 'ECONNREFUSED'
+              : 'EHOSTUNREACH',
+        );
+        return;
+      case ICMPV6_TIME_EXCEEDED:
+      case ICMPV6_PARAMETER_PROBLEM:
+        this.counters.icmpErrorsIn++;
+        this.icmpError(m.data, false, 0, 'EHOSTUNREACH');
         return;
       default:
         return;
@@ -542,34 +783,61 @@ export class NetStack {
   }
 
   /**
-   * An ICMP error quoting one of our TCP segments: too-big shrinks the connection's MSS
-   * (RFC 1191, RFC 8201); unreachables are soft errors (RFC 1122 4.2.3.9). The quote is parsed
-   * by hand: it is truncated, so the codecs' length checks would refuse it.
+   * An ICMP error quoting one of our TCP segments. Believed only when the quoted sequence number
+   * lies in SND.UNA..SND.NXT (RFC 5927 4.1, RFC 8201 4; Linux's tcp_v4_err and tcp_v6_err), else
+   * anyone who knows a 4-tuple could shrink its MSS or end its handshake. Then too-big (`error`
+   * undefined) shrinks the connection's MSS (RFC 1191, RFC 8201), never below what a path can
+   * carry: an IPv6 report below 1280 is discarded (RFC 8201 4), an IPv4 one below 68 too (RFC
+   * 1191 3) and one below 552 is taken as 552 (Linux's min_pmtu). Other errors are soft once
+   * synchronized and end a handshake (TcpConnection.icmpError). The quote is parsed by hand:
+   * it is truncated, so the codecs' length checks would refuse it.
    */
-  private icmpError(quote: Uint8Array, v4: boolean, mtu: number, code: number): void {
+  private icmpError(quote: Uint8Array, v4: boolean, mtu: number, error: TcpErrorCode | undefined): void {
     let src: IpAddr;
     let dst: IpAddr;
     let l4: number;
     if (v4) {
-      if (quote.length < 20 || quote[0] >> 4 !== 4) return;
       const ihl = (quote[0] & 0x0f) * 4;
-      if (quote[9] !== IPPROTO_TCP || quote.length < ihl + 8) return;
+      if (
+        quote.length < 20 ||
+        quote[0] >> 4 !== 4 ||
+        ihl < 20 ||
+        quote[9] !== IPPROTO_TCP ||
+        quote.length < ihl + 8
+      ) {
+        this.counters.icmpUnmatched++;
+        return;
+      }
       src = readU32(quote, 12);
       dst = readU32(quote, 16);
       l4 = ihl;
     } else {
-      if (quote.length < 48 || quote[0] >> 4 !== 6 || quote[6] !== IPPROTO_TCP) return;
+      if (quote.length < 48 || quote[0] >> 4 !== 6 || quote[6] !== IPPROTO_TCP) {
+        this.counters.icmpUnmatched++;
+        return;
+      }
       src = quote.slice(8, 24);
       dst = quote.slice(24, 40);
       l4 = 40;
     }
     const c = this.conns.get(connKey(src, readU16(quote, l4), dst, readU16(quote, l4 + 2)));
-    if (!c) return;
-    if (mtu > 0) {
-      const mss = mtu - (v4 ? 40 : 60);
-      if (mss >= 88) c.tcp.reduceMss(mss);
+    if (!c) {
+      this.counters.icmpUnmatched++;
+      return;
+    }
+    if (!c.tcp.icmpQuoteInFlight(readU32(quote, l4 + 4))) {
+      this.counters.icmpOutOfWindow++;
+      return;
+    }
+    if (error === undefined) {
+      if (mtu < (v4 ? MIN_MTU_V4 : MIN_MTU_V6)) {
+        this.counters.icmpBadMtu++;
+        return;
+      }
+      const pmtu = v4 ? Math.max(mtu, MIN_PMTU_V4) : mtu;
+      c.tcp.reduceMss(pmtu - (v4 ? 40 : 60));
     } else {
-      c.tcp.softError(v4 && code === 0 ? 'ENETUNREACH' : 'EHOSTUNREACH');
+      c.tcp.icmpError(error);
     }
     this.touch(c);
   }
@@ -842,16 +1110,17 @@ export class NetStack {
   /** The next instant `poll` has work; `now` when something is ready at once. */
   pollAt(): number | undefined {
     if (this.dirty.size > 0) return this.clock;
-    const a = this.timers.peek();
-    const b = this.neighbors.pollAt();
-    if (a === undefined) return b;
-    return b === undefined || a < b ? a : b;
+    let at = this.timers.peek();
+    for (const b of [this.neighbors.pollAt(), this.reassembler.pollAt()])
+      if (b !== undefined && (at === undefined || b < at)) at = b;
+    return at;
   }
 
   /** Runs every connection and neighbour timer that is due and sends what is ready. */
   poll(now: number): void {
     this.clock = now;
     this.neighbors.poll(now);
+    this.reassembler.poll(now, this.reassemblyTimedOut);
     // Bounded: each connection is polled at most twice per call.
     const work: StackConnection[] = [...this.dirty];
     this.dirty.clear();
@@ -1178,4 +1447,19 @@ export class NetStack {
       this.buf.subarray(ETHERNET_HEADER_LENGTH, ETHERNET_HEADER_LENGTH + 40 + l4),
     );
   }
+}
+
+/**
+ * What an IPv4 destination unreachable tells a connection, after Linux's icmp_err_convert folded
+ * onto the codes a connection reports: network codes (0, 6, 9, 11) ENETUNREACH, port
+ * unreachable ECONNREFUSED, the rest EHOSTUNREACH.
+ */
+function unreachableV4(code: number): TcpErrorCode {
+  if (code === 0 || code === 6 || code === 9 || code === 11) return 'ENETUNREACH';
+  return code === ICMP_PORT_UNREACHABLE_CODE ? 'ECONNREFUSED' : 'EHOSTUNREACH';
+}
+
+/** ICMPv4 types that are errors (RFC 1122 3.2.2: never answered with an error). */
+function isIcmpv4Error(type: number): boolean {
+  return type === 3 || type === 4 || type === 5 || type === 11 || type === 12;
 }

@@ -18,7 +18,7 @@
  * past `sendLimit` (both in offsets; unbounded by default).
  */
 
-import { offsetToSeq, seqGe, seqLt, seqToOffset } from '../wire/seq.ts';
+import { offsetToSeq, seqBetween, seqGe, seqLt, seqToOffset } from '../wire/seq.ts';
 import { TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN, type TcpSegment, tcpSegment } from '../wire/tcp.ts';
 import { Assembler, type AssemblerSnapshot } from './assembler.ts';
 import { type KeepAliveConfig, type TcpConfig, tcpConfig } from './config.ts';
@@ -1016,6 +1016,36 @@ export class TcpConnection {
     this.pendingSoftError = code;
   }
   private pendingSoftError: TcpErrorCode | undefined;
+
+  /**
+   * RFC 5927 4.1 (RFC 8201 4 for too-big): does an ICMP error quoting a segment of ours that
+   * starts at `seq` refer to something in flight, SND.UNA <= seq <= SND.NXT? Only then may it act
+   * on the connection: anyone else must guess a sequence number within the flight, as for a RST.
+   * SND.NXT itself is included, as in Linux's tcp_v4_err (`between(seq, snd_una, snd_nxt)`): a
+   * pure ACK or a probe quotes it. In SYN-SENT and SYN-RECEIVED that leaves ISS and ISS + 1.
+   */
+  icmpQuoteInFlight(seq: number): boolean {
+    if (this.state === TcpState.Closed || this.state === TcpState.TimeWait) return false;
+    const una = offsetToSeq(this.iss, this.sndUna);
+    const nxt = offsetToSeq(this.iss, Math.max(this.sndMax, this.sndUna));
+    return seqBetween(seq >>> 0, una, nxt);
+  }
+
+  /**
+   * A validated ICMP error that is not too-big (destination unreachable, time exceeded, parameter
+   * problem). Once synchronized it is a soft error (RFC 1122 4.2.3.9), reported only if the
+   * connection later times out. During the handshake the attempt ends at once with `code`, as
+   * Linux's tcp_v4_err and tcp_v6_err do (RFC 5461 4 describes the practice): nothing is sent, a
+   * half-open connection just goes. Returns true when the connection closed.
+   */
+  icmpError(code: TcpErrorCode): boolean {
+    if (this.state === TcpState.SynSent || this.state === TcpState.SynReceived) {
+      this.enterClosed(code);
+      return true;
+    }
+    this.pendingSoftError = code;
+    return false;
+  }
 
   // ---------------------------------------------------------------------------------------------
   // Timers and output
