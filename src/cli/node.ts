@@ -14,7 +14,7 @@ import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server as UnixServer } from 'node:net';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { netApi } from '../api/index.ts';
+import { installProcessGuard, netApi } from '../api/index.ts';
 import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
 import { jsonBytes } from '../ha/log.ts';
 import { HaNode, nodeMac } from '../ha/node.ts';
@@ -55,6 +55,18 @@ export interface NodeStatus {
     /** How long restoring every connection took. */
     restoreMs: number;
   } | null;
+  /**
+   * What the application's failures cost (src/api/isolation.ts): connections reset because it
+   * threw for them, or because their socket's 'error' had no listener; of those, connections a
+   * take-over had restored (dropped, not retried); exceptions tied to no connection; the last.
+   */
+  isolation?: {
+    appErrors: number;
+    socketErrors: number;
+    restoredDropped: number;
+    unattributed: number;
+    last: string | null;
+  };
 }
 
 /** Runs the node until a signal; returns the exit code for a startup failure. */
@@ -152,6 +164,7 @@ export async function runNode(configPath: string): Promise<number> {
     };
     if (typeof mod.default !== 'function')
       throw new Error(`app.module ${cfg.app.module} has no default export function (net, options) => void.`);
+    rt.isolation.log = log;
     await mod.default(netApi(rt), cfg.app.options);
     await transport.start();
   } catch (e) {
@@ -159,6 +172,9 @@ export async function runNode(configPath: string): Promise<number> {
     await rt.close();
     return 1;
   }
+  // From here on, no client and no exception of the application takes the node down: what
+  // escapes a connection's callbacks resets that connection (src/api/isolation.ts).
+  installProcessGuard(rt.isolation);
 
   const status = (): NodeStatus => {
     const rep = ha.replicator;
@@ -193,6 +209,7 @@ export async function runNode(configPath: string): Promise<number> {
             restoreMs: last.restoreUs / 1000,
           }
         : null,
+      isolation: { ...rt.isolation.counters, last: rt.isolation.last ?? null },
     };
   };
   const statusServer = await serveStatus(cfg, status, log);
