@@ -113,3 +113,83 @@ export function errnoName(errno: number): string {
   }
   return errnoNames.get(errno) ?? `errno ${errno}`;
 }
+
+// ---- bpf(2), mmap(2) and rtnetlink: the kernel fence (fence.ts) --------------------------------
+
+/**
+ * The bpf(2) system call number per Node architecture (arch/x86/entry/syscalls/syscall_64.tbl;
+ * arm64, riscv64 and loong64 use include/uapi/asm-generic/unistd.h).
+ */
+export const SYS_BPF: Readonly<Partial<Record<string, number>>> = {
+  x64: 321,
+  arm64: 280,
+  riscv64: 280,
+  loong64: 280,
+};
+export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
+export const MAP_SHARED = 0x01;
+export const AF_NETLINK = 16;
+export const SOCK_RAW = 3;
+export const NETLINK_ROUTE = 0;
+export const CLOCK_MONOTONIC = 1;
+
+export interface BpfLibc {
+  /** syscall(SYS_bpf, cmd, attr, size): `attr` is native memory by address (see Libc.alloc). */
+  bpf(cmd: number, attr: number, size: number): number;
+  /**
+   * mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0): the mapping, or undefined
+   * (MAP_FAILED; errno says why).
+   */
+  mmapShared(fd: number, length: number): MappedMemory | undefined;
+  munmap(mem: MappedMemory): number;
+  /** if_nametoindex(3) in the calling thread's network namespace: 0 (errno set) when there is none. */
+  ifNameToIndex(name: string): number;
+  /** clock_gettime(CLOCK_MONOTONIC) in nanoseconds: the clock bpf_ktime_get_ns() reads. */
+  monotonicNs(): bigint;
+}
+
+export interface MappedMemory {
+  /** The mapping seen from JavaScript, without a copy: never touch it after `munmap`. */
+  readonly buffer: ArrayBuffer;
+  readonly address: bigint;
+  readonly length: number;
+  readonly handle: unknown;
+}
+
+let bpfLibc: BpfLibc | undefined;
+
+/** The calls the kernel fence needs beyond `loadLibc`. Throws when this architecture has no known SYS_bpf. */
+export function loadBpfLibc(): BpfLibc {
+  if (bpfLibc) return bpfLibc;
+  const nr = SYS_BPF[process.arch];
+  if (nr === undefined) throw new Error(`no bpf(2) system call number is known for ${process.arch}`);
+  const koffi = require('koffi') as typeof import('koffi');
+  const lib: IKoffiLib = koffi.load('libc.so.6');
+  const syscall = lib.func('long syscall(long number, ...)');
+  const mmap = lib.func(
+    'void *mmap(void *addr, unsigned long length, int prot, int flags, int fd, long offset)',
+  );
+  const munmap = lib.func('int munmap(void *addr, unsigned long length)');
+  const ifNameToIndex = lib.func('unsigned int if_nametoindex(const char *name)');
+  const timespec = koffi.struct({ tv_sec: 'int64_t', tv_nsec: 'int64_t' });
+  const clockGettime = lib.func('clock_gettime', 'int', ['int', koffi.out(koffi.pointer(timespec))]);
+  const ts = { tv_sec: 0, tv_nsec: 0 };
+  bpfLibc = {
+    bpf: (cmd, attr, size) => syscall(nr, 'int', cmd, 'uintptr_t', attr, 'unsigned int', size),
+    mmapShared: (fd, length) => {
+      const handle = mmap(null, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+      const address = handle === null ? 0n : koffi.address(handle);
+      // MAP_FAILED is (void *)-1.
+      if (address === 0n || address === 0xffff_ffff_ffff_ffffn) return undefined;
+      return { handle, address, length, buffer: koffi.view(handle, length) };
+    },
+    munmap: (mem) => munmap(mem.handle, mem.length),
+    ifNameToIndex: (name) => ifNameToIndex(name),
+    monotonicNs: () => {
+      clockGettime(CLOCK_MONOTONIC, ts);
+      return BigInt(ts.tv_sec) * 1_000_000_000n + BigInt(ts.tv_nsec);
+    },
+  };
+  return bpfLibc;
+}
