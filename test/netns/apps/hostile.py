@@ -19,6 +19,27 @@ namespace. Every mode prints one JSON line on stdout as its last line.
       N SYNs to port 7 with random source ports, from our own address ('own', each a distinct
       port) or from random addresses of 198.18.0.0/24 that nobody owns ('spoof', minus
       --exclude), sent as fast as an AF_PACKET socket takes them (or paced at R a second).
+
+  hostile.py icmp --server A --family 4|6 [--port 7] [--forged K] [--mb N]
+      A kernel client and an off-path attacker who knows the 4-tuple (RFC 5927) in one: echoes
+      N MB; echoes N MB more while sending K fragmentation-needed (IPv4, MTU 68-1000) or
+      packet-too-big (IPv6, MTU 1280) errors quoting sequence numbers far outside the server's
+      SND.UNA..SND.NXT; then, idle, K errors quoting SND.NXT (valid) with an MTU no path has
+      (IPv4 40, IPv6 1000), and N MB; then one valid error with a real MTU (IPv4 600, IPv6 1280)
+      as the control, and N MB. Reports the phases' start and end times (epoch seconds, for the
+      caller's capture) and whether every byte came back.
+
+  hostile.py options --dst-mac M --dst6 A --src6 A [--port 7]
+      Probes of RFC 8200 4.2 option actions: SYNs (and echo requests to ff02::1) carrying one
+      unrecognised option of each action in a Destination Options or Hop-by-Hop header; reports
+      for each what came back (SYN-ACK, Parameter Problem code and pointer, nothing).
+
+  hostile.py frag6 --in IF --out IF --dst-mac M --prefix P [--size N] [--order inorder|reverse|mixed]
+      A fragmenting IPv6 router in user space (the kernel never fragments forwarded IPv6, nor
+      TCP it sends): every IPv6 packet that arrives on --in for an address under prefix P (its
+      first 8 bytes, e.g. fd00:1::) leaves on --out to MAC M cut into fragments of N bytes of
+      data (RFC 8200 4.5), in the given order; the kernel (its FORWARD chain closed for that
+      direction) forwards the rest. On SIGTERM prints its counts.
 """
 
 import argparse
@@ -36,10 +57,14 @@ import logging
 logging.getLogger("scapy.runtime").setLevel(logging.ERROR)
 
 from scapy.all import (  # noqa: E402
+    ICMP,
     IP,
     TCP,
     AsyncSniffer,
     Ether,
+    ICMPv6EchoRequest,
+    ICMPv6PacketTooBig,
+    ICMPv6ParamProblem,
     IPv6,
     IPv6ExtHdrDestOpt,
     IPv6ExtHdrHopByHop,
@@ -453,6 +478,277 @@ def synflood(a):
     print(json.dumps({"mode": a.mode, "sent": sent, "seconds": round(dt, 3), "pps": round(sent / max(dt, 1e-6)), "sources": len(srcs)}))
 
 
+# ------------------------------------------------------------------------------------------------
+# icmp
+
+
+def icmp(a):
+    server, port, v4 = a.server, a.port, a.family == 4
+    L3 = IP if v4 else IPv6
+    block = random.Random(2).randbytes(1 << 20)
+    want = hashlib.sha256()
+    got = hashlib.sha256()
+    count = [0]
+    s = socket.create_connection((server, port), timeout=60)
+    lport = s.getsockname()[1]
+
+    def rd():
+        while True:
+            d = s.recv(1 << 20)
+            if not d:
+                break
+            got.update(d)
+            count[0] += len(d)
+
+    t = threading.Thread(target=rd, daemon=True)
+    t.start()
+    sent = [0]
+
+    def send(n):
+        left = n
+        while left > 0:
+            b = block[: min(left, len(block))]
+            s.sendall(b)
+            want.update(b)
+            left -= len(b)
+        sent[0] += n
+
+    def settle():
+        deadline = time.time() + 60
+        while count[0] < sent[0] and time.time() < deadline:
+            time.sleep(0.01)
+        assert count[0] == sent[0], ("echo incomplete", count[0], sent[0])
+        time.sleep(0.3)
+
+    def idle_snd_nxt():
+        # The connection is idle: one byte echoed while a sniffer (no loss at this rate) watches
+        # gives the server's SND.NXT (= SND.UNA once acknowledged) and the frames' addresses.
+        seen = []
+        started = threading.Event()
+        sn = AsyncSniffer(
+            iface=IFACE, filter=f"tcp and host {server} and port {port}", store=False, prn=seen.append, started_callback=started.set
+        )
+        sn.start()
+        if not started.wait(10):
+            raise SystemExit("the sniffer did not start")
+        time.sleep(0.2)
+        send(1)
+        settle()
+        sn.stop()
+        srv = [p for p in seen if p[TCP].sport == port and len(p[TCP].payload) > 0]
+        cli = [p for p in seen if p[TCP].dport == port]
+        last = srv[-1]
+        return (last[TCP].seq + len(last[TCP].payload)) & 0xFFFFFFFF, cli[-1][Ether].src, cli[-1][Ether].dst, cli[-1][L3].src
+
+    marks = [time.time()]  # phase boundaries, for the caller's capture
+    mb = a.mb << 20
+    send(mb)
+    settle()
+    snd_nxt, cli_mac, srv_mac, cli_ip = idle_snd_nxt()
+    marks.append(time.time())
+    raw = raw_socket()
+    base = Ether(src=cli_mac, dst=srv_mac)
+
+    def error(seq, mtu):
+        quoted = bytes(L3(src=server, dst=cli_ip) / TCP(sport=port, dport=lport, seq=seq & 0xFFFFFFFF, flags="A"))
+        quoted = quoted[: (20 if v4 else 40) + 8]  # RFC 792: the header and 64 bits of data
+        if v4:
+            return bytes(base / IP(src=cli_ip, dst=server) / ICMP(type=3, code=4, nexthopmtu=mtu) / Raw(quoted))
+        return bytes(base / IPv6(src=cli_ip, dst=server) / ICMPv6PacketTooBig(mtu=mtu) / Raw(quoted))
+
+    # Phase 2: errors quoting sequence numbers at least 2^26 away from the flight, while the
+    # echo runs (a believed too-big would resend what is in flight at once).
+    rng = random.Random(3)
+    forged = 0
+    tx = threading.Thread(target=lambda: send(mb), daemon=True)
+    tx.start()
+    for i in range(a.forged):
+        off = rng.randint(1 << 26, (1 << 31) - (1 << 26)) * rng.choice([1, -1])
+        mtu = rng.choice([68, 296, 576, 1000]) if v4 else 1280
+        raw.send(error(snd_nxt + off, mtu))
+        forged += 1
+        time.sleep(0.002)
+    tx.join(120)
+    settle()
+    snd_nxt, _, _, _ = idle_snd_nxt()
+    marks.append(time.time())
+
+    # Phase 3: idle; the sequence number valid (SND.NXT), the MTU one no path has.
+    for _ in range(a.forged):
+        raw.send(error(snd_nxt, 40 if v4 else 1000))
+    time.sleep(0.3)
+    send(mb)
+    settle()
+    snd_nxt, _, _, _ = idle_snd_nxt()
+    marks.append(time.time())
+
+    # Phase 4, the control: valid sequence number and a real MTU; the server must believe it.
+    control_mtu = 600 if v4 else 1280
+    raw.send(error(snd_nxt, control_mtu))
+    time.sleep(0.3)
+    send(mb)
+    settle()
+    marks.append(time.time())
+    s.shutdown(socket.SHUT_WR)
+    t.join(60)
+    print(
+        json.dumps(
+            {
+                "ok": count[0] == sent[0] and got.hexdigest() == want.hexdigest(),
+                "echoed": count[0],
+                "localPort": lport,
+                "forged": forged,
+                "controlMtu": control_mtu,
+                "marks": marks,
+            }
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# options
+
+# (name, header, option type, destination): what RFC 8200 4.2 asks for each is in the test.
+# The types are RFC 4727's experimental ones (xx?11110), which no dissector interprets.
+OPTION_PROBES = [
+    ("dst-00-skip", 60, 0x1E, "unicast"),
+    ("dst-01-discard", 60, 0x5E, "unicast"),
+    ("dst-10-param-problem", 60, 0x9E, "unicast"),
+    ("dst-11-param-problem-unicast", 60, 0xDE, "unicast"),
+    ("hbh-01-discard", 0, 0x7E, "unicast"),
+    ("hbh-10-param-problem", 0, 0xBE, "unicast"),
+    ("dst-11-multicast-silent", 60, 0xDE, "multicast"),
+    ("dst-10-multicast-answered", 60, 0x9E, "multicast"),
+]
+
+
+def options(a):
+    me = get_if_hwaddr(IFACE)
+    raw = raw_socket()
+    started = threading.Event()
+    sn = AsyncSniffer(iface=IFACE, filter="ip6", store=True, started_callback=started.set)
+    sn.start()
+    if not started.wait(10):
+        raise SystemExit("the sniffer did not start")
+    time.sleep(0.2)
+    sent = {}
+    for i, (name, header, otype, dest) in enumerate(OPTION_PROBES):
+        sport = 45000 + i
+        if dest == "unicast":
+            upper = bytes(IPv6(src=a.src6, dst=a.dst6) / TCP(sport=sport, dport=a.port, flags="S", seq=1000 + i))[40:]
+            nh, dst, dst_mac = 6, a.dst6, a.dst_mac
+        else:
+            dst = "ff02::1"
+            upper = bytes(IPv6(src=a.src6, dst=dst) / ICMPv6EchoRequest(id=sport, seq=1))[40:]
+            nh, dst_mac = 58, "33:33:00:00:00:01"
+        # One option of 2 data bytes, then PadN(0): an 8-byte header.
+        ext = bytes([nh, 0, otype, 2, 0xAB, 0xCD, 1, 0])
+        ip = IPv6(src=a.src6, dst=dst, nh=header) / Raw(ext + upper)
+        frame = bytes(Ether(src=me, dst=dst_mac) / ip)
+        sent[name] = {"at": time.time(), "sport": sport, "bytes": frame[14:]}
+        raw.send(frame)
+        time.sleep(0.3)
+    time.sleep(0.5)
+    pkts = sn.stop() or []
+    out = {}
+    for name, header, otype, dest in OPTION_PROBES:
+        probe = sent[name]
+        r = {"synAck": False, "paramProblem": None, "answers": 0}
+        for p in pkts:
+            if not p.haslayer(IPv6) or p[IPv6].dst != a.src6 or p[Ether].src == me:
+                continue
+            if p.haslayer(TCP) and p[TCP].dport == probe["sport"] and p[TCP].flags == "SA":
+                r["synAck"] = True
+                r["answers"] += 1
+            # Other kernels on the link answer the multicast probes too: only the server's count.
+            if p.haslayer(ICMPv6ParamProblem) and p[IPv6].src == a.dst6:
+                quoted = bytes(p[ICMPv6ParamProblem].payload)
+                if quoted[:48] == probe["bytes"][:48]:
+                    r["paramProblem"] = {"code": p[ICMPv6ParamProblem].code, "pointer": p[ICMPv6ParamProblem].ptr, "src": p[IPv6].src}
+                    r["answers"] += 1
+        out[name] = r
+    print(json.dumps(out))
+
+
+# ------------------------------------------------------------------------------------------------
+# frag6
+
+
+def frag6(a):
+    import signal
+
+    rx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+    rx.bind((a.in_, 0))
+    rx.settimeout(0.2)
+    tx = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    tx.bind((a.out, 0))
+    tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+    in_mac = bytes.fromhex(get_if_hwaddr(a.in_).replace(":", ""))
+    out_mac = bytes.fromhex(get_if_hwaddr(a.out).replace(":", ""))
+    dst_mac = bytes.fromhex(a.dst_mac.replace(":", ""))
+    prefix = socket.inet_pton(socket.AF_INET6, a.prefix)[:8]
+    size = a.size - a.size % 8
+    stats = {"packets": 0, "fragments": 0, "whole": 0}
+    ident = [random.Random(4).getrandbits(32)]
+    stop = [False]
+
+    def on_term(*_):
+        stop[0] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    print("ready", flush=True)
+    k = 0
+    while not stop[0]:
+        try:
+            frame, addr = rx.recvfrom(65535)
+        except socket.timeout:
+            continue
+        except InterruptedError:
+            continue
+        # Only frames the router receives for itself to route (not its own output).
+        if addr[2] == socket.PACKET_OUTGOING or frame[0:6] != in_mac or len(frame) < 54:
+            continue
+        ip = bytearray(frame[14:])
+        if ip[24:32] != prefix or ip[7] <= 1:
+            continue
+        ip[7] -= 1  # hop limit
+        plen = struct.unpack_from("!H", ip, 4)[0]
+        ip = ip[: 40 + plen]
+        stats["packets"] += 1
+        head = bytes(ip[:40])
+        nh = ip[6]
+        body = bytes(ip[40:])
+        eth = dst_mac + out_mac + b"\x86\xdd"
+        if len(body) <= size:
+            stats["whole"] += 1
+            tx.send(eth + bytes(ip))
+            continue
+        ident[0] = (ident[0] + 1) & 0xFFFFFFFF
+        pieces = []
+        for at in range(0, len(body), size):
+            chunk = body[at : at + size]
+            more = 1 if at + size < len(body) else 0
+            h = bytearray(head)
+            h[6] = 44
+            struct.pack_into("!H", h, 4, 8 + len(chunk))
+            fh = struct.pack("!BBHI", nh, 0, at | more, ident[0])
+            pieces.append(eth + bytes(h) + fh + chunk)
+        k += 1
+        if a.order == "reverse" or (a.order == "mixed" and k % 2 == 0):
+            pieces.reverse()
+        for f in pieces:
+            for _ in range(1000):
+                try:
+                    tx.send(f)
+                    break
+                except OSError as e:
+                    if e.errno not in (105, 11):
+                        raise
+                    time.sleep(0.001)
+        stats["fragments"] += len(pieces)
+    print(json.dumps(stats), flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="mode_", required=True)
@@ -484,8 +780,26 @@ def main():
     f.add_argument("--seed", type=int, default=1)
     f.add_argument("--first-port", type=int, default=0, help="source ports from here up instead of random ones")
     f.add_argument("--pps", type=float, default=0, help="pace to this many SYNs a second (default: as fast as possible)")
+    i = sub.add_parser("icmp")
+    i.add_argument("--server", required=True)
+    i.add_argument("--port", type=int, default=7)
+    i.add_argument("--family", type=int, choices=[4, 6], required=True)
+    i.add_argument("--forged", type=int, default=200)
+    i.add_argument("--mb", type=int, default=1)
+    o = sub.add_parser("options")
+    o.add_argument("--dst-mac", required=True)
+    o.add_argument("--dst6", required=True)
+    o.add_argument("--src6", required=True)
+    o.add_argument("--port", type=int, default=7)
+    r6 = sub.add_parser("frag6")
+    r6.add_argument("--in", dest="in_", required=True)
+    r6.add_argument("--out", required=True)
+    r6.add_argument("--dst-mac", required=True)
+    r6.add_argument("--prefix", required=True)
+    r6.add_argument("--size", type=int, default=1232)
+    r6.add_argument("--order", choices=["inorder", "reverse", "mixed"], default="mixed")
     a = p.parse_args()
-    {"garbage": garbage, "rst": rst, "synflood": synflood}[a.mode_](a)
+    {"garbage": garbage, "rst": rst, "synflood": synflood, "icmp": icmp, "options": options, "frag6": frag6}[a.mode_](a)
 
 
 if __name__ == "__main__":
