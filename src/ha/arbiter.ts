@@ -283,42 +283,84 @@ export type Verdict =
   | { kind: 'wait'; current: ArbiterState; reason: string }
   | { kind: 'unavailable'; error: ArbiterError };
 
+/** One call an intent makes of the store, and what it gets back. */
+type Step = { op: 'read' } | { op: 'swap'; expect: Expect; next: ArbiterRecord };
+
 /**
- * Runs one intent: a read and a swap (a take-over swaps at once, comparing values: one round
- * trip), and if the swap is refused, one more decision on the record that refused it. Settles
- * within 3 × `timeoutMs`. Throws only a caller's bug; store failures are `unavailable`.
+ * An intent's calls: a read and a swap (a take-over swaps at once, comparing values: one round
+ * trip), and if the swap is refused, one more decision on the record that refused it. Written
+ * once as a generator, driven by `arbitrate` (awaiting an `Arbiter`) and by `arbitrateNow`
+ * (a `MemoryArbiter`'s synchronous core, for the simulator).
+ */
+function* steps(intent: ArbiterIntent): Generator<Step, Verdict, unknown> {
+  let current: ArbiterState | undefined;
+  let p: Plan;
+  if (intent.kind === 'takeover') {
+    p = {
+      kind: 'swap',
+      expect: { value: entitlement(intent) },
+      next: { epoch: intent.epoch + 1, active: intent.node, standby: null },
+    };
+  } else {
+    current = (yield { op: 'read' }) as ArbiterState | undefined;
+    p = plan(intent, current);
+  }
+  for (let swaps = 0; ; swaps++) {
+    if (p.kind === 'done') return { kind: 'won', state: current! };
+    if (p.kind === 'lost') return { kind: 'lost', current, reason: p.reason };
+    if (p.kind === 'wait') return { kind: 'wait', current: current!, reason: p.reason };
+    const r = (yield { op: 'swap', expect: p.expect, next: p.next }) as SwapResult;
+    if (r.ok) return { kind: 'won', state: { ...p.next, revision: r.revision } };
+    current = r.current;
+    const again = plan(intent, current);
+    // Two refusals: someone keeps writing; what we read is what beat us.
+    if (swaps >= 1 && again.kind === 'swap')
+      return {
+        kind: 'lost',
+        current,
+        reason: `the record changed under us twice (${describeRecord(current)})`,
+      };
+    p = again;
+  }
+}
+
+/**
+ * Runs one intent against the store (see `steps`). Settles within 3 × `timeoutMs` (a take-over
+ * within 2 ×). Throws only a caller's bug; a store failure is the verdict `unavailable`.
  */
 export async function arbitrate(a: Arbiter, intent: ArbiterIntent): Promise<Verdict> {
+  const g = steps(intent);
   try {
-    let current: ArbiterState | undefined;
-    let p: Plan;
-    if (intent.kind === 'takeover') {
-      p = {
-        kind: 'swap',
-        expect: { value: entitlement(intent) },
-        next: { epoch: intent.epoch + 1, active: intent.node, standby: null },
-      };
-    } else {
-      current = await a.read();
-      p = plan(intent, current);
+    let r = g.next();
+    while (!r.done) {
+      const s = r.value;
+      r = g.next(s.op === 'read' ? await a.read() : await a.swap(s.expect, s.next));
     }
-    for (let swaps = 0; ; swaps++) {
-      if (p.kind === 'done') return { kind: 'won', state: current! };
-      if (p.kind === 'lost') return { kind: 'lost', current, reason: p.reason };
-      if (p.kind === 'wait') return { kind: 'wait', current: current!, reason: p.reason };
-      const r = await a.swap(p.expect, p.next);
-      if (r.ok) return { kind: 'won', state: { ...p.next, revision: r.revision } };
-      current = r.current;
-      const again = plan(intent, current);
-      // Two refusals: someone keeps writing; what we read is what beat us.
-      if (swaps >= 1 && again.kind === 'swap')
-        return {
-          kind: 'lost',
-          current,
-          reason: `the record changed under us twice (${describeRecord(current)})`,
-        };
-      p = again;
+    return r.value;
+  } catch (e) {
+    if (e instanceof ArbiterError) return { kind: 'unavailable', error: e };
+    throw e;
+  }
+}
+
+/**
+ * `arbitrate` at one instant, on a `MemoryArbiter`'s synchronous core with its `fault` (not its
+ * latency: a simulator delivers the verdict when it likes). For a driver whose clock is virtual
+ * and whose event loop does not turn while it runs (src/ha/sim.ts).
+ */
+export function arbitrateNow(m: MemoryArbiter, intent: ArbiterIntent): Verdict {
+  const g = steps(intent);
+  try {
+    let r = g.next();
+    while (!r.done) {
+      const s = r.value;
+      r = g.next(
+        s.op === 'read'
+          ? m.callNow('read', () => m.readNow())
+          : m.callNow('swap', () => m.swapNow(s.expect, s.next)),
+      );
     }
+    return r.value;
   } catch (e) {
     if (e instanceof ArbiterError) return { kind: 'unavailable', error: e };
     throw e;
@@ -428,6 +470,17 @@ export class MemoryArbiter implements Arbiter {
 
   async close(): Promise<void> {
     this.closed = true;
+  }
+
+  /** One call at once, with the path's `fault` as it stands (no latency). */
+  callNow<T>(what: 'read' | 'swap', apply: () => T): T {
+    if (this.closed) throw new ArbiterError('closed', `arbiter ${this.name}: ${what} after close`);
+    if (this.fault === 'down')
+      throw new ArbiterError('unavailable', `arbiter ${this.name} refused the connection (${what})`);
+    if (this.fault === 'hang') throw timeoutError(this.name, what, this.timeoutMs);
+    const out = apply();
+    if (this.fault === 'lose-reply') throw timeoutError(this.name, what, this.timeoutMs);
+    return out;
   }
 
   private async call<T>(what: 'read' | 'swap', apply: () => T): Promise<T> {

@@ -22,6 +22,7 @@ import {
   type ArbiterState,
   ArbiterStore,
   arbitrate,
+  arbitrateNow,
   decodeRecord,
   encodeRecord,
   MemoryArbiter,
@@ -432,6 +433,24 @@ describe('MemoryArbiter', () => {
     assert.ok(performance.now() - t1 >= 78, 'a read and a swap');
   });
 
+  test("arbitrateNow: the same intents at one instant, for the simulator's virtual clock", () => {
+    const store = new ArbiterStore();
+    const a = new MemoryArbiter({ store, latencyMs: 1000 });
+    const b = new MemoryArbiter({ store, latencyMs: 1000 });
+    won(arbitrateNow(a, { kind: 'start', node: A, minEpoch: 4, steal: false }));
+    won(arbitrateNow(a, { kind: 'register', node: A, epoch: 5, standby: { node: B, session: 3 } }));
+    b.fault = 'hang';
+    const v = arbitrateNow(b, takeover());
+    assert.ok(v.kind === 'unavailable' && v.error.kind === 'timeout');
+    b.fault = 'lose-reply';
+    assert.equal(arbitrateNow(b, takeover()).kind, 'unavailable');
+    assert.equal(arbitrateNow(a, drop()).kind, 'lost', "the lost reply's write landed");
+    b.fault = 'none';
+    assert.ok(sameRecord(won(arbitrateNow(b, takeover())), rec(6, B)));
+    a.fault = 'down';
+    assert.equal(arbitrateNow(a, { kind: 'start', node: A, minEpoch: 5, steal: true }).kind, 'unavailable');
+  });
+
   test('a corrupt value is an error that says what to do; closed arbiters refuse', async () => {
     const store = new ArbiterStore();
     const m = new MemoryArbiter({ store });
@@ -505,6 +524,12 @@ class EtcdServer {
     ];
     const p = spawn(ETCD, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     this.proc = p;
+    // Should this process end without running \`after\` (an uncaught error), etcd goes with it.
+    const reap = (): void => {
+      if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+    };
+    process.once('exit', reap);
+    p.once('exit', () => process.off('exit', reap));
     p.stderr?.on('data', (d: Buffer) => {
       this.log = (this.log + d.toString()).slice(-4000);
     });
