@@ -10,7 +10,10 @@
  * - The program (SCHED_CLS, 13 hand-assembled instructions, `fenceProgram`) reads the deadline from
  *   a one-element BPF array and bpf_ktime_get_ns() (CLOCK_MONOTONIC); past the deadline it drops
  *   the frame and adds one to a drop counter in the same array. Frames whose EtherType is 0x88B5
- *   (the nodes' heartbeats on the data link, CONTROL_ETHERTYPE in ../device.ts) always pass.
+ *   (the nodes' heartbeats on the data link, CONTROL_ETHERTYPE in ../device.ts) always pass. The
+ *   EtherType read is skb->protocol: the kernel has removed a VLAN tag by then, so a tagged
+ *   heartbeat passes too (and any other tagged frame is judged like an untagged one).
+ * - A GSO frame (one write(2) the kernel later cuts into segments) is judged, and counted, once.
  * - The array is created with BPF_F_MMAPABLE and mapped into the process: renewing the lease is one
  *   64-bit atomic store into shared memory, no system call.
  * - It is attached with TCX (BPF_LINK_CREATE, BPF_TCX_INGRESS, Linux 6.6+), first in the chain. The
@@ -18,10 +21,29 @@
  *   the process exits, however it exits (SIGKILL included). Where TCX is missing (EINVAL from an
  *   older kernel) it falls back to a cls_bpf filter on a clsact qdisc (rtnetlink, direct action);
  *   such a filter outlives the process (until `close`, the next attach on the device, which
- *   replaces it, or the device's removal): after a crash it keeps dropping, fail-closed.
+ *   replaces it, or the device's removal): after a crash it keeps dropping, fail-closed. One tc
+ *   fence per device: a second replaces the first, and closing either removes the filter.
  * - The deadline starts at 0: until the first `setDeadlineUs`, only heartbeats pass.
+ * - The write(2) of a dropped frame still succeeds: TapDevice counts it in framesOut; `drops()` is
+ *   the kernel's count.
+ * - It guards what enters the kernel, not what is already inside it: frames that passed before the
+ *   deadline and still wait in a queue beyond the TAP (an egress qdisc, a NIC ring) may leave after.
+ *   And it is only as good as the local CLOCK_MONOTONIC: a hypervisor that hides a pause from the
+ *   guest's clock hides it from the fence too.
  *
  * All system calls go through koffi (ffi.ts): bpf(2) by syscall(2), mmap(2), rtnetlink on a socket.
+ *
+ * ```ts
+ * const tap = await TapDevice.open({ name, netns });
+ * let fence: KernelFence | undefined;
+ * try {
+ *   fence = KernelFence.attach({ ifname: tap.name, netns });  // after the TAP exists
+ * } catch (e) {
+ *   if (!(e instanceof FenceError)) throw e;
+ *   log(e.message);                                           // the userspace check remains
+ * }
+ * fence?.setDeadlineUs(leaseEndUs);  // at every renewal: the deadline the userspace check uses
+ * ```
  */
 import { endianness } from 'node:os';
 import {
@@ -687,7 +709,8 @@ export class KernelFence {
 
   /**
    * Runs the program on one frame through BPF_PROG_TEST_RUN, without the device: 'drop' or 'pass'
-   * as the device would decide now (a drop is counted in `drops`). A diagnostic.
+   * as the device would decide now (a drop is counted in `drops`). A diagnostic; a test run does
+   * not remove VLAN tags as the device path does, so a tagged heartbeat is judged by its tag here.
    */
   verdict(frame: Uint8Array): 'pass' | 'drop' {
     const { retval } = this.testRun(frame, 1);
