@@ -660,6 +660,7 @@ export class KernelFence {
         }
         return { mode: 'tc' as const, ifindex, fd: sock };
       });
+      fds.push(attached.fd);
       const progInfo = objInfo(s, prog.fd);
       const linkInfo = attached.mode === 'tcx' ? objInfo(s, attached.fd) : undefined;
       const info: FenceInfo = {
