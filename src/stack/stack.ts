@@ -1111,8 +1111,10 @@ export class NetStack {
   pollAt(): number | undefined {
     if (this.dirty.size > 0) return this.clock;
     let at = this.timers.peek();
-    for (const b of [this.neighbors.pollAt(), this.reassembler.pollAt()])
-      if (b !== undefined && (at === undefined || b < at)) at = b;
+    const n = this.neighbors.pollAt();
+    if (n !== undefined && (at === undefined || n < at)) at = n;
+    const r = this.reassembler.pollAt();
+    if (r !== undefined && (at === undefined || r < at)) at = r;
     return at;
   }
 

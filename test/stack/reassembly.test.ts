@@ -25,6 +25,7 @@ import {
   fragmentV4,
   fragmentV6,
   ipv4Packet,
+  ipv6Packet,
   optionsHeader,
   PEER4,
   PEER6,
@@ -259,7 +260,8 @@ for (const v4 of [true, false]) {
       t.send(frags.map((p) => eth(p)));
       assert.equal(t.stack.counters.reassemblyOversize, 1);
       assert.equal(t.stack.counters.reassembled, 0);
-      assert.equal(t.stack.reassembler.memory > 0, true, 'the dead datagram waits out its timeout');
+      assert.equal(t.stack.reassembler.memory, 0, 'nothing held');
+      assert.equal(t.stack.reassembler.size, 0);
     });
   });
 }
@@ -420,6 +422,46 @@ describe('Reassembler alone', () => {
     assert.equal(r.size, 0);
     assert.equal(c.fragmentsIn, 1000);
     assert.equal(c.fragmentsDropped, 1000, 'none completes: every fragment ends dropped');
+  });
+
+  test('random fragments into a stack: nothing throws, memory stays under the cap, all expires', () => {
+    const frag = fc.record({
+      v4: fc.boolean(),
+      ident: fc.integer({ min: 0, max: 3 }),
+      offset: fc.integer({ min: 0, max: 300 }).map((k) => k * 8),
+      length: fc.integer({ min: 0, max: 200 }),
+      more: fc.boolean(),
+      ecn: fc.integer({ min: 0, max: 3 }),
+      fill: fc.integer({ min: 0, max: 255 }),
+    });
+    fc.assert(
+      fc.property(fc.array(frag, { minLength: 1, maxLength: 300 }), (frags) => {
+        const t = new Trace({ reassembly: { memoryLimit: 20_000 } });
+        for (const f of frags) {
+          const data = new Uint8Array(f.length).fill(f.fill);
+          const fh = new Uint8Array(8);
+          fh[2] = f.offset >> 8;
+          fh[3] = (f.offset & 0xf8) | (f.more ? 1 : 0);
+          fh[7] = f.ident;
+          const p = f.v4
+            ? ipv4Packet(data, {
+                ident: f.ident,
+                fragmentOffset: f.offset,
+                moreFragments: f.more,
+                ecn: f.ecn,
+              })
+            : ipv6Packet(IPPROTO_TCP, data, [[IPPROTO_FRAGMENT, fh]], { trafficClass: f.ecn });
+          t.send(eth(p));
+          assert.ok(t.stack.reassembler.memory <= 20_000);
+        }
+        t.advance(61_000_000);
+        assert.equal(t.stack.reassembler.memory, 0);
+        assert.equal(t.stack.reassembler.size, 0);
+        const c = t.stack.counters;
+        assert.ok(c.fragmentsIn + c.atomicFragments + c.malformed + c.notForUs + c.tcpIn > 0);
+      }),
+      { numRuns: 200 },
+    );
   });
 
   test('refuses nonsense bounds', () => {
