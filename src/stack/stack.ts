@@ -3,6 +3,11 @@
  * link, with ARP and NDP, ICMP echo and errors, and TCP: listeners, outgoing connections,
  * demultiplexing, RSTs for closed ports (RFC 9293 3.10.7.1).
  *
+ * What the network sends is distrusted on the way in: IP fragments are reassembled within
+ * bounds (reassembly.ts), IPv6 options are acted on by their type (RFC 8200 4.2), and an ICMP
+ * error touches a connection only when it quotes a sequence number in flight (RFC 5927 4.1).
+ * Everything refused is counted in `counters`, never thrown.
+ *
  * No I/O and no clock, like the layers below: `receive(frame, now)` takes a frame from the link,
  * `poll(now)` runs what is due, `pollAt()` says when next; frames leave through the `transmit`
  * function given at construction (the device copies them). Nothing calls back into the

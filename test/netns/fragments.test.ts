@@ -119,7 +119,11 @@ describe('reassembly against fragmenting peers on a real network', { skip }, () 
 
       // 1 % of the non-first fragments lost on the bridge (the router fragments after its own
       // netfilter hooks; the switch's see bridged IPv4 through br_netfilter): TCP resends,
-      // incomplete datagrams are held (and time out 30 s later, after the test).
+      // incomplete datagrams are held (and time out 30 s later, after the test). Without
+      // br_netfilter (a kernel module) the switch's iptables sees nothing: then no loss.
+      const brnf = await net.topo.switch.exec('cat', ['/proc/sys/net/bridge/bridge-nf-call-iptables']);
+      const lossApplied = brnf.code === 0 && brnf.stdout.trim() === '1';
+      if (!lossApplied) log('no br_netfilter in this kernel', 'the echo runs without fragment loss');
       await sh(net.topo.switch, [
         'iptables',
         '-w',
@@ -143,7 +147,11 @@ describe('reassembly against fragmenting peers on a real network', { skip }, () 
       assert.ok((lossy.reassembled ?? 0) > 0);
       assert.equal(lossy.reassemblyOverlaps ?? 0, 0);
       // Incomplete datagrams wait in the stack: lost fragments show as held ones.
-      assert.ok((lossy.fragmentsIn ?? 0) > 2 * (lossy.reassembled ?? 0), 'some datagrams stayed incomplete');
+      if (lossApplied)
+        assert.ok(
+          (lossy.fragmentsIn ?? 0) > 2 * (lossy.reassembled ?? 0),
+          'some datagrams stayed incomplete',
+        );
       await ccap.stop();
       await tcap.stop();
       const fragments = await countFrames(tapPcap, 'ip.flags.mf == 1 || ip.frag_offset > 0');

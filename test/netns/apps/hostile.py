@@ -211,7 +211,8 @@ def garbage(a):
         t = syn("tcp-malformed-options", k)
         t.dataofs = 5 + len(opt) // 4
         add("tcp-malformed-options", eth / ip() / (t / Raw(opt)))
-    # Fragments (reassembly is not done: all must be dropped quietly).
+    # Fragments that never complete (a first one whose length is no multiple of 8, last ones
+    # alone): dropped or held until their timeout, never answered.
     for k in range(5):
         add("ipv4-fragment", eth / ip(flags="MF", frag=0) / syn("ipv4-fragment", k))
         add("ipv4-fragment", eth / ip(frag=100 + k) / Raw(rng.randbytes(40)))
