@@ -1,24 +1,35 @@
 /**
  * The replication link over kernel TCP (DESIGN.md "Replication": an ordinary kernel TCP
- * connection on a separate address), each connection wrapped in a SecureChannel (PSK, per-session
- * keys, counters). This is a driver edge: it does I/O and reads the clock.
+ * connection on a separate address), each connection wrapped in a SecureChannel (PSK-authenticated
+ * handshake, per-session AES-256-GCM keys per direction, counters, key updates). This is a driver
+ * edge: it does I/O and reads the clock.
  *
  * Both nodes listen, and a node with no link dials its peer every `redialMs`. When two links are
  * up at once (both dialled together), both ends keep the one dialled by the smaller node id, so
  * they agree without talking; a node that dials again (after a restart) replaces its old link.
+ *
+ * Key rotation without a restart: `setKeys` swaps the pre-shared keys that new links offer and
+ * accept (the current key first); the link that is up keeps its session keys, which move on by
+ * themselves (the channel's key update, and here at least every `keyUpdateMs`).
  */
 import net from 'node:net';
 import type { RandomSource } from '../tcp/connection.ts';
 import type { PeerLink } from './node.ts';
-import { SecureChannel } from './protocol.ts';
+import { checkKeys, keyId, SecureChannel } from './protocol.ts';
 
 export interface TransportOptions {
   nodeId: string;
-  key: Uint8Array;
+  /** The pre-shared key; or `keys`, the current one first, and older ones still accepted. */
+  key?: Uint8Array;
+  keys?: readonly Uint8Array[];
   listen: { host: string; port: number };
   peer: { host: string; port: number };
   rng: RandomSource;
   redialMs?: number;
+  /** Session key update bounds (SecureChannel's), and a time bound (default one hour). */
+  keyUpdateMessages?: number;
+  keyUpdateBytes?: number;
+  keyUpdateMs?: number;
   onOpen(link: PeerLink): void;
   onMessage(link: PeerLink, type: number, epoch: number, payload: Uint8Array): void;
   onClose(link: PeerLink): void;
@@ -29,6 +40,9 @@ class TcpLink implements PeerLink {
   ready = false;
   closed = false;
   peerId: string | undefined;
+  /** When our sending key last moved (or the session began), and the update count seen then. */
+  sendKeySince = 0;
+  updatesSeen = 0;
   constructor(
     readonly socket: net.Socket,
     readonly channel: SecureChannel,
@@ -54,8 +68,40 @@ export class ReplicationTransport {
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private lastDialError = '';
+  private lastRefusal = '';
+  private keys: Uint8Array[];
 
-  constructor(private readonly o: TransportOptions) {}
+  /** Throws RangeError for a bad key list (see protocol.ts `checkKeys`). */
+  constructor(private readonly o: TransportOptions) {
+    const keys = o.keys ?? (o.key === undefined ? [] : [o.key]);
+    checkKeys(keys);
+    this.keys = keys.map((k) => Uint8Array.from(k));
+  }
+
+  /**
+   * Replaces the pre-shared keys for links made from now on (the current key first, then keys
+   * still accepted); the link that is up keeps its session. Throws RangeError for a bad list and
+   * then keeps the old keys. Returns the new keys' ids, for the log.
+   */
+  setKeys(keys: readonly Uint8Array[]): string[] {
+    checkKeys(keys);
+    const old = this.keys;
+    this.keys = keys.map((k) => Uint8Array.from(k));
+    for (const k of old) k.fill(0);
+    return this.keys.map(keyId);
+  }
+
+  /** The ids of the keys new links use, the current one first. */
+  get keyIds(): string[] {
+    return this.keys.map(keyId);
+  }
+
+  /** The link that is up: the peer, the agreed key's id, and its channel's counters. */
+  get session(): { peerId: string; keyId: string; counters: SecureChannel['counters'] } | undefined {
+    const l = this.current;
+    if (!l || l.closed) return undefined;
+    return { peerId: l.peerId ?? '', keyId: l.channel.keyId ?? '', counters: l.channel.counters };
+  }
 
   /** Listens and starts dialling; rejects when the listen address cannot be bound. */
   async start(): Promise<void> {
@@ -75,6 +121,12 @@ export class ReplicationTransport {
     this.tick();
   }
 
+  /** The port the listener is bound to (the configured one, or the kernel's pick for port 0). */
+  get port(): number | undefined {
+    const a = this.server?.address();
+    return a && typeof a === 'object' ? a.port : undefined;
+  }
+
   get linked(): boolean {
     return this.current !== undefined;
   }
@@ -82,6 +134,18 @@ export class ReplicationTransport {
   private tick(): void {
     if (this.stopped) return;
     if (!this.current && !this.dialing) this.dial();
+    const l = this.current;
+    if (l?.ready && !l.closed) {
+      const now = Date.now();
+      const updates = l.channel.counters.keyUpdatesOut;
+      if (updates !== l.updatesSeen) {
+        l.updatesSeen = updates;
+        l.sendKeySince = now;
+      } else if (now - l.sendKeySince >= (this.o.keyUpdateMs ?? 3_600_000)) {
+        l.channel.requestKeyUpdate();
+        l.sendKeySince = now;
+      }
+    }
     this.timer = setTimeout(() => this.tick(), this.o.redialMs ?? 200);
     this.timer.unref();
   }
@@ -99,10 +163,12 @@ export class ReplicationTransport {
   private adopt(s: net.Socket, dialledBy: 'us' | 'peer'): TcpLink {
     s.setNoDelay(true);
     const channel = new SecureChannel({
-      key: this.o.key,
+      keys: this.keys,
       nodeId: this.o.nodeId,
       initiator: dialledBy === 'us',
       rng: this.o.rng,
+      keyUpdateMessages: this.o.keyUpdateMessages,
+      keyUpdateBytes: this.o.keyUpdateBytes,
     });
     const link = new TcpLink(s, channel, dialledBy);
     const sendHello = () => s.write(channel.hello());
@@ -112,13 +178,23 @@ export class ReplicationTransport {
       if (link.closed) return;
       for (const ev of channel.feed(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.length))) {
         if (ev.kind === 'error') {
-          this.o.log(`replication: refused the peer's stream: ${ev.reason}`);
+          // Both nodes redial every redialMs: say a lasting refusal (a key mismatch) once.
+          if (ev.reason !== this.lastRefusal)
+            this.o.log(`replication: refused the peer's stream: ${ev.reason}`);
+          this.lastRefusal = ev.reason;
           link.close();
           return;
         }
         if (ev.kind === 'ready') {
           link.ready = true;
           link.peerId = ev.peerId;
+          link.sendKeySince = Date.now();
+          const current = channel.keyIds[0];
+          if (ev.keyId !== current)
+            this.o.log(
+              `replication: the link with ${ev.peerId} uses key ${ev.keyId}, not this node's current key ` +
+                `${current}: the dialling node's first key that both hold (a key rotation is under way).`,
+            );
           this.promote(link);
         } else if (link === this.current) {
           this.o.onMessage(link, ev.type, ev.epoch, ev.payload);
@@ -153,6 +229,7 @@ export class ReplicationTransport {
       this.o.onClose(cur);
     }
     this.lastDialError = '';
+    this.lastRefusal = '';
     this.current = link;
     this.o.onOpen(link);
   }

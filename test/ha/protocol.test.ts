@@ -1,26 +1,70 @@
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
+import {
+  createDecipheriv,
+  createHash,
+  createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
+  hkdfSync,
+  type KeyObject,
+} from 'node:crypto';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import {
   type ChannelEvent,
   type ChannelOptions,
-  MAC_BYTES,
+  checkKeys,
+  HELLO_TAG_BYTES,
+  KEY_ID_BYTES,
+  keyId,
+  MAX_KEYS,
   MESSAGE_HEADER_BYTES,
   MESSAGE_MIN_LENGTH,
   MIN_KEY_BYTES,
   PROTOCOL_VERSION,
   SecureChannel,
+  TAG_BYTES,
 } from '../../src/ha/protocol.ts';
 import { Rng } from '../../src/link/sim/rng.ts';
 import { readU32, writeU32 } from '../../src/wire/bytes.ts';
 
 const KEY = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff);
 const OTHER_KEY = Uint8Array.from({ length: 32 }, (_, i) => (i * 53 + 7) & 0xff);
+const NEW_KEY = Uint8Array.from({ length: 32 }, (_, i) => (i * 29 + 3) & 0xff);
+
+/** Offsets in a version-2 hello and message header (protocol.ts "Wire layout"). */
+const HELLO_SHARE_AT = 22;
+const HELLO_ID_LENGTH_AT = 54;
+const AT_FLAGS = 5;
+const AT_COUNTER = 11;
+
+/** The key a hello's tags are made with (protocol.ts: HKDF-SHA256(psk, "", "takeover v2 hello")). */
+function helloKey(psk: Uint8Array): Uint8Array {
+  return new Uint8Array(hkdfSync('sha256', psk, new Uint8Array(0), 'takeover v2 hello', 32));
+}
+
+/** Replaces every tag of a hello by a fresh one over its (edited) body, made with `keys` in order. */
+function resign(h: Uint8Array, keys: Uint8Array[]): Uint8Array {
+  const bodyLength = h.length - HELLO_TAG_BYTES * keys.length;
+  const out = h.slice();
+  keys.forEach((k, i) => {
+    out.set(
+      createHmac('sha256', helloKey(k)).update(out.subarray(0, bodyLength)).digest(),
+      bodyLength + HELLO_TAG_BYTES * i,
+    );
+  });
+  return out;
+}
+
+/** True when `needle` occurs in `hay` (a byte-wise search). */
+function contains(hay: Uint8Array, needle: Uint8Array): boolean {
+  return Buffer.from(hay.buffer, hay.byteOffset, hay.length).includes(Buffer.from(needle));
+}
 
 function initiator(seed: number, extra: Partial<ChannelOptions> = {}): SecureChannel {
   return new SecureChannel({
-    key: KEY,
+    keys: [KEY],
     nodeId: 'node-a',
     initiator: true,
     rng: new Rng(seed).derive('a'),
@@ -30,7 +74,7 @@ function initiator(seed: number, extra: Partial<ChannelOptions> = {}): SecureCha
 
 function responder(seed: number, extra: Partial<ChannelOptions> = {}): SecureChannel {
   return new SecureChannel({
-    key: KEY,
+    keys: [KEY],
     nodeId: 'node-b',
     initiator: false,
     rng: new Rng(seed).derive('b'),
@@ -44,8 +88,9 @@ function pair(seed = 1, extra: Partial<ChannelOptions> = {}): { a: SecureChannel
   const b = responder(seed, extra);
   const ha = a.hello();
   const hb = b.hello();
-  assert.deepEqual(b.feed(ha), [{ kind: 'ready', peerId: 'node-a' }]);
-  assert.deepEqual(a.feed(hb), [{ kind: 'ready', peerId: 'node-b' }]);
+  const id = a.keyIds.find((k) => b.keyIds.includes(k));
+  assert.deepEqual(b.feed(ha), [{ kind: 'ready', peerId: 'node-a', keyId: id }]);
+  assert.deepEqual(a.feed(hb), [{ kind: 'ready', peerId: 'node-b', keyId: id }]);
   return { a, b };
 }
 
@@ -104,8 +149,8 @@ describe('handshake', () => {
     assert.equal(a.ready, false);
     assert.equal(a.peerId, undefined);
     // b hears a before writing its own hello: its nonce exists from construction.
-    assert.deepEqual(b.feed(a.hello()), [{ kind: 'ready', peerId: 'node-a' }]);
-    assert.deepEqual(a.feed(b.hello()), [{ kind: 'ready', peerId: 'node-b' }]);
+    assert.deepEqual(b.feed(a.hello()), [{ kind: 'ready', peerId: 'node-a', keyId: keyId(KEY) }]);
+    assert.deepEqual(a.feed(b.hello()), [{ kind: 'ready', peerId: 'node-b', keyId: keyId(KEY) }]);
     assert.ok(a.ready && b.ready);
     assert.equal(a.peerId, 'node-b');
     assert.equal(b.peerId, 'node-a');
@@ -114,20 +159,41 @@ describe('handshake', () => {
     assert.equal(messagesOf(a.feed(b.seal(1, 0, Uint8Array.of(2)))).length, 1);
   });
 
-  test('hello layout: magic, version, flags, nonce, id, MAC; hello() repeats the same bytes', () => {
-    const a = initiator(1);
+  test('hello layout: magic, version, flags, nonce, share, id, key ids, tags; hello() repeats the same bytes', () => {
+    const a = initiator(1, { keys: [NEW_KEY, KEY] });
     const h = a.hello();
-    assert.equal(h.length, 4 + 1 + 1 + 16 + 1 + 'node-a'.length + MAC_BYTES);
+    assert.equal(PROTOCOL_VERSION, 2);
+    assert.equal(
+      h.length,
+      4 + 1 + 1 + 16 + 32 + 1 + 'node-a'.length + 1 + 2 * (KEY_ID_BYTES + HELLO_TAG_BYTES),
+    );
     assert.deepEqual([...h.subarray(0, 4)], [0x54, 0x4b, 0x4f, 0x56]);
     assert.equal(h[4], PROTOCOL_VERSION);
     assert.equal(h[5], 1);
-    assert.equal(h[22], 6);
-    assert.equal(new TextDecoder().decode(h.subarray(23, 29)), 'node-a');
+    assert.equal(h[HELLO_ID_LENGTH_AT], 6);
+    assert.equal(new TextDecoder().decode(h.subarray(55, 61)), 'node-a');
+    assert.equal(h[61], 2, 'two keys offered');
+    assert.equal(Buffer.from(h.subarray(62, 66)).toString('hex'), keyId(NEW_KEY), 'the current key first');
+    assert.equal(Buffer.from(h.subarray(66, 70)).toString('hex'), keyId(KEY));
+    // Each tag is HMAC-SHA256 under its key's hello key over everything before the tags.
+    assert.deepEqual(resign(h, [NEW_KEY, KEY]), h);
+    // Neither key appears on the wire.
+    assert.ok(!contains(h, KEY) && !contains(h, NEW_KEY));
     assert.equal(responder(1).hello()[5], 0);
     assert.deepEqual(a.hello(), h);
     assert.equal(a.counters.bytesOut, h.length, 'a repeated hello() is counted once');
-    // The nonce comes from the injected source: another seed, another nonce.
-    assert.notDeepEqual(initiator(2).hello().subarray(6, 22), h.subarray(6, 22));
+    // The nonce and the X25519 share come from the injected source: another seed, other ones.
+    const h2 = initiator(2).hello();
+    assert.notDeepEqual(h2.subarray(6, 22), h.subarray(6, 22));
+    assert.notDeepEqual(
+      h2.subarray(HELLO_SHARE_AT, HELLO_SHARE_AT + 32),
+      h.subarray(HELLO_SHARE_AT, HELLO_SHARE_AT + 32),
+    );
+  });
+
+  test('a key id is the first 4 bytes of SHA-256 of the key, in hex', () => {
+    // printf '\x00\x01...\x0f' | sha256sum: be45cb2605bf36bebde684841a28f0fd43c69850a3dce5fedba69928ee3a8991
+    assert.equal(keyId(Uint8Array.from({ length: 16 }, (_, i) => i)), 'be45cb26');
   });
 
   test('a hello fed byte by byte, then a message in the same chunk as its end', () => {
@@ -148,18 +214,53 @@ describe('handshake', () => {
     const prefix = 'nœud-β-';
     const id = prefix + 'x'.repeat(64 - new TextEncoder().encode(prefix).length);
     assert.equal(new TextEncoder().encode(id).length, 64);
-    const a = new SecureChannel({ key: KEY, nodeId: id, initiator: true, rng: new Rng(4) });
+    const a = new SecureChannel({ keys: [KEY], nodeId: id, initiator: true, rng: new Rng(4) });
     const b = responder(4);
-    assert.deepEqual(b.feed(a.hello()), [{ kind: 'ready', peerId: id }]);
+    assert.deepEqual(b.feed(a.hello()), [{ kind: 'ready', peerId: id, keyId: keyId(KEY) }]);
   });
 
-  test('wrong key: refused at the hello', () => {
+  test('wrong key: refused at the hello, naming both key ids', () => {
     const a = initiator(1);
-    const b = new SecureChannel({ key: OTHER_KEY, nodeId: 'node-b', initiator: false, rng: new Rng(1) });
+    const b = responder(1, { keys: [OTHER_KEY] });
     const reason = theError(b.feed(a.hello()));
-    assert.match(reason, /^hello: authentication failed/);
-    assert.match(reason, /pre-shared key/);
+    assert.equal(
+      reason,
+      `hello: no pre-shared key in common: the peer offers key ${keyId(KEY)}, this node holds ${keyId(OTHER_KEY)} ` +
+        "(a key's id is the first 8 hex digits of its SHA-256); add the same key to both key files and send SIGHUP.",
+    );
     assert.equal(b.ready, false);
+    // And the other way round, from the initiator's side.
+    assert.match(
+      theError(a.feed(responder(1, { keys: [OTHER_KEY] }).hello())),
+      /no pre-shared key in common/,
+    );
+  });
+
+  test('a hello claiming a key we hold but signed with another is refused', () => {
+    // Someone who knows the id (it is public) but not the key.
+    const forged = resign(initiator(1).hello(), [OTHER_KEY]);
+    assert.equal(
+      theError(responder(1).feed(forged)),
+      `hello: authentication failed with key ${keyId(KEY)}: the hello was forged or corrupted ` +
+        '(or the peer holds another key with the same id).',
+    );
+  });
+
+  test('any flipped byte of a hello is refused before ready', () => {
+    const h = initiator(1, { keys: [NEW_KEY, KEY] }).hello();
+    for (let pos = 0; pos < h.length; pos++) {
+      const bad = h.slice();
+      bad[pos] ^= 0x10;
+      const b = responder(1, { keys: [KEY, NEW_KEY] });
+      const events = b.feed(bad);
+      assert.equal(b.ready, false, `byte ${pos}`);
+      // A length field made larger leaves the hello incomplete: it waits, delivering nothing.
+      assert.ok(
+        events.every((e) => e.kind === 'error'),
+        `byte ${pos}`,
+      );
+      if (events.length === 0) assert.ok(b.pendingBytes > 0, `byte ${pos}`);
+    }
   });
 
   test('version mismatch in the hello: the reason names both versions', () => {
@@ -179,14 +280,14 @@ describe('handshake', () => {
   test('node id length 0 or above 64 is refused before the MAC', () => {
     for (const len of [0, 65, 255]) {
       const h = initiator(1).hello();
-      h[22] = len;
+      h[HELLO_ID_LENGTH_AT] = len;
       assert.match(theError(responder(1).feed(h)), new RegExp(`node id length ${len} is outside 1\\.\\.64`));
     }
   });
 
   test('two initiators, or our own hello reflected back, are refused', () => {
     const a1 = initiator(1);
-    const a2 = new SecureChannel({ key: KEY, nodeId: 'node-c', initiator: true, rng: new Rng(2) });
+    const a2 = new SecureChannel({ keys: [KEY], nodeId: 'node-c', initiator: true, rng: new Rng(2) });
     assert.match(theError(a1.feed(a2.hello())), /also claims to be the initiator/);
     const b = responder(1);
     assert.match(theError(b.feed(b.hello())), /also claims to be the responder/);
@@ -195,16 +296,31 @@ describe('handshake', () => {
   test('unknown flag bits are refused (after the MAC verified)', () => {
     const a = initiator(1);
     const h = a.hello();
-    // Re-sign a hello with flags 0x81 to show it is the flag, not the MAC, that is refused.
-    const forged = h.slice();
-    forged[5] = 0x81;
-    forged.set(
-      createHmac('sha256', KEY)
-        .update(forged.subarray(0, h.length - 32))
-        .digest(),
-      h.length - 32,
+    // Re-sign a hello with flags 0x81 to show it is the flag, not the tag, that is refused.
+    const edited = h.slice();
+    edited[5] = 0x81;
+    assert.match(theError(responder(1).feed(resign(edited, [KEY]))), /unknown flags 0x81/);
+  });
+
+  test('a low-order X25519 share (all zeros) is refused, even in a hello signed with the key', () => {
+    const edited = initiator(1).hello();
+    edited.fill(0, HELLO_SHARE_AT, HELLO_SHARE_AT + 32);
+    assert.equal(
+      theError(responder(1).feed(resign(edited, [KEY]))),
+      "hello: the peer's X25519 key share is invalid.",
     );
-    assert.match(theError(responder(1).feed(forged)), /unknown flags 0x81/);
+  });
+
+  test('a key offered twice, or a key count of 0 or above 8, is refused', () => {
+    const h = initiator(1, { keys: [NEW_KEY, KEY] }).hello();
+    const dup = h.slice();
+    dup.copyWithin(66, 62, 66);
+    assert.equal(theError(responder(1).feed(dup)), `hello: key id ${keyId(NEW_KEY)} is offered twice.`);
+    for (const count of [0, MAX_KEYS + 1]) {
+      const bad = h.slice();
+      bad[61] = count;
+      assert.equal(theError(responder(1).feed(bad)), `hello: key count ${count} is outside 1..8.`);
+    }
   });
 });
 
@@ -217,7 +333,7 @@ describe('messages', () => {
       [b, a],
     ] as const) {
       const sent: { type: number; epoch: number; payload: Uint8Array }[] = [];
-      const sizes = [0, 1, 1 << 20, 65536 - MESSAGE_HEADER_BYTES - MAC_BYTES, 0];
+      const sizes = [0, 1, 1 << 20, 65536 - MESSAGE_HEADER_BYTES - TAG_BYTES, 0];
       for (let i = 0; i < 150; i++) sizes.push(rng.chance(0.8) ? rng.int(0, 2000) : rng.int(2000, 200_000));
       const frames: Uint8Array[] = [];
       for (const size of sizes) {
@@ -265,7 +381,7 @@ describe('messages', () => {
     const { a, b } = pair(7);
     const f = a.seal(2, 5, randomBytes(new Rng(7), 500));
     assert.deepEqual(b.feed(f.subarray(0, 3)), [], 'not even a whole length field');
-    assert.deepEqual(b.feed(f.subarray(3, f.length - 1)), [], 'all but the last MAC byte');
+    assert.deepEqual(b.feed(f.subarray(3, f.length - 1)), [], 'all but the last tag byte');
     assert.equal(b.pendingBytes, f.length - 1);
     assert.equal(b.error, undefined);
     assert.equal(messagesOf(b.feed(f.subarray(f.length - 1))).length, 1);
@@ -296,7 +412,7 @@ describe('rejected messages', () => {
     }
   });
 
-  test('sampled corrupted bytes of a 64 KiB message (header, payload, MAC) are refused', () => {
+  test('sampled corrupted bytes of a 64 KiB message (header, payload, tag) are refused', () => {
     const rng = new Rng(9);
     const payload = randomBytes(rng, 65536);
     const opts = { maxMessageBytes: 70_000 };
@@ -304,7 +420,7 @@ describe('rejected messages', () => {
     const len = a.seal(0, 0, payload).length;
     const positions = new Set<number>();
     for (let i = 0; i < MESSAGE_HEADER_BYTES; i++) positions.add(i);
-    for (let i = len - MAC_BYTES; i < len; i++) positions.add(i);
+    for (let i = len - TAG_BYTES; i < len; i++) positions.add(i);
     while (positions.size < 150) positions.add(rng.int(0, len - 1));
     for (const pos of positions) {
       const { a, b } = pair(9, opts);
@@ -344,11 +460,14 @@ describe('rejected messages', () => {
     assert.match(theError(b.feed(m2)), /^message 1: expected counter 1, got 2 /);
   });
 
-  test('a message from an earlier session does not verify in a new one (fresh nonces)', () => {
+  test('a message from an earlier session does not verify in a new one (fresh nonces and shares)', () => {
     const s1 = pair(13);
     const s2 = pair(14);
     const old = s1.a.seal(1, 1, Uint8Array.of(1));
-    assert.equal(theError(s2.b.feed(old)), 'message 1: authentication failed (forged or corrupted).');
+    assert.equal(
+      theError(s2.b.feed(old)),
+      'message 1: authentication failed (forged, corrupted, reflected, or from another session or key phase).',
+    );
     // The protection is the nonces: with the same ones (a replayed seed) it would verify, which is
     // why production needs an unpredictable RandomSource.
     const s3 = pair(13);
@@ -375,7 +494,7 @@ describe('rejected messages', () => {
     writeU32(h, 0, 1001);
     assert.equal(theError(small.b.feed(h)), 'message 1: length 1001 exceeds maxMessageBytes 1000.');
     writeU32(h, 0, MESSAGE_MIN_LENGTH - 1);
-    assert.match(theError(pair(16).b.feed(h)), /length 45 is below the minimum 46/);
+    assert.match(theError(pair(16).b.feed(h)), /length 30 is below the minimum 31/);
   });
 
   test('after an error nothing more comes out, and the rest is counted as rejected', () => {
@@ -395,6 +514,368 @@ describe('rejected messages', () => {
   });
 });
 
+describe('confidentiality', () => {
+  test('a known plaintext does not appear in the sealed bytes, and sealing it twice gives two ciphertexts', () => {
+    const { a, b } = pair(30);
+    const secret = new TextEncoder().encode(
+      'GET /account/4242?pin=1234 HTTP/1.1\r\nCookie: session=s3cr3t\r\n\r\n',
+    );
+    const payload = concat([secret, secret, secret]);
+    const f1 = a.seal(4, 7, payload);
+    const f2 = a.seal(4, 7, payload);
+    assert.equal(
+      f1.length,
+      MESSAGE_HEADER_BYTES + payload.length + TAG_BYTES,
+      'no padding: header, ciphertext, tag',
+    );
+    // No run of 8 plaintext bytes survives anywhere in either frame.
+    for (const f of [f1, f2])
+      for (let i = 0; i + 8 <= secret.length; i++)
+        assert.ok(!contains(f, secret.subarray(i, i + 8)), `plaintext bytes ${i}..${i + 8} leaked`);
+    const body = (f: Uint8Array) => f.subarray(MESSAGE_HEADER_BYTES, MESSAGE_HEADER_BYTES + payload.length);
+    assert.notDeepEqual(body(f1), body(f2), 'a fresh nonce (the counter) per message');
+    // The header stays in clear (the framing needs it) and is authenticated.
+    assert.equal(readU32(f1, 0), f1.length - 4);
+    assert.equal(f1[6], 4);
+    assert.equal(readU32(f1, 7), 7);
+    assert.equal(readU32(f1, AT_COUNTER + 4), 1);
+    assert.equal(readU32(f2, AT_COUNTER + 4), 2);
+    const got = messagesOf(b.feed(concat([f1, f2])));
+    assert.deepEqual(got, [
+      { type: 4, epoch: 7, payload },
+      { type: 4, epoch: 7, payload },
+    ]);
+  });
+
+  test('an all-zero payload does not come out as a pattern either (each direction its own key)', () => {
+    const { a, b } = pair(31);
+    const zeros = new Uint8Array(4096);
+    const fa = a.seal(1, 1, zeros);
+    const fb = b.seal(1, 1, zeros);
+    const ca = fa.subarray(MESSAGE_HEADER_BYTES, MESSAGE_HEADER_BYTES + 4096);
+    const cb = fb.subarray(MESSAGE_HEADER_BYTES, MESSAGE_HEADER_BYTES + 4096);
+    assert.ok(!contains(ca, new Uint8Array(16)), 'no zero block in the ciphertext');
+    // Same counter (1), same plaintext, both directions: different keys give different bytes.
+    assert.notDeepEqual(ca, cb);
+    // Bytes are spread: every value occurs (4096 random-looking bytes miss one with p < 1e-6).
+    assert.equal(new Set(ca).size, 256);
+  });
+});
+
+describe('replay, reflection and forgery across sessions and phases', () => {
+  test('a recorded session replayed to a fresh responder: the hello passes, the first message is refused', () => {
+    const a = initiator(32);
+    const b = responder(32);
+    const recorded = [a.hello()];
+    a.feed(b.hello());
+    for (let i = 0; i < 3; i++) recorded.push(a.seal(1, 1, Uint8Array.of(i)));
+    assert.equal(messagesOf(b.feed(concat(recorded))).length, 3);
+    // The replayer cannot answer as the initiator: the new responder's share and nonce differ.
+    const victim = responder(33);
+    const events = victim.feed(concat(recorded));
+    assert.equal(events[0].kind, 'ready', 'a hello proves a key, not freshness (protocol.ts "Limits")');
+    assert.match(theError(events), /^message 1: authentication failed/);
+    assert.equal(messagesOf(events).length, 0);
+  });
+
+  test('a message spliced from another session with the same key and counter is refused', () => {
+    const s1 = pair(34);
+    const s2 = pair(35);
+    const m1 = s1.a.seal(1, 1, Uint8Array.of(1));
+    s2.a.seal(1, 1, Uint8Array.of(1));
+    // Same key, same counter 1, same header: only the session keys differ.
+    assert.match(theError(s2.b.feed(m1)), /^message 1: authentication failed/);
+  });
+
+  test('a truncated frame (length field shortened to match) is refused', () => {
+    const { a, b } = pair(36);
+    const f = a.seal(1, 1, randomBytes(new Rng(36), 100));
+    const cut = f.slice(0, f.length - 1);
+    writeU32(cut, 0, cut.length - 4);
+    assert.match(theError(b.feed(cut)), /^message 1: authentication failed/);
+  });
+
+  test('a message whose header (type, epoch, counter, key phase) is rewritten is refused', () => {
+    const edits: [string, (f: Uint8Array) => void][] = [
+      [
+        'type',
+        (f) => {
+          f[6] ^= 1;
+        },
+      ],
+      ['epoch', (f) => writeU32(f, 7, 99)],
+      [
+        'counter',
+        (f) => {
+          f[AT_COUNTER + 7] ^= 1;
+        },
+      ],
+      [
+        'key phase',
+        (f) => {
+          f[AT_FLAGS] ^= 1;
+        },
+      ],
+      [
+        'reserved flag',
+        (f) => {
+          f[AT_FLAGS] ^= 0x80;
+        },
+      ],
+    ];
+    for (const [what, edit] of edits) {
+      const { a, b } = pair(37);
+      const f = a.seal(1, 1, Uint8Array.of(1, 2, 3));
+      edit(f);
+      assert.match(theError(b.feed(f)), /^message 1: authentication failed/, what);
+    }
+  });
+
+  test('our own message reflected back is refused in both directions, and a reflected hello too', () => {
+    const { a, b } = pair(38);
+    assert.match(theError(b.feed(b.seal(1, 1, Uint8Array.of(1)))), /^message 1: authentication failed/);
+    assert.match(theError(a.feed(a.seal(1, 1, Uint8Array.of(1)))), /^message 1: authentication failed/);
+  });
+});
+
+describe('key schedule', () => {
+  /** What a third party computes from a recorded handshake: the documented derivation. */
+  function thirdParty(ha: Uint8Array, hb: Uint8Array, psk: Uint8Array, dh: Uint8Array) {
+    const body = (h: Uint8Array) => h.subarray(0, h.length - HELLO_TAG_BYTES * h[h[HELLO_ID_LENGTH_AT] + 55]);
+    const transcript = createHash('sha256').update(body(ha)).update(body(hb)).digest();
+    const ikm = concat([psk, dh]);
+    return new Uint8Array(hkdfSync('sha256', ikm, transcript, 'takeover v2 initiator->responder', 32));
+  }
+
+  /** Opens a sealed frame with AES-256-GCM under `key` as protocol.ts describes, or undefined. */
+  function open(frame: Uint8Array, key: Uint8Array): Uint8Array | undefined {
+    const header = frame.subarray(0, MESSAGE_HEADER_BYTES);
+    const iv = new Uint8Array(12);
+    iv.set(header.subarray(AT_COUNTER, AT_COUNTER + 8), 4);
+    const d = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES });
+    d.setAAD(header);
+    d.setAuthTag(frame.subarray(frame.length - TAG_BYTES));
+    const plain = d.update(frame.subarray(MESSAGE_HEADER_BYTES, frame.length - TAG_BYTES));
+    try {
+      d.final();
+      return new Uint8Array(plain);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The X25519 private key a channel draws from `rng` (its nonce first, then 32 bytes). */
+  function privateShare(rng: Rng): KeyObject {
+    for (let i = 0; i < 4; i++) rng.nextU32();
+    const raw = new Uint8Array(32);
+    for (let i = 0; i < 32; i += 4) writeU32(raw, i, rng.nextU32());
+    const prefix = Buffer.from('302e020100300506032b656e04220420', 'hex');
+    return createPrivateKey({ key: Buffer.concat([prefix, raw]), format: 'der', type: 'pkcs8' });
+  }
+
+  test('the documented derivation is exact: psk and the X25519 secret open a recorded message', () => {
+    const { a } = pair(60);
+    const ha = initiator(60).hello();
+    const hb = responder(60).hello();
+    const secret = new TextEncoder().encode('replicated bytes');
+    const frame = a.seal(1, 1, secret);
+    const share = hb.subarray(HELLO_SHARE_AT, HELLO_SHARE_AT + 32);
+    const publicKey = createPublicKey({
+      key: Buffer.concat([Buffer.from('302a300506032b656e032100', 'hex'), share]),
+      format: 'der',
+      type: 'spki',
+    });
+    const dh = diffieHellman({ privateKey: privateShare(new Rng(60).derive('a')), publicKey });
+    assert.deepEqual(open(frame, thirdParty(ha, hb, KEY, dh)), secret);
+  });
+
+  test('forward secrecy: the pre-shared key and the recorded hellos alone do not open a message', () => {
+    const { a } = pair(61);
+    const ha = initiator(61).hello();
+    const hb = responder(61).hello();
+    const frame = a.seal(1, 1, new TextEncoder().encode('replicated bytes'));
+    // Everything but the X25519 secret: the key file, both hellos, a guess of an all-zero secret.
+    assert.equal(open(frame, thirdParty(ha, hb, KEY, new Uint8Array(0))), undefined);
+    assert.equal(open(frame, thirdParty(ha, hb, KEY, new Uint8Array(32))), undefined);
+  });
+
+  test('both node ids are bound into the keys: same key, nonces and shares, another peer id, no interop', () => {
+    const s1 = pair(62);
+    const a2 = initiator(62);
+    const c = responder(62, { nodeId: 'node-c' });
+    c.feed(a2.hello());
+    a2.feed(c.hello());
+    // Same seeds: the nonces and shares are those of s1; only the responder's id differs.
+    assert.match(theError(c.feed(s1.a.seal(1, 1, Uint8Array.of(1)))), /authentication failed/);
+  });
+});
+
+describe('key update', () => {
+  /** The key-phase bit of each frame. */
+  const phases = (frames: Uint8Array[]) => frames.map((f) => f[AT_FLAGS]);
+
+  test('after keyUpdateMessages messages each direction moves to its next key; the receiver follows', () => {
+    const { a, b } = pair(40, { keyUpdateMessages: 3 });
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const frames = Array.from({ length: 10 }, (_, i) => from.seal(2, 1, Uint8Array.of(i)));
+      assert.deepEqual(phases(frames), [0, 0, 0, 1, 1, 1, 0, 0, 0, 1]);
+      const got = messagesOf(feedSplit(to, concat(frames), new Rng(40), 30));
+      assert.deepEqual(
+        got.map((m) => m.payload[0]),
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+      );
+      assert.equal(from.counters.keyUpdatesOut, 3);
+      assert.equal(to.counters.keyUpdatesIn, 3);
+    }
+  });
+
+  test('after keyUpdateBytes payload bytes; a message larger than the bound goes alone under a fresh key', () => {
+    const { a, b } = pair(41, { keyUpdateBytes: 1000 });
+    const sizes = [400, 400, 400, 1500, 1500, 10, 990, 1];
+    const frames = sizes.map((n) => a.seal(1, 1, new Uint8Array(n)));
+    // 400+400 fit, +400 would not; 1500 alone; 1500 alone; 10+990 fit exactly; +1 does not.
+    assert.deepEqual(phases(frames), [0, 0, 1, 0, 1, 0, 0, 1]);
+    assert.deepEqual(
+      messagesOf(b.feed(concat(frames))).map((m) => m.payload.length),
+      sizes,
+    );
+  });
+
+  test('requestKeyUpdate moves the next message to the next key, once', () => {
+    const { a, b } = pair(42);
+    const f1 = a.seal(1, 1, Uint8Array.of(1));
+    a.requestKeyUpdate();
+    const f2 = a.seal(1, 1, Uint8Array.of(2));
+    const f3 = a.seal(1, 1, Uint8Array.of(3));
+    assert.deepEqual(phases([f1, f2, f3]), [0, 1, 1]);
+    assert.equal(messagesOf(b.feed(concat([f1, f2, f3]))).length, 3);
+    assert.equal(b.counters.keyUpdatesIn, 1);
+  });
+
+  test('the old key is erased: its bytes are zeroed, and a message of the earlier phase no longer opens', () => {
+    const { a, b } = pair(43, { keyUpdateMessages: 2 });
+    type Inside = { send: { key: Uint8Array }; recv: { key: Uint8Array } };
+    const sendKey0 = (a as unknown as Inside).send.key;
+    const recvKey0 = (b as unknown as Inside).recv.key;
+    assert.ok(sendKey0.some((x) => x !== 0));
+    const m1 = a.seal(1, 1, Uint8Array.of(1));
+    const m2 = a.seal(1, 1, Uint8Array.of(2));
+    const m3 = a.seal(1, 1, Uint8Array.of(3)); // phase 1
+    assert.ok(
+      sendKey0.every((x) => x === 0),
+      "the sender's old key is zeroed",
+    );
+    assert.equal(messagesOf(b.feed(concat([m1, m2, m3]))).length, 3);
+    assert.ok(
+      recvKey0.every((x) => x === 0),
+      "the receiver's old key is zeroed",
+    );
+    // m1 replayed now: its phase bit says "next key", and under that key it does not open.
+    assert.match(theError(b.feed(m1)), /^message 4: authentication failed/);
+  });
+
+  test('a replay inside the current phase is still named a replay', () => {
+    const { a, b } = pair(44, { keyUpdateMessages: 2 });
+    const frames = [1, 2, 3].map((i) => a.seal(1, 1, Uint8Array.of(i)));
+    assert.equal(messagesOf(b.feed(concat(frames))).length, 3);
+    assert.equal(
+      theError(b.feed(frames[2])),
+      'message 4: expected counter 4, got 3 (a replayed, dropped or reordered message).',
+    );
+  });
+
+  test('a forged message with a flipped phase does not move the receiver to the next key', () => {
+    const { a, b } = pair(45);
+    const good = a.seal(1, 1, Uint8Array.of(1));
+    const forged = good.slice();
+    forged[AT_FLAGS] ^= 1;
+    const events = b.feed(forged);
+    theError(events);
+    assert.equal(b.counters.keyUpdatesIn, 0);
+  });
+});
+
+describe('key rotation (several pre-shared keys)', () => {
+  /** Handshake of an initiator holding `ik` with a responder holding `rk`: both events lists. */
+  function handshake(ik: Uint8Array[], rk: Uint8Array[], seed = 50) {
+    const a = initiator(seed, { keys: ik });
+    const b = responder(seed, { keys: rk });
+    return { a, b, atB: b.feed(a.hello()), atA: a.feed(b.hello()) };
+  }
+
+  test('a peer with [new, old] talks to a peer with [old], either side dialling: the old key is used', () => {
+    for (const [ik, rk] of [
+      [[NEW_KEY, KEY], [KEY]],
+      [[KEY], [NEW_KEY, KEY]],
+    ]) {
+      const { a, b, atA, atB } = handshake(ik, rk);
+      assert.deepEqual(atB, [{ kind: 'ready', peerId: 'node-a', keyId: keyId(KEY) }]);
+      assert.deepEqual(atA, [{ kind: 'ready', peerId: 'node-b', keyId: keyId(KEY) }]);
+      assert.deepEqual(messagesOf(b.feed(a.seal(1, 1, Uint8Array.of(7)))).length, 1);
+      assert.deepEqual(messagesOf(a.feed(b.seal(1, 1, Uint8Array.of(8)))).length, 1);
+    }
+  });
+
+  test("both holding both keys: the initiator's first one is used, whatever the responder's order", () => {
+    const cases: [Uint8Array[], Uint8Array[], Uint8Array][] = [
+      [[KEY, NEW_KEY], [KEY, NEW_KEY], KEY], // step 1: new added on both, old still current
+      [[NEW_KEY, KEY], [KEY, NEW_KEY], NEW_KEY], // step 2, half done
+      [[KEY, NEW_KEY], [NEW_KEY, KEY], KEY],
+      [[NEW_KEY, KEY], [NEW_KEY], NEW_KEY], // step 3, half done
+      [[NEW_KEY], [NEW_KEY, KEY], NEW_KEY],
+    ];
+    for (const [ik, rk, used] of cases) {
+      const { a, b, atA, atB } = handshake(ik, rk);
+      assert.equal(atA[0].kind === 'ready' && atA[0].keyId, keyId(used));
+      assert.equal(atB[0].kind === 'ready' && atB[0].keyId, keyId(used));
+      assert.equal(a.keyId, keyId(used));
+      assert.equal(messagesOf(b.feed(a.seal(1, 1, Uint8Array.of(1)))).length, 1);
+    }
+  });
+
+  test('the session keys depend on the key used: the same hellos with another shared key do not interoperate', () => {
+    // Same seeds, so the same nonces and shares: only the key differs.
+    const s1 = handshake([KEY], [KEY], 51);
+    const s2 = handshake([NEW_KEY], [NEW_KEY], 51);
+    assert.match(theError(s2.b.feed(s1.a.seal(1, 1, Uint8Array.of(1)))), /authentication failed/);
+  });
+
+  test('a peer whose only key we do not hold is refused on both sides', () => {
+    const { atA, atB } = handshake([NEW_KEY], [KEY, OTHER_KEY]);
+    assert.match(
+      theError(atB),
+      new RegExp(
+        `no pre-shared key in common: the peer offers key ${keyId(NEW_KEY)}, this node holds ${keyId(KEY)}, ${keyId(OTHER_KEY)}`,
+      ),
+    );
+    assert.match(
+      theError(atA),
+      new RegExp(
+        `the peer offers keys ${keyId(KEY)}, ${keyId(OTHER_KEY)}, this node holds ${keyId(NEW_KEY)}`,
+      ),
+    );
+  });
+
+  test('no downgrade: striking the new key from an offer breaks the remaining tag', () => {
+    const h = initiator(52, { keys: [NEW_KEY, KEY] }).hello();
+    // Rebuild the hello as if it offered only KEY, keeping KEY's original tag.
+    const bodyLength = h.length - 2 * HELLO_TAG_BYTES;
+    const stripped = concat([
+      h.subarray(0, 61),
+      Uint8Array.of(1),
+      h.subarray(66, 70),
+      h.subarray(bodyLength + HELLO_TAG_BYTES),
+    ]);
+    assert.match(
+      theError(responder(52, { keys: [NEW_KEY, KEY] }).feed(stripped)),
+      /authentication failed with key/,
+    );
+  });
+});
+
 describe('programming errors throw', () => {
   test('seal before ready, or before hello()', () => {
     const a = initiator(1);
@@ -409,20 +890,35 @@ describe('programming errors throw', () => {
     assert.throws(() => b.seal(1, 1, new Uint8Array(0)), /write hello\(\) to the stream before any message/);
   });
 
-  test('a key shorter than 16 bytes, a bad node id or maxMessageBytes: RangeError saying what to do', () => {
+  test('a bad key list, node id, maxMessageBytes or key update bound: RangeError saying what to do', () => {
     const base = { nodeId: 'n', initiator: true, rng: new Rng(1) };
-    assert.throws(() => new SecureChannel({ ...base, key: new Uint8Array(MIN_KEY_BYTES - 1) }), {
+    assert.throws(() => new SecureChannel({ ...base, keys: [KEY, new Uint8Array(MIN_KEY_BYTES - 1)] }), {
       name: 'RangeError',
-      message: /pre-shared key is 15 bytes; it must be at least 16 bytes .*openssl rand/,
+      message: /pre-shared key 2 is 15 bytes; it must be at least 16 bytes .*openssl rand/,
     });
-    assert.doesNotThrow(() => new SecureChannel({ ...base, key: new Uint8Array(MIN_KEY_BYTES) }));
-    assert.throws(() => new SecureChannel({ ...base, key: KEY, nodeId: '' }), {
+    assert.doesNotThrow(() => new SecureChannel({ ...base, keys: [new Uint8Array(MIN_KEY_BYTES)] }));
+    assert.throws(() => new SecureChannel({ ...base, keys: [] }), /give 1 to 8 pre-shared keys .*got 0/);
+    const nine = Array.from({ length: 9 }, (_, i) => new Uint8Array(16).fill(i));
+    assert.throws(() => checkKeys(nine), /give 1 to 8 pre-shared keys .*got 9/);
+    assert.doesNotThrow(() => checkKeys(nine.slice(1)));
+    assert.throws(() => checkKeys([KEY, NEW_KEY, KEY.slice()]), {
+      name: 'RangeError',
+      message: new RegExp(`key 3 \\(id ${keyId(KEY)}\\) is listed twice`),
+    });
+    assert.throws(() => new SecureChannel({ ...base, keys: [KEY], nodeId: '' }), {
       name: 'RangeError',
       message: /node id must be 1 to 64 bytes of UTF-8, got 0/,
     });
-    assert.throws(() => new SecureChannel({ ...base, key: KEY, nodeId: 'é'.repeat(33) }), /got 66/);
-    for (const m of [0, 45, 1.5, 2 ** 32])
-      assert.throws(() => new SecureChannel({ ...base, key: KEY, maxMessageBytes: m }), RangeError);
+    assert.throws(() => new SecureChannel({ ...base, keys: [KEY], nodeId: 'é'.repeat(33) }), /got 66/);
+    for (const m of [0, 30, 1.5, 2 ** 32])
+      assert.throws(() => new SecureChannel({ ...base, keys: [KEY], maxMessageBytes: m }), RangeError);
+    for (const m of [0, 1.5, 2 ** 32 + 1])
+      assert.throws(
+        () => new SecureChannel({ ...base, keys: [KEY], keyUpdateMessages: m }),
+        /keyUpdateMessages/,
+      );
+    for (const m of [0, 2 ** 36 + 1])
+      assert.throws(() => new SecureChannel({ ...base, keys: [KEY], keyUpdateBytes: m }), /keyUpdateBytes/);
   });
 
   test('seal: type, epoch and payload size out of range', () => {
@@ -430,8 +926,8 @@ describe('programming errors throw', () => {
     assert.throws(() => a.seal(256, 0, new Uint8Array(0)), RangeError);
     assert.throws(() => a.seal(-1, 0, new Uint8Array(0)), RangeError);
     assert.throws(() => a.seal(0, 2 ** 32, new Uint8Array(0)), RangeError);
-    assert.throws(() => a.seal(0, 0, new Uint8Array(55)), /55-byte payload exceeds maxMessageBytes \(100/);
-    assert.doesNotThrow(() => a.seal(0, 0, new Uint8Array(54)));
+    assert.throws(() => a.seal(0, 0, new Uint8Array(70)), /70-byte payload exceeds maxMessageBytes \(100/);
+    assert.doesNotThrow(() => a.seal(0, 0, new Uint8Array(69)));
     assert.equal(a.counters.messagesOut, 1, 'refused seals consume no counter');
   });
 });
