@@ -14,6 +14,10 @@
  * endpoint only when it certainly never left (no connection to that endpoint), since a retried
  * swap could apply twice or hide its first outcome. An endpoint that failed is tried last next
  * time; its channel is rebuilt (no gRPC reconnect back-off after an etcd restart).
+ *
+ * A new arbiter connects on its first call (a few ms idle; hundreds on a loaded machine): read
+ * once at start, which also tells the operator at once whether the endpoints are right, and
+ * keep reading every few seconds for status, so the take-over's swap finds a warm connection.
  */
 import {
   Etcd3,
@@ -177,16 +181,10 @@ export class EtcdArbiter implements Arbiter {
       (hosts) =>
         new Etcd3({
           hosts,
-          dialTimeout: this.timeoutMs,
           faultHandling: { host: () => ONCE, global: ONCE },
-          grpcOptions: {
-            // A rebuilt channel reconnects at once; these bound a live channel's back-off.
-            'grpc.initial_reconnect_backoff_ms': 100,
-            'grpc.max_reconnect_backoff_ms': 1000,
-            // A member that vanished without a FIN (power loss) is noticed between calls.
-            'grpc.keepalive_time_ms': 10_000,
-            'grpc.keepalive_timeout_ms': 2_000,
-          },
+          // Each timeout or lost connection closes the endpoint's channel (etcd3 does, for its
+          // recoverable errors), so the next call dials anew; these bound a live channel's back-off.
+          grpcOptions: { 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 1000 },
         }),
     );
   }
