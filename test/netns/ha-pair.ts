@@ -1,19 +1,38 @@
 /**
  * An active/standby pair of `takeover node` processes on the netns harness, for the take-over
- * tests and `npm run bench -- failover`: both TAPs on one bridge, the replication link over
- * kernel TCP on addresses of their own, the example apps (echo 7, download 19, HTTP 80) on the
- * VIP, and one take-over round under load from kernel clients.
+ * tests, `npm run bench -- failover` and the nemesis suite: both TAPs on one bridge, the
+ * replication link over kernel TCP on addresses of their own, the example apps (echo 7, download
+ * 19, HTTP 80) on the VIP, and one take-over round under load from kernel clients.
+ *
+ * Two layouts. By default both processes run in the switch namespace (where the TAPs are) and
+ * the replication link runs over its loopback. With `hostNamespaces` each node is a host of its
+ * own, as the nemesis needs to cut one node off: its process runs in namespace `<id>-n<name>`,
+ * opens its TAP in the switch namespace (`tap.netns`), and the replication link is a veth pair
+ * between the two node namespaces (198.18.1.1/30, 198.18.1.2/30), so it can be cut without
+ * touching the data link (`cutReplication`), and the data link without touching it (`cutData`).
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { HTTP_PATTERN } from '../../examples/http.ts';
+import { NODE_CONFIG_DEFAULTS } from '../../src/cli/config.ts';
 import type { NodeStatus } from '../../src/cli/node.ts';
 import { queryStatus } from '../../src/cli/status.ts';
 import { fillPattern } from '../../src/link/sim/pattern.ts';
 import { launch, whenReady } from './apps/launch.ts';
-import { expertSummary, type Host, type Spawned, type TapHost, type Topology, waitUntil } from './harness.ts';
+import {
+  cutInput,
+  expertSummary,
+  type Host,
+  type Namespace,
+  type Spawned,
+  signalProcess,
+  type TapHost,
+  type Topology,
+  waitUntil,
+} from './harness.ts';
 
 export const VIP = '198.18.0.100';
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -39,23 +58,91 @@ export function patternSha(stream: number, n: number): string {
 }
 
 export interface PairOptions {
-  heartbeatMs?: number;
-  timeoutMs?: number;
+  /** Written to both configs; `null` leaves the field out (the node's default). Default 20. */
+  heartbeatMs?: number | null;
+  /** Written to both configs; `null` leaves the field out (the node's default). Default 100. */
+  timeoutMs?: number | null;
   mode?: 'sync' | 'async';
+  /** Each node in a namespace of its own, the replication link a veth pair (module comment). */
+  hostNamespaces?: boolean;
+  /** Modules every node process loads with `--import` after tsx (test hooks such as a clock step). */
+  preload?: string[];
+}
+
+export interface StartOptions {
+  /**
+   * Run the process in a time namespace whose CLOCK_MONOTONIC is offset by this many seconds
+   * (`unshare --time --monotonic`), as a host booted at another time. Needs a kernel with time
+   * namespaces (`timeNamespaceSkipReason()`).
+   */
+  monotonicOffsetS?: number;
+  /** Extra environment for the process. */
+  env?: Record<string, string>;
+}
+
+/** A node's log line as the harness received it (`at`: the harness's Date.now()). */
+export interface NodeLogLine {
+  node: string;
+  pid: number;
+  at: number;
+  line: string;
+}
+
+/** A node process that ended without the harness ending it. */
+export interface NodeExit {
+  node: string;
+  pid: number;
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** Its last log lines. */
+  tail: string;
+}
+
+const MAX_LOG_LINES = 50_000;
+
+let timeNsSupport: string | undefined | null = null;
+
+/** Why node processes cannot get a time namespace of their own here, or undefined when they can. */
+export function timeNamespaceSkipReason(): string | undefined {
+  if (timeNsSupport !== null) return timeNsSupport;
+  const r = spawnSync('unshare', ['--time', '--monotonic', '1000', 'true'], {
+    encoding: 'utf8',
+    timeout: 5000,
+  });
+  timeNsSupport =
+    r.status === 0
+      ? undefined
+      : `unshare --time failed: ${(r.stderr ?? r.error?.message ?? '').trim() || `exit ${r.status}`}`;
+  return timeNsSupport;
 }
 
 export class HaPair {
   readonly procs = new Map<string, Spawned>();
   readonly taps = new Map<string, TapHost>();
+  /** With `hostNamespaces`: each node's own namespace (its process and its replication address). */
+  readonly hosts = new Map<string, Namespace>();
+  /** The silence, in ms, after which a node counts its peer as gone (the config's or the default). */
   readonly timeoutMs: number;
+  /** Every node's log lines, oldest first (bounded). */
+  readonly log: NodeLogLine[] = [];
+  /** Node processes that ended on their own (not by `kill`, `stop` or `destroy`). */
+  readonly exits: NodeExit[] = [];
+  private readonly ending = new Set<Spawned>();
+  private healReplication: (() => Promise<void>) | undefined;
+  private readonly dataCut = new Set<string>();
 
   private constructor(
     readonly topo: Topology,
     readonly client: Host,
     readonly dir: string,
-    opts: PairOptions,
+    readonly opts: PairOptions,
   ) {
-    this.timeoutMs = opts.timeoutMs ?? 100;
+    const hb = opts.heartbeatMs === undefined ? 20 : (opts.heartbeatMs ?? NODE_CONFIG_DEFAULTS.heartbeatMs);
+    this.timeoutMs =
+      opts.timeoutMs === undefined
+        ? 100
+        : (opts.timeoutMs ??
+          Math.max(NODE_CONFIG_DEFAULTS.timeoutMs, NODE_CONFIG_DEFAULTS.timeoutHeartbeats * hb));
   }
 
   /** Builds the network and the two configs (a: active, b: standby); starts nothing. */
@@ -64,9 +151,17 @@ export class HaPair {
     const pair = new HaPair(topo, client, dir, opts);
     const a = await topo.addTapHost('a');
     const b = await topo.addTapHost('b');
-    await a.exec('ip', ['link', 'set', 'lo', 'up']);
-    await a.exec('ip', ['addr', 'add', '198.18.1.1/32', 'dev', 'lo']);
-    await a.exec('ip', ['addr', 'add', '198.18.1.2/32', 'dev', 'lo']);
+    if (opts.hostNamespaces) {
+      const na = await topo.addNamespaceHost('na');
+      const nb = await topo.addNamespaceHost('nb');
+      await topo.link(na, nb, '198.18.1.1/30', '198.18.1.2/30', 'repl0');
+      pair.hosts.set('a', na);
+      pair.hosts.set('b', nb);
+    } else {
+      await a.exec('ip', ['link', 'set', 'lo', 'up']);
+      await a.exec('ip', ['addr', 'add', '198.18.1.1/32', 'dev', 'lo']);
+      await a.exec('ip', ['addr', 'add', '198.18.1.2/32', 'dev', 'lo']);
+    }
     writeFileSync(join(dir, 'key'), randomBytes(32).toString('hex'));
     const nodes = [
       ['a', a, 'active', '198.18.1.1', '198.18.1.2'],
@@ -74,18 +169,21 @@ export class HaPair {
     ] as const;
     for (const [name, tap, role, me, peer] of nodes) {
       pair.taps.set(name, tap);
+      const timing = {
+        ...(opts.heartbeatMs === null ? {} : { heartbeatMs: opts.heartbeatMs ?? 20 }),
+        ...(opts.timeoutMs === null ? {} : { timeoutMs: opts.timeoutMs ?? 100 }),
+      };
       const cfg = {
         nodeId: name,
         role,
-        tap: { name: tap.tap },
+        tap: opts.hostNamespaces ? { name: tap.tap, netns: topo.switch.ns } : { name: tap.tap },
         vip: [`${VIP}/24`],
         replication: {
           listen: `${me}:7400`,
           peer: `${peer}:7400`,
           keyFile: './key',
           mode: opts.mode ?? 'sync',
-          heartbeatMs: opts.heartbeatMs ?? 20,
-          timeoutMs: pair.timeoutMs,
+          ...timing,
         },
         app: { module: join(ROOT, 'examples/all.ts') },
         status: { socket: join(dir, `${name}.sock`) },
@@ -95,19 +193,60 @@ export class HaPair {
     return pair;
   }
 
-  async start(name: string): Promise<void> {
-    const p = this.taps
-      .get(name)!
-      .spawn(process.execPath, [
-        '--import',
-        'tsx',
-        join(ROOT, 'src/cli/main.ts'),
-        'node',
-        '--config',
-        join(this.dir, `${name}.json`),
-      ]);
+  /** The names of the two nodes. */
+  get names(): string[] {
+    return [...this.taps.keys()];
+  }
+
+  /** The other node's name. */
+  peerOf(name: string): string {
+    return this.names.find((n) => n !== name)!;
+  }
+
+  /** Starts node `name` (its configured role; a node that finds an active peer joins as standby). */
+  async start(name: string, o: StartOptions = {}): Promise<void> {
+    const where = this.hosts.get(name) ?? this.taps.get(name)!;
+    const node = [
+      '--import',
+      'tsx',
+      ...(this.opts.preload ?? []).flatMap((m) => ['--import', m]),
+      join(ROOT, 'src/cli/main.ts'),
+      'node',
+      '--config',
+      join(this.dir, `${name}.json`),
+    ];
+    const env = o.env ? { ...process.env, ...o.env } : undefined;
+    const p =
+      o.monotonicOffsetS === undefined
+        ? where.spawn(process.execPath, node, env ? { env } : {})
+        : // unshare execs node in place (same pid, same process group): a signal to it is one to node.
+          where.spawn(
+            'unshare',
+            ['--time', '--monotonic', String(Math.trunc(o.monotonicOffsetS)), process.execPath, ...node],
+            env ? { env } : {},
+          );
     this.procs.set(name, p);
+    const pid = p.pid ?? -1;
+    let partial = '';
+    p.stderr?.on('data', (d: string | Buffer) => {
+      const lines = (partial + d.toString()).split('\n');
+      partial = lines.pop() ?? '';
+      const at = Date.now();
+      for (const line of lines) this.log.push({ node: name, pid, at, line });
+      if (this.log.length > MAX_LOG_LINES) this.log.splice(0, this.log.length - MAX_LOG_LINES);
+    });
+    void p.exited.then(({ code, signal }) => {
+      if (this.ending.has(p)) return;
+      const tail = p.output().stderr.split('\n').slice(-15).join('\n');
+      this.exits.push({ node: name, pid, code, signal, tail });
+    });
     await whenReady(p, `node ${name}`);
+  }
+
+  /** Whether node `name`'s current process is running (not exited; a stopped one counts). */
+  running(name: string): boolean {
+    const p = this.procs.get(name);
+    return p !== undefined && p.exitCode === null && p.signalCode === null;
   }
 
   async status(name: string): Promise<NodeStatus> {
@@ -116,6 +255,69 @@ export class HaPair {
     } catch (e) {
       throw new Error(`${(e as Error).message}\n${this.logs()}`);
     }
+  }
+
+  /** The status, or undefined when the node does not answer within `timeoutMs` (stopped, dead). */
+  async tryStatus(name: string, timeoutMs = 1000): Promise<NodeStatus | undefined> {
+    if (!this.running(name)) return undefined;
+    return queryStatus(join(this.dir, `${name}.sock`), timeoutMs).catch(() => undefined);
+  }
+
+  /** SIGSTOP to node `name`'s process: it keeps its sockets and its memory, and does nothing. */
+  pause(name: string): void {
+    signalProcess(this.procs.get(name)!, 'SIGSTOP');
+  }
+
+  /** SIGCONT: the paused node runs again, its timers late by the pause. */
+  resume(name: string): void {
+    signalProcess(this.procs.get(name)!, 'SIGCONT');
+  }
+
+  /** Sends `sig` to node `name`'s process (a test hook such as a clock step). */
+  signal(name: string, sig: NodeJS.Signals): void {
+    signalProcess(this.procs.get(name)!, sig);
+  }
+
+  /** Stops node `name` with SIGTERM (a clean stop: it says goodbye), waiting for it to exit. */
+  async stop(name: string): Promise<void> {
+    const p = this.procs.get(name);
+    if (!p) return;
+    this.ending.add(p);
+    signalProcess(p, 'SIGCONT');
+    signalProcess(p, 'SIGTERM');
+    if (!(await Promise.race([p.exited, new Promise((r) => setTimeout(r, 5000, undefined))]))) {
+      signalProcess(p, 'SIGKILL');
+      await Promise.race([p.exited, new Promise((r) => setTimeout(r, 5000))]);
+    }
+  }
+
+  /**
+   * Cuts node `name`'s data link (the bridge drops what its TAP sends and what it would send to
+   * it; the process writes into the void), or heals it. Needs nothing of the layout.
+   */
+  async cutData(name: string, cut = true): Promise<void> {
+    await this.topo.setPortCut(this.taps.get(name)!.tap, cut);
+    if (cut) this.dataCut.add(name);
+    else this.dataCut.delete(name);
+  }
+
+  /** Cuts the replication link both ways (no FIN, no RST gets through), or heals it (`hostNamespaces` only). */
+  async cutReplication(cut = true): Promise<void> {
+    if (!cut) {
+      const heal = this.healReplication;
+      this.healReplication = undefined;
+      await heal?.();
+      return;
+    }
+    if (this.hosts.size !== 2) throw new Error('cutReplication needs a pair created with hostNamespaces.');
+    if (this.healReplication) return;
+    this.healReplication = await cutInput([...this.hosts.values()], 'repl0');
+  }
+
+  /** Heals every cut this pair made (data ports and the replication link). */
+  async healAll(): Promise<void> {
+    for (const n of [...this.dataCut]) await this.cutData(n, false);
+    await this.cutReplication(false);
   }
 
   /** Waits until `name` is a synced standby (it could take over). */
@@ -134,8 +336,10 @@ export class HaPair {
     });
   }
 
+  /** SIGKILL to node `name`'s process (a crash; its kernel closes its sockets). */
   kill(name: string): void {
     const p = this.procs.get(name)!;
+    this.ending.add(p);
     process.kill(-p.pid!, 'SIGKILL');
   }
 

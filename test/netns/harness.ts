@@ -47,6 +47,8 @@ import { existsSync, statSync } from 'node:fs';
 const PYTHON = '/usr/bin/python3';
 /** Tools the harness itself runs. */
 const TOOLS = ['ip', 'tc', 'iptables', 'ip6tables', 'ethtool', 'tshark', 'dumpcap', 'capinfos'];
+/** Tools `Topology.setPortCut` needs besides (the nemesis skips without them). */
+export const CUT_TOOLS = ['ebtables'];
 const OUTPUT_LIMIT = 1 << 20;
 const MAX_HOSTS = 999;
 
@@ -120,6 +122,14 @@ function start(argv: readonly string[], opts: SpawnOptions = {}): Spawned {
   return Object.assign(child, { exited, output: () => ({ stdout: out.value, stderr: err.value }) });
 }
 
+/**
+ * Sends `sig` to a process started here and its process group (SIGSTOP/SIGCONT pause and resume
+ * it; SIGKILL is a crash). Does nothing for a process that has exited.
+ */
+export function signalProcess(child: ChildProcess, sig: NodeJS.Signals): void {
+  signalGroup(child, sig);
+}
+
 function signalGroup(child: ChildProcess, sig: NodeJS.Signals): void {
   if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
   try {
@@ -160,7 +170,11 @@ export async function stopProcess(
   return within(child.exited, 2000);
 }
 
-/** Runs `argv` to completion, bounded by `timeoutMs`; never rejects for a failing command. */
+/** Runs `argv` to completion, bounded by `timeoutMs` (default 10 s); never rejects for a failing command. */
+export function runCommand(argv: readonly string[], opts: ExecOptions = {}): Promise<RunResult> {
+  return run(argv, opts);
+}
+
 async function run(argv: readonly string[], opts: ExecOptions = {}): Promise<RunResult> {
   const child = start(argv, {
     stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
@@ -445,6 +459,7 @@ export class Topology {
   private readonly processes = new Set<Spawned>();
   private ports = 0;
   private destroyed = false;
+  private cutPorts: Set<string> | undefined;
 
   private constructor(id: string) {
     this.id = id;
@@ -567,6 +582,100 @@ export class Topology {
   }
 
   /**
+   * A namespace of its own that is not on the switch (a node's "host" for its replication link):
+   * `lo` up, nothing else until `link()` joins it to another. `iface` is `lo`.
+   */
+  async addNamespaceHost(name: string): Promise<Namespace> {
+    if (!/^[A-Za-z0-9_]{1,24}$/.test(name))
+      throw new Error(`a host name is 1 to 24 letters, digits or '_', got '${name}'.`);
+    const ns = `${this.id}-${name}`;
+    if (this.namespaces.includes(ns)) throw new Error(`this topology already has a namespace '${ns}'.`);
+    await this.addNamespace(ns);
+    return new Namespace(this, ns, 'lo');
+  }
+
+  /**
+   * A point-to-point veth pair between two namespaces of this topology, `iface` at both ends
+   * (default `p2p0`), with the given addresses (198.18.0.0/15 or fd00::/8, with a prefix length).
+   * IPv6 DAD is off on both ends.
+   */
+  async link(a: Namespace, b: Namespace, cidrA: string, cidrB: string, iface = 'p2p0'): Promise<void> {
+    if (!/^[a-z][a-z0-9]{0,14}$/.test(iface))
+      throw new Error(`an interface name is 1 to 15 letters or digits, got '${iface}'.`);
+    const v6 = cidrA.includes(':');
+    if (v6) {
+      ipv6Address(cidrA);
+      ipv6Address(cidrB);
+    } else {
+      ipv4Address(cidrA);
+      ipv4Address(cidrB);
+    }
+    for (const n of [a, b]) {
+      await n.sysctl('net.ipv6.conf.default.accept_dad', 0);
+      await n.sysctl('net.ipv6.conf.all.accept_dad', 0);
+    }
+    await must([
+      'ip',
+      'link',
+      'add',
+      iface,
+      'netns',
+      a.ns,
+      'type',
+      'veth',
+      'peer',
+      'name',
+      iface,
+      'netns',
+      b.ns,
+    ]);
+    for (const [n, cidr] of [
+      [a, cidrA],
+      [b, cidrB],
+    ] as const) {
+      await must([
+        'ip',
+        '-n',
+        n.ns,
+        ...(v6 ? ['-6'] : []),
+        'addr',
+        'add',
+        cidr,
+        'dev',
+        iface,
+        ...(v6 ? ['nodad'] : []),
+      ]);
+      await must(['ip', '-n', n.ns, 'link', 'set', iface, 'up']);
+    }
+  }
+
+  /**
+   * Cuts a port of the bridge (a TAP, or a kernel host's veth end) both ways without touching the
+   * device: ebtables drops every frame the bridge would forward from it or to it (floods
+   * included), so the process behind it writes into the void with no error and its carrier stays
+   * up, as behind a pulled cable. `cut = false` removes the rules. (A port's STP state cannot do
+   * it: with STP off the bridge puts every port back to forwarding at once.)
+   */
+  async setPortCut(port: string, cut: boolean): Promise<void> {
+    const cuts = (this.cutPorts ??= new Set());
+    if (cut === cuts.has(port)) return;
+    const op = cut ? '-I' : '-D';
+    await must([
+      'ip',
+      'netns',
+      'exec',
+      this.switch.ns,
+      'sh',
+      '-c',
+      'ebtables "$0" FORWARD -i "$1" -j DROP && ebtables "$0" FORWARD -o "$1" -j DROP',
+      op,
+      port,
+    ]);
+    if (cut) cuts.add(port);
+    else cuts.delete(port);
+  }
+
+  /**
    * Stops every process, removes every namespace (TAPs and veths go with them). Safe to call
    * twice; never throws for a cleanup step (a namespace that will not go is reported on stderr).
    */
@@ -656,6 +765,24 @@ export async function iptablesLoss(
   return async () => {
     for (const [tool, chain] of rules)
       await must(['ip', 'netns', 'exec', host.ns, tool, '-w', '5', '-D', chain, ...match]);
+  };
+}
+
+/**
+ * Drops everything that arrives on `iface` in each of `hosts` (iptables and ip6tables INPUT), so a
+ * point-to-point link made by `Topology.link` is cut both ways when both ends are given: nothing
+ * fails on the sending side (no local EPERM, no FIN or RST gets through), as with a cut cable.
+ * Resolves with a function that removes the rules again.
+ */
+export async function cutInput(hosts: readonly Namespace[], iface: string): Promise<() => Promise<void>> {
+  const rules = hosts.flatMap((h) => ['iptables', 'ip6tables'].map((tool) => [h, tool] as const));
+  const match = ['INPUT', '-i', iface, '-j', 'DROP'];
+  for (const [h, tool] of rules) await must(['ip', 'netns', 'exec', h.ns, tool, '-w', '5', '-I', ...match]);
+  let healed = false;
+  return async () => {
+    if (healed) return;
+    healed = true;
+    for (const [h, tool] of rules) await must(['ip', 'netns', 'exec', h.ns, tool, '-w', '5', '-D', ...match]);
   };
 }
 

@@ -1,0 +1,242 @@
+/**
+ * The nemeses: one fault each, injected into a healthy pair (one active, one synced standby)
+ * under the client load (client.ts), healed, and left to the checker (runner.ts). A scenario
+ * draws its parameters from the run's seeded random source and notes them, so a run replays with
+ * `--scenario <name> --seed <seed>`.
+ */
+import type { ClientConfig } from './client.ts';
+
+/** What a scenario may do to the pair, given to `fault`. */
+export interface FaultContext {
+  /** The active and the standby when the run began. */
+  readonly active: string;
+  readonly standby: string;
+  /** The detection timeout the nodes use (ms). */
+  readonly timeoutMs: number;
+  /** A seeded integer in lo..hi. */
+  between(lo: number, hi: number): number;
+  /** Records a parameter the seed chose (printed with the run). */
+  note(param: string): void;
+  /** Counts an anomaly of `kind`, with an example. */
+  violation(kind: string, example: string): void;
+  sleep(ms: number): Promise<void>;
+  /** Sends a command line to the client (client.ts's stdin commands). */
+  client(cmd: string): void;
+  /** Waits (bounded) until the client printed `text`; false when it did not. */
+  clientSaid(text: string, timeoutMs: number): Promise<boolean>;
+  /** Marks a phase of the client's waits. */
+  phase(name: string): void;
+  /** Waits until `name` reports role `role`; false after `timeoutMs`. */
+  awaitRole(name: string, role: string, timeoutMs: number): Promise<boolean>;
+  /** Restarts node `name` (a new process) and waits until it is a synced standby ('not-rejoined' if not). */
+  restart(name: string): Promise<void>;
+  kill(name: string): void;
+  pause(name: string): void;
+  resume(name: string): void;
+  cutData(name: string, cut?: boolean): Promise<void>;
+  cutReplication(cut?: boolean): Promise<void>;
+  /** Steps node `name`'s wall clock (what its JavaScript sees) by `ms` (wallclock.ts). */
+  stepWallClock(name: string, ms: number): Promise<void>;
+  /** The node's connection count (active) or mirrored connections (standby), or undefined. */
+  connections(name: string): Promise<number | undefined>;
+}
+
+export interface Scenario {
+  name: string;
+  about: string;
+  /**
+   * Whether the fault must make the standby take over ('no-takeover' if not), must not
+   * ('spurious-takeover' if it does), or may.
+   */
+  takeover: 'required' | 'forbidden' | 'any';
+  /** Changes to the default client load. */
+  load?: Partial<ClientConfig>;
+  /** How long the load runs before the fault (ms). Default 300. */
+  baselineMs?: number;
+  fault(x: FaultContext): Promise<void>;
+}
+
+/** Time for the standby to notice a silent active: several detection timeouts, at least 5 s. */
+const detectBound = (x: FaultContext) => Math.max(5000, 20 * x.timeoutMs);
+
+/** A pause, cut or partition long enough that the detection must have fired (ms). */
+const faultMs = (x: FaultContext, lo: number, hi: number) =>
+  x.between(Math.max(lo, 3 * x.timeoutMs + 200), Math.max(hi, 3 * x.timeoutMs + 400));
+
+async function takeoverWithin(x: FaultContext, survivor: string, ms: number): Promise<boolean> {
+  return x.awaitRole(survivor, 'active', ms);
+}
+
+export const SCENARIOS: Scenario[] = [
+  {
+    name: 'kill9',
+    about: 'kill -9 of the active; it restarts, rejoins as standby and syncs (the next run kills the other)',
+    takeover: 'required',
+    async fault(x) {
+      x.kill(x.active);
+      await takeoverWithin(x, x.standby, detectBound(x));
+      await x.sleep(300);
+      await x.restart(x.active);
+    },
+  },
+  {
+    name: 'host-crash',
+    about: "the active's data port and replication link cut, then the process killed: no FIN anywhere",
+    takeover: 'required',
+    async fault(x) {
+      // Both links at once (a host losing power), then the process: nothing of it gets out.
+      await Promise.all([x.cutData(x.active), x.cutReplication()]);
+      await x.sleep(x.between(0, 30));
+      x.kill(x.active);
+      await takeoverWithin(x, x.standby, detectBound(x));
+      await x.sleep(300);
+      await Promise.all([x.cutData(x.active, false), x.cutReplication(false)]);
+      await x.restart(x.active);
+    },
+  },
+  {
+    name: 'sigstop',
+    about:
+      'SIGSTOP of the active beyond the detection timeout, then SIGCONT: it must send nothing and rejoin as standby',
+    takeover: 'required',
+    async fault(x) {
+      const ms = faultMs(x, 500, 2000);
+      x.note(`stopped ${ms} ms`);
+      x.pause(x.active);
+      const t0 = Date.now();
+      await takeoverWithin(x, x.standby, ms);
+      await x.sleep(ms - (Date.now() - t0));
+      x.resume(x.active);
+      await x.sleep(1000);
+    },
+  },
+  {
+    name: 'sigstop-newconns',
+    about: 'as sigstop, with clients opening connections on the new active while the old one is stopped',
+    takeover: 'required',
+    async fault(x) {
+      const ms = faultMs(x, 1000, 2000);
+      x.note(`stopped ${ms} ms`);
+      x.pause(x.active);
+      const t0 = Date.now();
+      if (await takeoverWithin(x, x.standby, ms)) x.client('newconns 20');
+      await x.sleep(ms - (Date.now() - t0));
+      x.resume(x.active);
+      // The connections opened while it was stopped must outlive its waking up.
+      await x.sleep(1500);
+      x.client('newconns 100');
+    },
+  },
+  {
+    name: 'blip',
+    about: 'the active cut off (data and replication links) for ~2.5 s and back, not killed',
+    takeover: 'required',
+    async fault(x) {
+      const ms = x.between(2000, 3000);
+      x.note(`cut ${ms} ms`);
+      await Promise.all([x.cutData(x.active), x.cutReplication()]);
+      await x.sleep(ms);
+      await Promise.all([x.cutData(x.active, false), x.cutReplication(false)]);
+      await x.sleep(1000);
+    },
+  },
+  {
+    name: 'repl-partition',
+    about: 'only the replication link cut (both nodes on the data link), then healed',
+    takeover: 'any',
+    async fault(x) {
+      const ms = faultMs(x, 1000, 2500);
+      x.note(`cut ${ms} ms`);
+      await x.cutReplication();
+      await x.sleep(ms);
+      await x.cutReplication(false);
+      await x.sleep(1000);
+    },
+  },
+  {
+    name: 'data-partition-active',
+    about: "the active's data link cut (replication link up), then healed",
+    takeover: 'any',
+    async fault(x) {
+      const ms = faultMs(x, 1000, 2500);
+      x.note(`cut ${ms} ms`);
+      await x.cutData(x.active);
+      await x.sleep(ms);
+      await x.cutData(x.active, false);
+      await x.sleep(1000);
+    },
+  },
+  {
+    name: 'data-partition-standby',
+    about: "the standby's data link cut (replication link up), then healed: nothing may change for clients",
+    takeover: 'forbidden',
+    async fault(x) {
+      const ms = faultMs(x, 1000, 2500);
+      x.note(`cut ${ms} ms`);
+      await x.cutData(x.standby);
+      await x.sleep(ms);
+      await x.cutData(x.standby, false);
+      await x.sleep(1000);
+    },
+  },
+  {
+    name: 'standby-churn',
+    about: 'kill -9 of the standby under load, restarted (it bootstraps under load): the stall it adds',
+    takeover: 'forbidden',
+    baselineMs: 1500,
+    async fault(x) {
+      x.kill(x.standby);
+      await x.sleep(x.between(100, 400));
+      await x.restart(x.standby);
+      await x.sleep(300);
+    },
+  },
+  {
+    name: 'rst-storm',
+    about: '1,000 client connections reset at once (SO_LINGER 0) while the echo stream runs',
+    takeover: 'forbidden',
+    async fault(x) {
+      const before = await x.connections(x.active);
+      x.client('storm 1000');
+      if (!(await x.clientSaid('storm-ready', 60_000))) {
+        x.violation('harness', 'the 1,000 storm connections did not open within 60 s');
+        return;
+      }
+      // The standby must hold them too before they go (their resets are replicated).
+      for (let i = 0; i < 100 && ((await x.connections(x.standby)) ?? 0) < 1000; i++) await x.sleep(50);
+      x.client('storm-reset');
+      await x.clientSaid('storm-reset', 5000);
+      await x.sleep(1000);
+      // Both nodes must let them go: no connection of the storm left on the active or the mirror.
+      for (const n of [x.active, x.standby]) {
+        let now: number | undefined;
+        for (let i = 0; i < 50; i++) {
+          now = await x.connections(n);
+          if (now !== undefined && before !== undefined && now <= before + 50) break;
+          await x.sleep(100);
+        }
+        if (now === undefined || before === undefined || now > before + 50)
+          x.violation(
+            'leaked',
+            `${n} still holds ${now} connections 6 s after the storm (${before} before it)`,
+          );
+      }
+    },
+  },
+  {
+    name: 'clock-step',
+    about: "one node's wall clock stepped by hours (its monotonic clock untouched): nothing may change",
+    takeover: 'forbidden',
+    async fault(x) {
+      const who = x.between(0, 1) === 0 ? x.active : x.standby;
+      const ms = (x.between(0, 1) === 0 ? -1 : 1) * x.between(3600, 86_400 * 30) * 1000;
+      x.note(`${who}'s wall clock stepped by ${ms / 1000} s`);
+      await x.stepWallClock(who, ms);
+      await x.sleep(1500);
+      await x.stepWallClock(who, 0);
+      await x.sleep(500);
+    },
+  },
+];
+
+export const SCENARIO_NAMES = SCENARIOS.map((s) => s.name);
