@@ -28,6 +28,11 @@ const BENCHES: Record<
     about: 'kill -9 take-overs on a real network, sync vs standalone, restore of 10k idle (--runs N)',
     load: () => import('./failover.ts'),
   },
+  nemesis: {
+    about:
+      'one fault at a time (kill, crash, pause, partitions, churn, RST storm, clock) under kernel clients (--runs N)',
+    load: () => import('./nemesis.ts'),
+  },
   fuzz: {
     about: 'mutated and random frames into every parser (default 2M cases; --cases N)',
     load: () => import('./fuzz.ts'),
