@@ -36,8 +36,9 @@
  * learns it lost when its own `drop` fails, and it cannot have sent meanwhile: its lease, which
  * only the standby renews, had run out before the standby tried to take over.
  *
- * Everything here but `MemoryArbiter`'s timers is pure: `plan` decides, `arbitrate` runs one
- * intent against an `Arbiter` (for the driver; the HA node takes its verdict with `now`).
+ * `plan` decides (pure); `arbitrate` runs one intent against an `Arbiter` (the real-time
+ * driver's job), `arbitrateNow` on a `MemoryArbiter` at one instant (the simulator's); the HA
+ * node, which does no I/O, states intents and takes each verdict with `now`.
  */
 
 /** The standby entitled to take over: its node id and the replication session it synced. */
