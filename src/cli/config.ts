@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { keyId, MAX_KEYS } from '../ha/protocol.ts';
 import { cidrFromString, type IpCidr, inPrefix, ipFromString, ipKey, ipToString, isV4 } from '../stack/ip.ts';
 import { DEFAULT_TCP_CONFIG, type TcpConfig, tcpConfig } from '../tcp/config.ts';
 import {
@@ -53,8 +54,15 @@ export interface NodeConfig {
     listen: HostPort;
     /** The other node's `listen`. */
     peer: HostPort;
-    /** Pre-shared key authenticating the replication link (≥ 16 bytes). */
+    /** Pre-shared key authenticating the replication link (≥ 16 bytes): the current one. */
     key: Uint8Array;
+    /**
+     * Every key the node holds, `key` first, then keys it still accepts (a key file may list up
+     * to 8, one hex key per line; see `readKeyFile`). Absent: `[key]`.
+     */
+    keys?: Uint8Array[];
+    /** The key file's absolute path, re-read on SIGHUP; absent when the key is given inline. */
+    keyFile?: string;
     mode: ReplicationMode;
     heartbeatMs: number;
     /** Failure detection: the peer is declared dead after this long without a heartbeat. */
@@ -433,7 +441,9 @@ class Checker {
     return {
       listen: { host: listen.host, port: listen.port },
       peer: { host: peer.host, port: peer.port },
-      key,
+      key: key.keys[0],
+      keys: key.keys,
+      ...(key.file === undefined ? {} : { keyFile: key.file }),
       mode,
       heartbeatMs,
       timeoutMs,
@@ -496,8 +506,11 @@ class Checker {
     return { host: ipToString(a), port, key: `${ipKey(a)}:${port}` };
   }
 
-  /** Exactly one of `key` (hex) and `keyFile` (hex or raw bytes). The key itself is never echoed. */
-  private key(o: Obj): Uint8Array | undefined {
+  /**
+   * Exactly one of `key` (hex) and `keyFile` (see `readKeyFile`): the keys, the current one first,
+   * and the file's absolute path. The key itself is never echoed.
+   */
+  private key(o: Obj): { keys: Uint8Array[]; file?: string } | undefined {
     const hexEx = 'the output of `openssl rand -hex 32`';
     const hex = get(o, 'key');
     const file = get(o, 'keyFile');
@@ -524,42 +537,16 @@ class Checker {
           `must be at least ${MIN_KEY_BYTES * 2} hex digits (${MIN_KEY_BYTES} bytes); got ${hex.length}`,
           hexEx,
         );
-      return hexBytes(hex);
+      return { keys: [hexBytes(hex)] };
     }
     const path = 'replication.keyFile';
     const rel = this.string(path, file, '"takeover.key"');
     if (rel === undefined) return undefined;
     if (rel === '') return this.bad(path, 'must be a file path', rel, '"takeover.key"');
     const abs = resolve(this.configDir, rel);
-    let bytes: Buffer;
-    try {
-      bytes = readFileSync(abs);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException | undefined)?.code;
-      if (code === 'ENOENT')
-        return this.fail(
-          path,
-          `file "${abs}" does not exist (relative paths start at the config file's directory)`,
-        );
-      return this.fail(path, `file "${abs}" cannot be read (${describeError(e)})`);
-    }
-    const text = bytes.toString('latin1').trim();
-    if (HEX.test(text)) {
-      if (text.length % 2 !== 0 || text.length < MIN_KEY_BYTES * 2)
-        return this.fail(
-          path,
-          `file "${abs}" holds ${text.length} hex digits; a hex key needs an even number, at least ${MIN_KEY_BYTES * 2}`,
-          '`openssl rand -hex 32 > takeover.key`',
-        );
-      return hexBytes(text);
-    }
-    if (bytes.length < MIN_KEY_BYTES)
-      return this.fail(
-        path,
-        `file "${abs}" holds ${bytes.length} bytes; a key needs at least ${MIN_KEY_BYTES} (raw) or ${MIN_KEY_BYTES * 2} hex digits`,
-        '`openssl rand -hex 32 > takeover.key`',
-      );
-    return new Uint8Array(bytes);
+    const keys = readKeyFile(abs);
+    if (typeof keys === 'string') return this.fail(path, keys, '`openssl rand -hex 32 > takeover.key`');
+    return { keys, file: abs };
   }
 
   private app(v: unknown): NodeConfig['app'] | undefined {
@@ -789,6 +776,61 @@ function isFile(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Reads a replication key file: one hex key per line (at least 32 hex digits each, up to
+ * MAX_KEYS of them; blank lines and lines starting with '#' are skipped), the current key first,
+ * then keys still accepted during a rotation; or, as before, one key as raw bytes (a file that is
+ * not hex lines). Returns the keys, or one sentence saying what is wrong (the keys are never
+ * shown). `takeover node` reads it at start and again on SIGHUP.
+ */
+export function readKeyFile(abs: string): Uint8Array[] | string {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ENOENT')
+      return `file "${abs}" does not exist (relative paths start at the config file's directory)`;
+    return `file "${abs}" cannot be read (${describeError(e)})`;
+  }
+  const lines = bytes
+    .toString('latin1')
+    .split('\n')
+    .map((text, i) => ({ text: text.trim(), n: i + 1 }))
+    .filter((l) => l.text !== '' && !l.text.startsWith('#'));
+  const isHex = (l: { text: string }) => HEX.test(l.text);
+  if (lines.length > 0 && lines.every(isHex)) {
+    if (lines.length > MAX_KEYS)
+      return `file "${abs}" holds ${lines.length} keys; at most ${MAX_KEYS} (the current one first, then those still accepted)`;
+    const keys: Uint8Array[] = [];
+    const seen = new Map<string, number>();
+    for (const { text, n } of lines) {
+      const where = lines.length === 1 ? `file "${abs}" holds` : `file "${abs}", line ${n}, holds`;
+      if (text.length % 2 !== 0 || text.length < MIN_KEY_BYTES * 2)
+        return `${where} ${text.length} hex digits; a hex key needs an even number, at least ${MIN_KEY_BYTES * 2}`;
+      const key = hexBytes(text);
+      const id = keyId(key);
+      const first = seen.get(id);
+      if (first !== undefined)
+        return `file "${abs}" lists the key of line ${first} again on line ${n} (key id ${id}); list each key once`;
+      seen.set(id, n);
+      keys.push(key);
+    }
+    return keys;
+  }
+  // Hex lines with one that is not: a typo in a key list, not a raw key.
+  const bad = lines.find((l) => !isHex(l));
+  if (
+    lines.length > 1 &&
+    bad !== undefined &&
+    lines.some((l) => isHex(l) && l.text.length >= MIN_KEY_BYTES * 2)
+  )
+    return `file "${abs}", line ${bad.n}, is not a hex key (the file holds one hex key per line, the current one first)`;
+  if (bytes.length < MIN_KEY_BYTES)
+    return `file "${abs}" holds ${bytes.length} bytes; a key needs at least ${MIN_KEY_BYTES} (raw) or ${MIN_KEY_BYTES * 2} hex digits`;
+  return [new Uint8Array(bytes)];
 }
 
 function hexBytes(hex: string): Uint8Array {

@@ -21,7 +21,7 @@ import { HaNode, nodeMac } from '../ha/node.ts';
 import { ReplicationTransport } from '../ha/transport.ts';
 import { GatedDevice } from '../link/gate.ts';
 import { TapDevice } from '../link/tap/index.ts';
-import { ConfigError, loadNodeConfig, type NodeConfig } from './config.ts';
+import { ConfigError, loadNodeConfig, type NodeConfig, readKeyFile } from './config.ts';
 
 export interface NodeStatus {
   nodeId: string;
@@ -140,6 +140,7 @@ export async function runNode(configPath: string): Promise<number> {
   const transport = new ReplicationTransport({
     nodeId: cfg.nodeId,
     key: cfg.replication.key,
+    keys: cfg.replication.keys,
     listen: cfg.replication.listen,
     peer: cfg.replication.peer,
     rng,
@@ -227,6 +228,27 @@ export async function runNode(configPath: string): Promise<number> {
   };
   process.on('SIGTERM', () => void stop());
   process.on('SIGINT', () => void stop());
+  // SIGHUP re-reads replication.keyFile (key rotation without a restart, README "Replication
+  // link"): new replication links use the keys, the link that is up keeps its session, and a bad
+  // file leaves the keys as they were.
+  process.on('SIGHUP', () => {
+    const file = cfg.replication.keyFile;
+    if (file === undefined) {
+      log('SIGHUP: the replication key is given inline (replication.key), there is no key file to re-read.');
+      return;
+    }
+    let ids: string[];
+    try {
+      const keys = readKeyFile(file);
+      if (typeof keys === 'string') throw new Error(keys);
+      ids = transport.setKeys(keys);
+    } catch (e) {
+      log(`SIGHUP: replication.keyFile not reloaded, the current keys stay in use: ${(e as Error).message}.`);
+      return;
+    }
+    const also = ids.length > 1 ? `, also accepting ${ids.slice(1).join(', ')}` : '';
+    log(`SIGHUP: replication keys reloaded from ${file}: current ${ids[0]}${also}; new links use them.`);
+  });
   log(`up: ${cfg.role} configured, TAP ${tap.name}, replication ${cfg.replication.mode}`);
   console.log(`ready role=${ha.role}`);
   return 0;
