@@ -64,8 +64,13 @@ export interface NodeConfig {
     /** The key file's absolute path, re-read on SIGHUP; absent when the key is given inline. */
     keyFile?: string;
     mode: ReplicationMode;
+    /** Heartbeats on the replication link and beacons on the data link, each this often. */
     heartbeatMs: number;
-    /** Failure detection: the peer is declared dead after this long without a heartbeat. */
+    /**
+     * The lease the standby grants the active (it may send until this long after the clock value
+     * the standby echoed), and the silence on both paths after which a node counts its peer as
+     * gone: a silent active is taken over about this long (+5 ms) after its last word.
+     */
     timeoutMs: number;
   };
   /** With no standby: keep serving alone (the status says so) or refuse new connections. */
@@ -88,9 +93,9 @@ export const NODE_CONFIG_DEFAULTS = Object.freeze({
   mtu: 1500,
   mac: '00:00:5e:00:01:01',
   mode: 'sync' as ReplicationMode,
-  heartbeatMs: 20,
+  heartbeatMs: 10,
   /** The timeout defaults to the larger of this and `timeoutHeartbeats` × heartbeatMs. */
-  timeoutMs: 100,
+  timeoutMs: 50,
   timeoutHeartbeats: 5,
   degraded: 'serve' as DegradedPolicy,
   snoop: true,

@@ -493,7 +493,7 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
       const failed = r.failed > 0 ? `, ${r.failed} FAILED` : '';
       say(now, `b takes over (epoch ${r.epoch}): ${r.connections} connection(s) restored${failed},`, [
         r.cause === 'link closed'
-          ? `a's replication link closed (a killed process's kernel closes it)`
+          ? `a's replication link closed, the lease b granted it ran out`
           : `a silent for ${ms(r.at - r.lastHeardAt)} ms`,
         `${ms(r.at - r.lastHeardAt)} ms after a was last heard; b claims the VIP`,
         `and kick-starts every connection (probe, retransmit, dup ACKs)`,
@@ -503,8 +503,9 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
 
   say(0, `client, a (active) and b (standby) on a switch (1 Gbit/s, 100 µs)`, [
     ...(o.loss > 0 ? [`${(o.loss * 100).toFixed(1)} % frame loss each way on the client's link,`] : []),
-    `replication a-b 200 µs; b takes over when it closes without a`,
-    `goodbye, or after 1 s of silence on it (heartbeat 20 ms)`,
+    `replication a-b 200 µs, heartbeats 10 ms on it and on the switch;`,
+    `a may send only under a 50 ms lease b renews; b takes over once a`,
+    `is silent on both paths and the lease it granted has run out`,
   ]);
   linkNodes(a, b, 200, 0);
 

@@ -10,12 +10,14 @@
  *     net.createServer((s) => s.pipe(s)).listen(7);
  *   }
  */
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
 import { createServer, type Server as UnixServer } from 'node:net';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { installProcessGuard, netApi } from '../api/index.ts';
 import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
+import { beaconKey, isBeaconFrame } from '../ha/beacon.ts';
 import { jsonBytes } from '../ha/log.ts';
 import { HaNode, nodeMac } from '../ha/node.ts';
 import { ReplicationTransport } from '../ha/transport.ts';
@@ -84,7 +86,9 @@ export async function runNode(configPath: string): Promise<number> {
     console.error((e as Error).message);
     return 1;
   }
-  const gate = new GatedDevice(tap);
+  const gate = new GatedDevice(tap, monotonicUs);
+  // The lease is checked again right before each write(2): a pause between send and flush.
+  tap.writeGuard = () => gate.mayEmit;
   const rng = new CryptoRandom();
   const rt = new Runtime(
     gate,
@@ -107,12 +111,16 @@ export async function runNode(configPath: string): Promise<number> {
       heartbeatUs: cfg.replication.heartbeatMs * 1000,
       timeoutUs: cfg.replication.timeoutMs * 1000,
       degraded: cfg.degraded,
+      beaconKey: beaconKey(cfg.replication.key),
+      nonce: new Uint8Array(randomBytes(8)),
+      // Acting on silence needs evidence the data link works: only a listening standby hears it.
+      dataLinkProof: cfg.snoop,
     },
     rt.stack,
     {
-      setMuted: (m) => {
-        gate.muted = m;
-      },
+      setMuted: (m) => gate.setMuted(m),
+      setLease: (until) => gate.setLease(until),
+      sendBeacon: (f) => gate.sendControl(f),
       wake: () => rt.kick(),
       restored: (conns, now) => {
         wallAt.set(now, new Date().toISOString());
@@ -127,6 +135,16 @@ export async function runNode(configPath: string): Promise<number> {
     gate.sourceMac = nodeMac(cfg.nodeId);
     gate.onMutedReceive = (f) => ha.snoop(f);
   }
+  gate.intercept = (f) => {
+    const now = monotonicUs();
+    if (isBeaconFrame(f)) {
+      ha.beacon(f, now);
+      rt.kick();
+      return true;
+    }
+    ha.heard(now);
+    return false;
+  };
   rt.setHook({
     pollAt: () => {
       const t = ha.pollAt();

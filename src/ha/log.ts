@@ -42,8 +42,16 @@ export interface Batch {
   lsn: number;
   /** The standby drops its whole mirror before applying this batch (a bootstrap). */
   reset: boolean;
+  /**
+   * From this batch on the active holds its output for the standby (sync mode) and the standby,
+   * once it has applied it, holds everything the active has released: it may take over. Batches
+   * between a bootstrap and this one stream while the active serves on (a standby catching up).
+   */
+  sync?: boolean;
   /** The active's clock (µs) when the batch was built. */
   at: number;
+  /** The active's count of standbys it bootstrapped (the standby's mirror belongs to one). */
+  session?: number;
   records: LogRecord[];
 }
 
@@ -116,9 +124,10 @@ class Writer {
 /** The batch as bytes. */
 export function encodeBatch(b: Batch): Uint8Array {
   const w = new Writer();
-  w.u8(b.reset ? 1 : 0);
+  w.u8((b.reset ? 1 : 0) | (b.sync ? 2 : 0));
   w.num(b.lsn);
   w.num(b.at);
+  w.num(b.session ?? 0);
   w.u32(b.records.length);
   for (const r of b.records) {
     w.u8(r.type);
@@ -215,9 +224,11 @@ export function decodeBatch(b: Uint8Array): Batch | string {
   const r = new Reader(b);
   try {
     const flags = r.u8();
-    if (flags > 1) return `batch: unknown flags ${flags}`;
+    if (flags > 3) return `batch: unknown flags ${flags}`;
     const lsn = r.num();
     const at = r.num();
+    const session = r.num();
+    if (!Number.isSafeInteger(session) || session < 0) return `batch: bad session ${session}`;
     if (!Number.isSafeInteger(lsn) || lsn < 1) return `batch: bad log sequence number ${lsn}`;
     if (!Number.isFinite(at)) return 'batch: bad timestamp';
     const count = r.u32();
@@ -261,7 +272,7 @@ export function decodeBatch(b: Uint8Array): Batch | string {
       }
     }
     if (!r.done) return `batch: ${b.length - r.n} bytes after the last record`;
-    return { lsn, reset: flags === 1, at, records };
+    return { lsn, reset: (flags & 1) !== 0, sync: (flags & 2) !== 0, at, session, records };
   } catch (e) {
     if (e instanceof Truncated) return 'batch: truncated';
     return `batch: ${(e as Error).message}`;

@@ -254,7 +254,12 @@ export class Mirror {
   /** The active's clock in the last batch, and ours when it arrived. */
   activeAt = 0;
   receivedAt = 0;
-  /** Whether a bootstrap (reset batch) has been applied: only then can this node take over. */
+  /** A bootstrap (reset batch) has been applied: live batches follow it. */
+  bootstrapped = false;
+  /**
+   * A batch marked `sync` has been applied after the bootstrap: the mirror holds everything the
+   * active has released, and only now can this node take over.
+   */
   synced = false;
 
   /** Forgets every connection. */
@@ -290,8 +295,10 @@ export class Mirror {
     }
     if (b.reset) {
       this.clear();
-      this.synced = true;
+      this.bootstrapped = true;
+      this.synced = false;
     }
+    if (b.sync) this.synced = true;
     const touched = new Set<MirrorConn>();
     for (const r of b.records) {
       switch (r.type) {
@@ -359,7 +366,7 @@ export class Mirror {
 
   /** Validates a whole batch against the mirror without changing it. */
   private check(b: Batch, states: Map<LogRecord, TcpSnapshot>): string | undefined {
-    if (!b.reset && !this.synced) return `batch ${b.lsn} before any bootstrap`;
+    if (!b.reset && !this.bootstrapped) return `batch ${b.lsn} before any bootstrap`;
     if (!b.reset && b.lsn !== this.lsn + 1) return `batch ${b.lsn} out of order (expected ${this.lsn + 1})`;
     // Simulated log ends and known ids, so every append lands where its log ends.
     const ends = new Map<string, number>();

@@ -1,32 +1,53 @@
 /**
- * One node of an active/standby pair (DESIGN.md "Replication", "Take-over"): roles, epochs,
- * heartbeats and the failure detector, the replication link's messages, and the take-over itself
- * (restore every mirrored connection, kick-start it, claim the VIP).
+ * One node of an active/standby pair (DESIGN.md "Replication", "Take-over"; docs/ARCHITECTURE.md):
+ * roles, epochs, the lease on the right to send, heartbeats on both paths and the failure
+ * detector, the replication link's messages, and the take-over itself (restore every mirrored
+ * connection, kick-start it, claim the VIP).
  *
- * Pure like the layers below: time comes in as `now` (µs), the replication link is an interface
- * (a kernel TCP socket inside a SecureChannel in production, a simulated pipe in tests), and the
- * driver calls `afterTurn` at the end of each turn of its event loop, `poll` at `pollAt`.
+ * Pure like the layers below: time comes in as `now` (µs, one monotonic clock per process), the
+ * replication link is an interface (a kernel TCP socket inside a SecureChannel in production, a
+ * simulated pipe in tests), frames of the data link come in through `beacon`/`snoop`/`heard`,
+ * and the driver calls `afterTurn` at the end of each turn of its event loop, `poll` at `pollAt`.
+ *
+ * The lease (I4 without waiting for evidence). An active may emit a frame for the VIP only
+ * while `sendUntil()` lies ahead on its clock; the driver enforces it on the output path (the
+ * gate, and the kernel fence when there is one). With a synced standby the lease is granted by
+ * it: every message the active sends carries the active's clock (a heartbeat's payload, a
+ * batch's `at`), the standby answers at once with that value echoed (a heartbeat reply, the
+ * batch's ACK, a beacon reply) and promises not to take over until `timeoutUs + leaseMarginUs`
+ * after its answer; the active, on the echo `e`, holds the lease until `e + timeoutUs`. Since
+ * `e` was read before the standby answered, the active's lease ends before the standby's
+ * promise does, whatever the delays, with `leaseMarginUs` for the clocks' drift and the frames
+ * still in the kernel. A node that wakes from a pause finds its lease expired before its first
+ * frame; nothing leaves until a grant renews it or it learns it was superseded.
+ * Without a standby that could take over (none attached, or one still catching up) the active
+ * grants itself the lease: it serves alone (degraded).
  *
  * Roles:
+ * - `candidate`: a configured active starting: for `startupWaitUs` (default 3 s) it waits to hear
+ *   from its peer; if the peer is active it joins as standby (no preemption after a restart),
+ *   else it becomes active.
  * - `active`: owns the VIP; replicates to a standby when one is attached (sync: output waits for
- *   it), serves alone (degraded) when none is.
- * - `standby`: silent on the data link; mirrors; takes over once `synced` (bootstrap applied) when
- *   the active is gone: its link closed without a DROP (its kernel closes the socket when the
- *   process dies) and `timeoutUs` passed since it was last heard (or `closeGraceUs` since the
- *   close, if shorter); or nothing was heard for `silentTimeoutUs` with the link still open (a host that
- *   lost power or a cut cable sends no FIN). An active that is merely slow (a long turn, a GC
- *   pause) keeps its link open, so the short timeout never fires on it.
- * - `fenced`: saw a higher epoch while active: stops sending at once (I4) and stays silent.
- *
- * Configured `active` starts as `candidate` for `startupWaitUs` (default 3 s, ample for the
- * replication link to come up): if the peer answers as active it joins as standby (no preemption
- * after a restart); if the peer answers as standby or nobody answers, it becomes active.
+ *   it); serves alone when none is. It loses its standby when the link closes (the standby's
+ *   process died: while our lease holds, the standby has not taken over, so we serve alone at
+ *   once) or when the standby is silent on the replication link for `timeoutUs` (we say DROP and
+ *   then serve alone as soon as the standby is known unable to take over: its beacon says it
+ *   dropped its mirror, or the data link is proven to work (`dataLinkProof`) while the standby is
+ *   not on it, or it claims the VIP and we fence).
+ * - `standby`: silent on the data link; mirrors; takes over once synced when the active is
+ *   silent on both paths and the lease it granted has expired plus the margin, and, with
+ *   `dataLinkProof`, when either the active's process is known dead (its link closed) or we heard
+ *   the data link after its last word (an isolated standby does not take over).
+ * A node that hears a higher epoch (replication link or beacon) while active is superseded: it
+ * drops its connections silently, and rejoins as standby (fenced, then bootstrapped again).
  */
 import type { NetStack, StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';
+import { toHex } from '../wire/bytes.ts';
 import { isWireError } from '../wire/error.ts';
 import { parseFrame } from '../wire/frame.ts';
 import { TCP_RST, TCP_SYN } from '../wire/tcp.ts';
+import { type Beacon, decodeBeacon, encodeBeacon } from './beacon.ts';
 import { decodeBatch, encodeBatch } from './log.ts';
 import { Mirror } from './mirror.ts';
 import { Replicator } from './replicator.ts';
@@ -38,6 +59,7 @@ export const MSG_HEARTBEAT = 4;
 /** The active drops this standby (it is alive: the standby must not take over; it resyncs). */
 export const MSG_DROP = 5;
 
+/** `fenced` is passed through on the way back to standby (kept for status and logs). */
 export type Role = 'candidate' | 'active' | 'standby' | 'fenced';
 
 /** The replication link as the node sees it: authenticated, ordered messages. */
@@ -50,16 +72,15 @@ export interface HaNodeOptions {
   nodeId: string;
   role: 'active' | 'standby';
   mode?: 'sync' | 'async';
+  /** Heartbeats on the replication link and beacons on the data link, each this often. */
   heartbeatUs?: number;
-  timeoutUs?: number;
-  /** Silence tolerated while the link stays open (default 10 × timeoutUs). */
-  silentTimeoutUs?: number;
   /**
-   * After the link closes without a DROP, how long before taking over (default 0: a closed link
-   * is the dead process's kernel speaking, since a live active that lets its standby go says
-   * DROP first); the take-over comes at `timeoutUs` of silence at the latest.
+   * The lease a standby grants (the active may send until this long after the clock value it
+   * sent), and the silence after which a node counts its peer as gone (default 50 ms).
    */
-  closeGraceUs?: number;
+  timeoutUs?: number;
+  /** What a standby waits beyond the lease it granted: clock drift, frames still in a kernel. */
+  leaseMarginUs?: number;
   /** How long a configured active waits to hear from its peer before it takes the VIP alone. */
   startupWaitUs?: number;
   /** Added to the timestamp clock at take-over beyond the time since the last batch (ms). */
@@ -74,12 +95,32 @@ export interface HaNodeOptions {
   announceRefreshUs?: number;
   /** With no standby attached: keep accepting new connections ('serve', default) or refuse them. */
   degraded?: 'serve' | 'refuse';
+  /** Key of the beacons on the data link (`beaconKey(psk)`); without it no beacons are sent. */
+  beaconKey?: Uint8Array;
+  /** 8 random bytes naming this process's life in its beacons (replay protection). */
+  nonce?: Uint8Array;
+  /**
+   * Act on silence only with evidence that the data link works: a standby takes over a silent
+   * active (link still open) only after hearing a frame on the data link since the active's last
+   * word, and an active serves alone after losing a synced standby silently only once frames
+   * span 3 heartbeats on the data link with no beacon from that standby. A node cut off from
+   * the network then neither takes over nor serves alone, and sends nothing when it returns.
+   * Needs frames to reach a muted standby (`snoop`); default false.
+   */
+  dataLinkProof?: boolean;
 }
 
 /** What the node asks of its driver. */
 export interface HaDriver {
   /** Let frames out of the data link (and in): only while active. */
   setMuted(muted: boolean): void;
+  /**
+   * The lease: frames for the VIP may leave only while the driver's clock is before `until`
+   * (+Infinity: serving alone; -Infinity: not active). Called on every change.
+   */
+  setLease?(until: number): void;
+  /** A beacon frame for the data link: it passes whatever the mute and the lease say. */
+  sendBeacon?(frame: Uint8Array): void;
   /** Run a stack turn soon (limits were raised; connections were restored). */
   wake(): void;
   /** Connections restored by a take-over, for the application. */
@@ -93,7 +134,10 @@ export interface TakeoverRecord {
   /** When the active was last heard from and when the take-over ran (our clock, µs). */
   lastHeardAt: number;
   at: number;
-  /** What told us the active was gone: its link closed (its process died) or its silence. */
+  /**
+   * What told us the active was gone: its link closed (its process died) or its silence on both
+   * paths; either way only once the lease we granted it had expired.
+   */
   cause: 'link closed' | 'silence';
   epoch: number;
   connections: number;
@@ -108,6 +152,15 @@ export interface TakeoverRecord {
    */
   resumed: number;
   stallUs: number | undefined;
+}
+
+/** A time this node stopped being active because another superseded it. */
+export interface FenceRecord {
+  at: number;
+  epoch: number;
+  reason: string;
+  /** Connections dropped without a word (the new active owns them). */
+  dropped: number;
 }
 
 /** One restored connection as the take-over watches it. */
@@ -125,6 +178,16 @@ interface ResumeWatch {
   heardAt: number;
   /** Its peer answered since the take-over: the path to it works. */
   proven: boolean;
+}
+
+/** The peer as its last beacon described it. */
+interface PeerBeacon {
+  role: Beacon['role'];
+  epoch: number;
+  session: number;
+  attached: boolean;
+  synced: boolean;
+  at: number;
 }
 
 /**
@@ -145,19 +208,28 @@ export const RESUME_WATCH_US = 10_000_000;
 const SLOW_RESUME_US = 300_000;
 /** How often (µs) the watch looks at the restored connections. */
 const RESUME_CHECK_US = 1000;
+/** Heartbeats of data-link traffic without the lost standby's beacon that prove it is off it. */
+const PROOF_HEARTBEATS = 3;
 
+const INF = Number.POSITIVE_INFINITY;
 const ENC = new TextEncoder();
 const DEC = new TextDecoder();
 
-function f64(v: number): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setFloat64(0, v);
+function f64(...v: number[]): Uint8Array {
+  const b = new Uint8Array(8 * v.length);
+  const dv = new DataView(b.buffer);
+  for (let i = 0; i < v.length; i++) dv.setFloat64(8 * i, v[i]);
   return b;
 }
 
-function readF64(b: Uint8Array): number | undefined {
-  if (b.length !== 8) return undefined;
-  return new DataView(b.buffer, b.byteOffset, 8).getFloat64(0);
+/** The 8-byte values of a payload of `n` of them (undefined for another length). */
+function readF64s(b: Uint8Array, ...lengths: number[]): number[] | undefined {
+  const n = b.length / 8;
+  if (!lengths.includes(n)) return undefined;
+  const dv = new DataView(b.buffer, b.byteOffset, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(dv.getFloat64(8 * i));
+  return out;
 }
 
 export class HaNode {
@@ -166,21 +238,25 @@ export class HaNode {
   readonly mirror = new Mirror();
   replicator: Replicator | undefined;
   readonly takeovers: TakeoverRecord[] = [];
+  readonly fences: FenceRecord[] = [];
   /** Data-link frames a standby overheard (`snoop`), and the peer bytes it kept from them. */
   readonly snooped = { frames: 0, bytes: 0 };
+  /** Beacons sent, accepted, and refused (forged, replayed, malformed), and lease grants. */
+  readonly beacons = { sent: 0, heard: 0, refused: 0, grants: 0, leaseLapses: 0 };
   /** Batches or messages refused (forged content, out of order, stale epoch) with the reason. */
   readonly rejects: string[] = [];
   private link: PeerLink | undefined;
   /** The role the peer last announced. */
   peerRole: Role | undefined;
   private peerReady = false;
+  /** The peer was last heard on the replication link, and on either path (our clock). */
+  private lastHeardLink: number;
   private lastHeard: number;
   private lastSent: number;
   private startedAt: number;
   private announceAt: number[] = [];
-  /** Active with a lost standby: when it stops holding and serves alone. */
-  private degradeAt = Number.POSITIVE_INFINITY;
-  private linkLostAt = Number.POSITIVE_INFINITY;
+  /** Our link was closed from the other end (not by us). */
+  private peerClosedLink = false;
   /**
    * Active that had a standby and lost it: the only kind of active another node can have taken
    * over from (a standby must have synced from it), so the only kind a claim fences.
@@ -188,7 +264,7 @@ export class HaNode {
   private orphaned = false;
   /** The last `now` any call gave (messages go out inside calls that have one). */
   private clock: number;
-  private readonly o: Required<HaNodeOptions>;
+  private readonly o: Required<Omit<HaNodeOptions, 'beaconKey'>> & { beaconKey?: Uint8Array };
   /** The connections restored by the last take-over, watched for `RESUME_WATCH_US`. */
   private watch: ResumeWatch[] = [];
   /** Those of `watch` that owed output at the take-over and have not had it acknowledged yet. */
@@ -196,6 +272,37 @@ export class HaNode {
   private watchUntil = 0;
   private watchCheckedAt = 0;
   private lastAnnounceAt = 0;
+
+  // The lease, active side.
+  /** Granted by the standby: we may send until then (our clock). */
+  private leaseUntil = -INF;
+  /** Serving without a standby that could take over: the lease is ours to give. */
+  private selfLease = false;
+  /** What the driver was last told (to tell it only changes). */
+  private leaseTold = Number.NaN;
+  /** A synced standby was lost (link closed or silent) while our lease did not vouch for it. */
+  private lossAt = INF;
+  /** Data-link frames heard since `lossAt`: the first and the last (our clock). */
+  private rxSinceLoss = { first: INF, last: -INF };
+  /** The lease the peer grants (its ROLE says; at most ours). */
+  private peerLeaseUs: number;
+  /** Standbys bootstrapped so far (batches and beacons carry it). */
+  private session = 0;
+
+  // The lease, standby side.
+  /** We promised the active not to take over before this (plus the margin). */
+  private grantedUntil = -INF;
+  /** The session our mirror belongs to. */
+  private mirrorSession = -1;
+
+  // Beacons.
+  private lastBeaconAt = -INF;
+  /** The last data-link frame heard from anyone but us (our clock). */
+  private lastDataRx = -INF;
+  private peerBeacon: PeerBeacon | undefined;
+  /** Per sender nonce (hex), the newest `sentAt` accepted. */
+  private readonly beaconSeen = new Map<string, number>();
+  private readonly mac: number;
 
   constructor(
     opts: HaNodeOptions,
@@ -205,24 +312,29 @@ export class HaNode {
   ) {
     this.o = {
       mode: 'sync',
-      heartbeatUs: 20_000,
-      timeoutUs: 100_000,
-      silentTimeoutUs: 10 * (opts.timeoutUs ?? 100_000),
-      closeGraceUs: 0,
+      heartbeatUs: 10_000,
+      timeoutUs: 50_000,
+      leaseMarginUs: 5_000,
       startupWaitUs: 3_000_000,
       tsMarginMs: 1000,
       announceAfterUs: [10_000, 50_000, 200_000, 1_000_000],
       announceRefreshUs: 10_000_000,
       degraded: 'serve',
+      nonce: new Uint8Array(8),
+      dataLinkProof: false,
       ...opts,
     };
     this.role = opts.role === 'active' ? 'candidate' : 'standby';
+    this.peerLeaseUs = this.o.timeoutUs;
+    this.mac = nodeMac(opts.nodeId);
     this.lastHeard = now;
+    this.lastHeardLink = now;
     this.lastSent = now;
     this.startedAt = now;
     this.clock = now;
     stack.onAddressClaim = (_a, t) => this.addressClaimed(t);
     driver.setMuted(true);
+    this.pushLease();
   }
 
   get mode(): 'sync' | 'async' {
@@ -238,6 +350,29 @@ export class HaNode {
     return this.link !== undefined;
   }
 
+  /**
+   * Until when (our clock) this node may emit frames for the VIP: -Infinity unless active;
+   * +Infinity when serving alone; else the lease its standby granted.
+   */
+  sendUntil(): number {
+    if (this.role !== 'active') return -INF;
+    return this.selfLease ? INF : this.leaseUntil;
+  }
+
+  /** For status: 'alone' (degraded, self-granted), 'held' (granted, valid), 'expired', 'none'. */
+  leaseState(now: number): 'alone' | 'held' | 'expired' | 'none' {
+    if (this.role !== 'active') return 'none';
+    if (this.selfLease) return 'alone';
+    return now < this.leaseUntil ? 'held' : 'expired';
+  }
+
+  private pushLease(): void {
+    const u = this.sendUntil();
+    if (u === this.leaseTold) return;
+    this.leaseTold = u;
+    this.driver.setLease?.(u);
+  }
+
   // -------------------------------------------------------------------------------------------
   // Link events
 
@@ -247,7 +382,9 @@ export class HaNode {
     this.link = link;
     this.peerRole = undefined;
     this.peerReady = false;
+    this.peerClosedLink = false;
     this.lastHeard = now;
+    this.lastHeardLink = now;
     this.clock = now;
     this.sendRole();
   }
@@ -255,25 +392,93 @@ export class HaNode {
   linkClosed(link: PeerLink, now: number): void {
     if (this.link !== link) return;
     this.link = undefined;
-    this.linkLostAt = now;
+    this.peerClosedLink = true;
     this.peerRole = undefined;
-    if (this.role === 'active' && this.peerReady) {
-      this.peerReady = false;
-      // Keep holding for one more detection timeout before serving alone: if the standby is in
-      // fact taking over, its claim of the VIP reaches us first and we fence (see addressClaimed)
-      // instead of sending what it does not hold.
-      this.degradeAt = now + this.o.timeoutUs;
-      this.orphaned = true;
-      this.driver.log(`standby gone: holding output ${this.o.timeoutUs / 1000} ms, then serving alone`);
+    if (this.role === 'active' && this.peerReady) this.loseStandby(now, 'link closed');
+  }
+
+  /** Closes our link ourselves (the peer will redial, or we will). */
+  private dropLink(): void {
+    const l = this.link;
+    if (!l) return;
+    this.link = undefined;
+    this.peerClosedLink = false;
+    this.peerRole = undefined;
+    l.close();
+  }
+
+  /**
+   * The attached standby is gone from the replication link. Not synced: it could not take over;
+   * serve alone. Synced and our lease still granted: it has not taken over (it promised), and a
+   * closed link is its process gone; serve alone. Otherwise hold until we know (`decideLoss`).
+   */
+  private loseStandby(now: number, why: 'link closed' | 'silent' | 'refused'): void {
+    const synced = this.replicator?.standbySynced ?? false;
+    this.peerReady = false;
+    this.orphaned = true;
+    if (!synced) {
+      this.driver.log(`standby lost (${why}) before it synced: serving alone`);
+      this.serveAlone(now);
+      return;
     }
+    if (why === 'link closed' && now < this.leaseUntil) {
+      this.driver.log('standby lost (link closed) while our lease held: its process is gone; serving alone');
+      this.serveAlone(now);
+      return;
+    }
+    this.lossAt = now;
+    this.rxSinceLoss = { first: INF, last: -INF };
+    this.driver.log(`standby lost (${why}): holding output until it is known unable to take over`);
+    this.beaconNow(now);
+  }
+
+  /** While holding after a loss: whether we now know the lost standby cannot take over. */
+  private decideLoss(now: number): void {
+    if (this.role !== 'active' || this.lossAt === INF) return;
+    const p = this.peerBeacon;
+    if (p && p.at >= this.lossAt && p.role === 'standby' && (!p.synced || p.session < this.session)) {
+      this.driver.log('the lost standby dropped its mirror (its beacon says so): serving alone');
+      this.serveAlone(now);
+      return;
+    }
+    const quietPeer = !p || p.at < this.lossAt;
+    if (this.o.dataLinkProof) {
+      const span = this.rxSinceLoss.last - this.rxSinceLoss.first;
+      if (quietPeer && span >= PROOF_HEARTBEATS * this.o.heartbeatUs && now >= this.leaseUntil) {
+        this.driver.log(
+          'the lost standby is not on the data link (traffic heard, no beacon from it): serving alone',
+        );
+        this.serveAlone(now);
+      }
+      return;
+    }
+    if (
+      quietPeer &&
+      now >= Math.max(this.leaseUntil, this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs
+    ) {
+      this.driver.log('the lost standby did not claim the VIP: serving alone');
+      this.serveAlone(now);
+    }
+  }
+
+  /** No standby can take over from us: lift every limit and grant ourselves the lease. */
+  private serveAlone(now: number): void {
+    this.lossAt = INF;
+    this.peerReady = false;
+    if (this.role !== 'active') return;
+    this.replicator?.detach();
+    this.selfLease = true;
+    this.stack.acceptingNew = this.o.degraded === 'serve';
+    this.driver.log(`serving alone (degraded) at epoch ${this.epoch}`);
+    this.pushLease();
+    this.beaconNow(now);
+    this.driver.wake();
   }
 
   /**
    * Another node claimed one of our addresses (an ARP or NA from elsewhere, seen on the data
-   * link: the second path of DESIGN.md "Detect"). An active that lost its standby takes it as
-   * that standby's take-over and fences. Any other active ignores it: nobody can have taken over
-   * from it, and a node that starts and claims too early loses on epochs once the replication
-   * link is up (it hears the higher epoch and fences).
+   * link). An active that lost its standby takes it as that standby's take-over and fences. Any
+   * other active ignores it: nobody can have taken over from it.
    */
   addressClaimed(_now: number): void {
     if (this.role !== 'active' || this.peerReady) return;
@@ -285,11 +490,12 @@ export class HaNode {
   message(type: number, epoch: number, payload: Uint8Array, now: number): void {
     if (!this.link) return;
     this.lastHeard = now;
+    this.lastHeardLink = now;
     this.clock = now;
-    if (epoch > this.epoch && this.role === 'active') {
+    // Superseded: fence, then take the message as the standby we now are (a ROLE from the
+    // new active makes us join it over this very link).
+    if (epoch > this.epoch && this.role === 'active')
       this.fence(`the peer speaks for epoch ${epoch}, ours is ${this.epoch}`);
-      return;
-    }
     switch (type) {
       case MSG_ROLE:
         this.onRole(payload, epoch, now);
@@ -298,17 +504,31 @@ export class HaNode {
         this.onBatch(payload, epoch, now);
         return;
       case MSG_ACK: {
-        const lsn = readF64(payload);
-        if (lsn === undefined || this.role !== 'active') {
+        const v = readF64s(payload, 1, 2);
+        if (v === undefined || this.role !== 'active') {
           this.refuse('an ACK that is not one');
           return;
         }
-        this.replicator?.ack(lsn);
+        if (v.length === 2) this.granted(v[1], epoch, now);
+        this.replicator?.ack(v[0]);
         this.driver.wake();
         return;
       }
-      case MSG_HEARTBEAT:
+      case MSG_HEARTBEAT: {
+        const v = readF64s(payload, 1, 2);
+        if (v === undefined) {
+          this.refuse('a heartbeat that is not one');
+          return;
+        }
+        if (v.length === 2) {
+          if (this.role === 'active') this.granted(v[1], epoch, now);
+        } else if (this.role === 'standby' && epoch === this.epoch) {
+          // The active's heartbeat: answer at once with its clock, granting the lease.
+          this.grant(now);
+          this.send(MSG_HEARTBEAT, f64(now, v[0]));
+        }
         return;
+      }
       case MSG_DROP:
         // The active is alive and let us go: our mirror is stale until a new bootstrap.
         if (this.role === 'standby') {
@@ -321,6 +541,22 @@ export class HaNode {
     }
   }
 
+  /** Standby: we answer the active now; we must not take over for a lease from now. */
+  private grant(now: number): void {
+    this.grantedUntil = Math.max(this.grantedUntil, now + this.o.timeoutUs);
+    this.beacons.grants++;
+  }
+
+  /** Active: the standby echoed our clock value `echo`: the lease runs to `echo + timeoutUs`. */
+  private granted(echo: number, epoch: number, now: number): void {
+    if (this.role !== 'active' || epoch !== this.epoch || !Number.isFinite(echo) || echo > now) return;
+    const until = echo + this.peerLeaseUs;
+    if (until <= this.leaseUntil) return;
+    if (!this.selfLease && now >= this.leaseUntil && this.leaseUntil > -INF) this.beacons.leaseLapses++;
+    this.leaseUntil = until;
+    this.pushLease();
+  }
+
   private refuse(reason: string): void {
     this.rejects.push(reason);
     this.driver.log(`replication: refused ${reason}; closing the link`);
@@ -330,17 +566,27 @@ export class HaNode {
     // behind the active's: it is stale until a new bootstrap.
     if (this.role === 'active') l.send(MSG_DROP, this.epoch, ENC.encode('refused'));
     if (this.role === 'standby') this.unsync();
-    this.linkClosed(l, this.clock);
-    l.close();
+    const wasReady = this.role === 'active' && this.peerReady;
+    this.dropLink();
+    // It was told DROP: were it synced, it no longer is (or never gets the word, and it is a
+    // silent standby to us).
+    if (wasReady) this.loseStandby(this.clock, 'refused');
   }
 
   private unsync(): void {
     this.mirror.synced = false;
+    this.mirror.bootstrapped = false;
     this.mirror.clear();
+    this.mirrorSession = -1;
   }
 
   private sendRole(): void {
-    const body = { nodeId: this.o.nodeId, role: this.role, ready: this.mirror.synced };
+    const body = {
+      nodeId: this.o.nodeId,
+      role: this.role,
+      ready: this.mirror.synced,
+      leaseUs: this.o.timeoutUs,
+    };
     this.send(MSG_ROLE, ENC.encode(JSON.stringify(body)));
   }
 
@@ -350,7 +596,7 @@ export class HaNode {
   }
 
   private onRole(payload: Uint8Array, epoch: number, now: number): void {
-    let body: { role?: unknown; nodeId?: unknown };
+    let body: { role?: unknown; nodeId?: unknown; leaseUs?: unknown };
     try {
       body = JSON.parse(DEC.decode(payload));
     } catch {
@@ -363,13 +609,18 @@ export class HaNode {
       return;
     }
     this.peerRole = role;
+    // The lease we hold is the shorter of what we would grant and what the peer grants (two
+    // nodes configured apart must not let the active outlive its standby's promise).
+    const l = body.leaseUs;
+    this.peerLeaseUs = typeof l === 'number' && l > 0 ? Math.min(l, this.o.timeoutUs) : this.o.timeoutUs;
     if (role === 'active') {
       if (this.role === 'candidate' || this.role === 'standby') {
         // Join as standby (no preemption): take the active's epoch.
         this.role = 'standby';
+        if (epoch > this.epoch) this.unsync();
         this.epoch = Math.max(this.epoch, epoch);
-        this.mirror.synced = false;
         this.driver.setMuted(true);
+        this.pushLease();
         this.sendRole();
       } else if (this.role === 'active' && epoch === this.epoch) {
         // Two actives with one epoch: the smaller node id keeps it.
@@ -390,21 +641,37 @@ export class HaNode {
     }
     if (role === 'standby') {
       if (this.role === 'candidate') this.becomeActive(now, false);
-      if (this.role === 'active' && role === 'standby' && !this.peerReady) {
-        this.peerReady = true;
-        this.orphaned = false;
-        this.stack.acceptingNew = true;
-        const b = this.replicator!.bootstrap(now);
-        this.sendBatch(b);
-        this.driver.log(`standby attached: bootstrap of ${b.records.length} records (lsn ${b.lsn})`);
-      }
+      if (this.role === 'active' && !this.peerReady) this.attachStandby(now);
     }
+  }
+
+  /** A standby on the link: bootstrap it (it catches up while we serve; see Replicator). */
+  private attachStandby(now: number): void {
+    this.peerReady = true;
+    this.orphaned = false;
+    this.lossAt = INF;
+    this.stack.acceptingNew = true;
+    this.session++;
+    const rep = this.replicator!;
+    rep.session = this.session;
+    const b = rep.bootstrap(now);
+    this.sendBatch(b);
+    this.driver.log(
+      `standby attached: bootstrap of ${b.records.length} records (session ${this.session}), serving on while it catches up`,
+    );
   }
 
   private sendBatch(b: Parameters<typeof encodeBatch>[0]): void {
     const bytes = encodeBatch(b);
     if (this.replicator) this.replicator.counters.bytes += bytes.length;
     this.send(MSG_BATCH, bytes);
+    if (b.sync && this.selfLease) {
+      // From this batch on the standby can take over: the lease is its to grant. (It has been
+      // answering our heartbeats and batches all along, so the lease is fresh.)
+      this.selfLease = false;
+      this.driver.log(`standby synced at batch ${b.lsn}: the lease is now granted by it`);
+      this.pushLease();
+    }
   }
 
   private onBatch(payload: Uint8Array, epoch: number, now: number): void {
@@ -422,16 +689,129 @@ export class HaNode {
       this.refuse(b);
       return;
     }
+    const wasSynced = this.mirror.synced;
     const err = this.mirror.apply(b, now);
     if (err) {
       this.refuse(err);
       return;
     }
-    this.send(MSG_ACK, f64(b.lsn));
+    if (b.reset) this.mirrorSession = b.session ?? 0;
+    if (this.mirror.synced && !wasSynced)
+      this.driver.log(`synced at batch ${b.lsn} (session ${this.mirrorSession}): able to take over`);
+    this.grant(now);
+    this.send(MSG_ACK, f64(b.lsn, b.at));
   }
 
   // -------------------------------------------------------------------------------------------
-  // Driver calls
+  // The data link
+
+  /**
+   * A frame heard on the data link (any node's, not a beacon): the evidence that the data link
+   * works (`dataLinkProof`). Cheap: called for every frame.
+   */
+  heard(now: number): void {
+    this.lastDataRx = now;
+    if (this.lossAt !== INF) {
+      if (this.rxSinceLoss.first === INF) this.rxSinceLoss.first = now;
+      this.rxSinceLoss.last = now;
+      this.decideLoss(now);
+    }
+  }
+
+  /** A beacon frame from the data link. Refused ones are counted and dropped. */
+  beacon(frame: Uint8Array, now: number): void {
+    const key = this.o.beaconKey;
+    if (!key) return;
+    this.clock = now;
+    const b = decodeBeacon(frame, key);
+    if (typeof b === 'string') {
+      this.beacons.refused++;
+      return;
+    }
+    if (b.nodeId === this.o.nodeId) return;
+    const nk = toHex(b.nonce);
+    const seen = this.beaconSeen.get(nk);
+    if (seen !== undefined && b.sentAt <= seen) {
+      this.beacons.refused++;
+      return;
+    }
+    if (this.beaconSeen.size > 64) this.beaconSeen.clear();
+    this.beaconSeen.set(nk, b.sentAt);
+    this.beacons.heard++;
+    this.lastHeard = now;
+    this.lastDataRx = now;
+    this.peerBeacon = {
+      role: b.role,
+      epoch: b.epoch,
+      session: b.session,
+      attached: b.attached,
+      synced: b.synced,
+      at: now,
+    };
+    if (b.role === 'active') this.fromActiveBeacon(b, now);
+    else if (b.role === 'standby' && this.role === 'active') {
+      if (Number.isFinite(b.echo)) this.granted(b.echo, b.epoch, now);
+      this.decideLoss(now);
+    }
+  }
+
+  private fromActiveBeacon(b: Beacon, now: number): void {
+    if (this.role === 'active') {
+      if (b.epoch > this.epoch)
+        this.fence(`node ${b.nodeId} is active at epoch ${b.epoch}, ours is ${this.epoch}`);
+      else if (b.epoch === this.epoch && b.nodeId < this.o.nodeId)
+        this.fence(`active peer ${b.nodeId} at our epoch`);
+      return;
+    }
+    if (this.role !== 'standby') return;
+    if (this.mirror.synced) {
+      // The active moved on without us: a later epoch, a later session, or it dropped ours.
+      const stale =
+        b.epoch > this.epoch ||
+        (b.epoch === this.epoch &&
+          (b.session > this.mirrorSession || (b.session === this.mirrorSession && !b.attached)));
+      if (stale) {
+        this.driver.log(
+          `the active's beacon says our mirror is stale (epoch ${b.epoch}, session ${b.session}${b.attached ? '' : ', no standby'}): resyncing`,
+        );
+        this.unsync();
+      }
+    }
+    if (b.epoch !== this.epoch && !this.mirror.synced) this.epoch = Math.max(this.epoch, b.epoch);
+    if (b.epoch === this.epoch) {
+      // Answer with its clock: a grant, as on the replication link.
+      this.grant(now);
+      this.sendBeacon(now, b.sentAt);
+    }
+  }
+
+  private beaconNow(now: number): void {
+    if (this.o.beaconKey) this.sendBeacon(now, Number.NaN);
+  }
+
+  private sendBeacon(now: number, echo: number): void {
+    const key = this.o.beaconKey;
+    if (!key || !this.driver.sendBeacon) return;
+    const role: Beacon['role'] = this.role === 'fenced' ? 'standby' : this.role;
+    const f = encodeBeacon(
+      {
+        nodeId: this.o.nodeId,
+        role,
+        epoch: this.epoch,
+        session: role === 'active' ? this.session : Math.max(0, this.mirrorSession),
+        attached: role === 'active' && this.peerReady,
+        synced: role === 'standby' && this.mirror.synced,
+        sentAt: now,
+        echo,
+        nonce: this.o.nonce,
+      },
+      key,
+      this.mac,
+    );
+    this.lastBeaconAt = now;
+    this.beacons.sent++;
+    this.driver.sendBeacon(f);
+  }
 
   /**
    * A frame the data link delivered to this node while it was muted. A synced standby keeps the
@@ -455,6 +835,9 @@ export class HaNode {
     this.snooped.bytes += m.snoop(t.seq, t.payload);
   }
 
+  // -------------------------------------------------------------------------------------------
+  // Driver calls
+
   /** End of a driver turn: the active ships what the turn did as one batch. */
   afterTurn(now: number): void {
     this.clock = now;
@@ -464,24 +847,36 @@ export class HaNode {
     if (b && this.link && this.peerReady) this.sendBatch(b);
   }
 
-  /** Silence after which the peer counts as dead: short once its link has closed. */
   /**
-   * When the active counts as dead: `silentTimeoutUs` after it was last heard while its link is
-   * open; `closeGraceUs` after the link closed (its process died and its kernel closed the
-   * socket: a live active that lets its standby go says DROP first), but never before
-   * `timeoutUs` of silence unless `closeGraceUs` allows it.
+   * When a synced standby may take over: the active silent on both paths for `timeoutUs`, and
+   * the lease we granted it expired plus the margin.
    */
   private deadAt(): number {
-    if (this.link) return this.lastHeard + this.o.silentTimeoutUs;
-    return Math.min(this.lastHeard + this.o.timeoutUs, this.linkLostAt + this.o.closeGraceUs);
+    return Math.max(this.lastHeard + this.o.timeoutUs, this.grantedUntil + this.o.leaseMarginUs);
+  }
+
+  /** Whether the evidence allows acting on the active's silence (see `dataLinkProof`). */
+  private mayTakeOver(): boolean {
+    if (!this.o.dataLinkProof) return true;
+    return (!this.link && this.peerClosedLink) || this.lastDataRx > this.lastHeard;
   }
 
   pollAt(): number {
-    let t = this.link ? this.lastSent + this.o.heartbeatUs : Number.POSITIVE_INFINITY;
-    if (this.role === 'standby' && this.mirror.synced) t = Math.min(t, this.deadAt());
-    if (this.role === 'active' && this.peerReady) t = Math.min(t, this.lastHeard + this.o.silentTimeoutUs);
+    let t = this.link ? this.lastSent + this.o.heartbeatUs : INF;
+    if (this.o.beaconKey && this.role !== 'candidate')
+      t = Math.min(t, this.lastBeaconAt + this.o.heartbeatUs);
+    // Without the evidence, a frame heard (`heard`) is what may make it due.
+    if (this.role === 'standby' && this.mirror.synced && this.mayTakeOver()) t = Math.min(t, this.deadAt());
+    if (this.role === 'active' && this.peerReady && this.link)
+      t = Math.min(
+        t,
+        this.lastHeardLink + this.o.timeoutUs,
+        (this.replicator?.oldestUnackedAt ?? INF) + this.o.timeoutUs,
+      );
+    // With `dataLinkProof` the decision waits for frames (`heard`), not for a time.
+    if (this.role === 'active' && this.lossAt !== INF && !this.o.dataLinkProof)
+      t = Math.min(t, Math.max(this.leaseUntil, this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs);
     if (this.role === 'candidate') t = Math.min(t, this.startedAt + this.o.startupWaitUs);
-    t = Math.min(t, this.degradeAt);
     if (this.announceAt.length > 0) t = Math.min(t, this.announceAt[0]);
     return t;
   }
@@ -490,27 +885,35 @@ export class HaNode {
     this.clock = now;
     if (this.role === 'candidate' && now >= this.startedAt + this.o.startupWaitUs)
       this.becomeActive(now, false);
-    if (this.role === 'standby' && this.mirror.synced && now >= this.deadAt()) this.takeOver(now);
-    if (this.role === 'active' && this.peerReady && now >= this.lastHeard + this.o.silentTimeoutUs) {
-      this.driver.log(`standby silent for ${((now - this.lastHeard) / 1000).toFixed(0)} ms: dropping it`);
-      const l = this.link;
-      if (l) {
-        l.send(MSG_DROP, this.epoch, ENC.encode('silent'));
-        this.linkClosed(l, now);
-        l.close();
+    if (this.role === 'standby' && this.mirror.synced && now >= this.deadAt() && this.mayTakeOver())
+      this.takeOver(now);
+    if (this.role === 'standby' && this.link && now >= this.lastHeardLink + 4 * this.o.timeoutUs) {
+      // A link silent this long is dead (a cut path): close it, so a new one can replace it.
+      this.driver.log(
+        `replication link silent for ${((now - this.lastHeardLink) / 1000).toFixed(0)} ms: closing it`,
+      );
+      this.dropLink();
+    }
+    if (this.role === 'active' && this.peerReady && this.link) {
+      // Silent, or hearing us no more (a batch unacknowledged for a timeout: a one-way cut).
+      const silent = now >= this.lastHeardLink + this.o.timeoutUs;
+      const oldest = this.replicator?.oldestUnackedAt ?? INF;
+      if (silent || now >= oldest + this.o.timeoutUs) {
+        this.driver.log(
+          silent
+            ? `standby silent for ${((now - this.lastHeardLink) / 1000).toFixed(0)} ms: dropping it`
+            : `standby has not acknowledged a batch for ${((now - oldest) / 1000).toFixed(0)} ms: dropping it`,
+        );
+        this.link.send(MSG_DROP, this.epoch, ENC.encode('silent'));
+        this.dropLink();
+        this.loseStandby(now, 'silent');
       }
     }
-    if (now >= this.degradeAt) {
-      this.degradeAt = Number.POSITIVE_INFINITY;
-      if (this.role === 'active' && !this.peerReady) {
-        this.replicator?.detach();
-        this.stack.acceptingNew = this.o.degraded === 'serve';
-        this.driver.log(`serving alone (degraded) at epoch ${this.epoch}`);
-        this.driver.wake();
-      }
-    }
+    this.decideLoss(now);
     // The same sums as pollAt's: `now - a >= d` can miss `now >= a + d` by a rounding.
     if (this.link && now >= this.lastSent + this.o.heartbeatUs) this.send(MSG_HEARTBEAT, f64(now));
+    if (this.o.beaconKey && this.role !== 'candidate' && now >= this.lastBeaconAt + this.o.heartbeatUs)
+      this.beaconNow(now);
     while (this.announceAt.length > 0 && this.announceAt[0] <= now) {
       this.announceAt.shift();
       if (this.role === 'active') {
@@ -529,22 +932,28 @@ export class HaNode {
     if (!takeover) this.epoch = Math.max(this.epoch, 0) + 1;
     this.role = 'active';
     this.orphaned = false;
-    this.degradeAt = Number.POSITIVE_INFINITY;
+    this.lossAt = INF;
+    this.peerReady = false;
+    // Nobody can take over from a new active until it syncs a standby: it grants itself the lease.
+    this.selfLease = true;
+    this.leaseUntil = -INF;
     this.stack.acceptingNew = this.o.degraded === 'serve';
     this.replicator = new Replicator(this.stack, this.o.mode);
+    this.pushLease();
     this.driver.setMuted(false);
     this.stack.announce();
     this.lastAnnounceAt = now;
     this.announceAt = this.o.announceAfterUs.map((d) => now + d);
     this.driver.log(`active at epoch ${this.epoch}${takeover ? ' (take-over)' : ''}`);
     this.sendRole();
+    this.beaconNow(now);
     this.driver.wake();
   }
 
   /** Step 2-6 of DESIGN.md "Take-over": epoch+1, restore, kick-start, claim the VIP, resume the app. */
   takeOver(now: number): void {
     const lastHeard = this.lastHeard;
-    const cause = !this.link && now >= this.linkLostAt + this.o.closeGraceUs ? 'link closed' : 'silence';
+    const cause = !this.link && this.peerClosedLink ? 'link closed' : 'silence';
     const t0 = this.driver.clock?.() ?? 0;
     this.epoch++;
     const { restored, failed } = this.mirror.restoreAll(now, this.o.tsMarginMs);
@@ -579,14 +988,8 @@ export class HaNode {
           g.tuple.remotePort,
           now + GONE_QUIET_US,
         );
-    this.mirror.clear();
-    this.mirror.synced = false;
-    if (this.link) {
-      const l = this.link;
-      this.link = undefined;
-      l.close();
-    }
-    this.peerReady = false;
+    this.unsync();
+    this.dropLink();
     this.becomeActive(now, true);
     this.takeovers.push({
       lastHeardAt: lastHeard,
@@ -704,15 +1107,36 @@ export class HaNode {
       );
   }
 
+  /**
+   * Another node is active at a later epoch (or wins a tie): stop sending at once (I4), drop
+   * every connection without a word (the new active owns them), and rejoin as a standby: the
+   * replication link comes up again and the new active bootstraps us.
+   */
   private fence(reason: string): void {
+    const dropped = this.stack.connectionCount;
+    this.fences.push({ at: this.clock, epoch: this.epoch, reason, dropped });
     this.role = 'fenced';
-    this.announceAt = [];
+    this.pushLease();
     this.driver.setMuted(true);
-    this.driver.log(`fenced: ${reason}; silent from now on`);
-    const l = this.link;
-    if (l) {
-      this.link = undefined;
-      l.close();
-    }
+    this.announceAt = [];
+    this.watch = [];
+    this.waiting = [];
+    this.lossAt = INF;
+    this.peerReady = false;
+    this.selfLease = false;
+    this.leaseUntil = -INF;
+    this.replicator?.detach();
+    if (this.replicator) this.stack.observer = undefined;
+    this.replicator = undefined;
+    this.stack.discardAll();
+    this.unsync();
+    this.role = 'standby';
+    this.driver.log(
+      `fenced: ${reason}; ${dropped} connection(s) dropped without a word; rejoining as standby`,
+    );
+    // Over the link we have, if any (the new active bootstraps us on this ROLE); a dead one is
+    // closed by the standby's silence rule, and the transport dials again.
+    this.sendRole();
+    this.driver.wake();
   }
 }

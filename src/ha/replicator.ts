@@ -6,7 +6,12 @@
  *
  * - A new connection starts held (its SYN or SYN-ACK waits for its `open` to commit).
  * - `bootstrap` puts every connection, buffers included, into one reset batch for a standby that
- *   just joined; until it commits, nothing leaves beyond what already had.
+ *   just joined, and nothing is held while it travels: the standby catches up on the batches that
+ *   follow as in async mode (it cannot take over yet, so nothing it lacks can be lost to a
+ *   take-over). Once it has applied the bootstrap, the next batch is marked `sync`: from it on
+ *   output is held again, at what has already left, and the standby that applies it holds
+ *   everything released. A standby joining under load costs clients one round trip, not the
+ *   transfer of the whole snapshot.
  * - With no standby (`detach`) every limit is lifted: the node serves alone (degraded).
  * - In async mode batches flow the same way but limits are never set.
  */
@@ -24,6 +29,10 @@ import {
 } from './log.ts';
 
 const INF = Number.POSITIVE_INFINITY;
+/** An ACK limit no stream offset reaches: nothing held, but no SACK blocks (see `unhold`). */
+const CATCHING_UP_ACK_LIMIT = Number.MAX_SAFE_INTEGER;
+/** Batches after the bootstrap a standby waits at most for out-of-order bytes to drain. */
+const SYNC_WAIT_BATCHES = 1000;
 
 interface Replicated {
   id: number;
@@ -55,9 +64,19 @@ export class Replicator implements StackObserver {
   private gone: number[] = [];
   private checkpoints: LogRecord[] = [];
   private readonly pending: Commit[] = [];
+  /** Every batch sent and not acknowledged, with its time (the standby's lag). */
+  private unacked: { lsn: number; at: number }[] = [];
+  /** The replication session (set by the node for each standby it bootstraps), in every batch. */
+  session = 0;
   private nextId = 1;
   private lsn = 0;
+  private ackedLsn = 0;
   private attached = false;
+  /** Between a bootstrap and the batch marked `sync`: batches flow, nothing is held. */
+  private catchingUp = false;
+  private bootstrapLsn = 0;
+  /** The `sync` batch has gone out: the standby holds, or will, everything released. */
+  private syncSent = false;
 
   constructor(
     private readonly stack: NetStack,
@@ -67,14 +86,24 @@ export class Replicator implements StackObserver {
     stack.observer = this;
   }
 
-  /** A standby is attached (batches flow) and holds the limits (sync). */
+  /** A standby is attached, has caught up (batches flow) and holds the limits (sync). */
   get gating(): boolean {
-    return this.attached && this.mode === 'sync';
+    return this.attached && this.mode === 'sync' && !this.catchingUp;
+  }
+
+  /** The batch that makes the standby able to take over has been sent. */
+  get standbySynced(): boolean {
+    return this.attached && this.syncSent;
   }
 
   /** Batches sent and not yet acknowledged. */
   get inFlight(): number {
-    return this.pending.length;
+    return this.attached ? this.lsn - this.ackedLsn : 0;
+  }
+
+  /** When the oldest batch not yet acknowledged was built (our clock; Infinity: none). */
+  get oldestUnackedAt(): number {
+    return this.unacked.length > 0 ? this.unacked[0].at : INF;
   }
 
   get lastLsn(): number {
@@ -96,7 +125,7 @@ export class Replicator implements StackObserver {
     if (this.gating) {
       c.tcp.ackLimit = -1;
       c.tcp.sendLimit = -1;
-    }
+    } else if (this.catchingUp) c.tcp.ackLimit = CATCHING_UP_ACK_LIMIT;
     this.dirty.add(c);
   }
 
@@ -142,13 +171,16 @@ export class Replicator implements StackObserver {
    */
   bootstrap(now: number): Batch {
     this.attached = true;
+    this.catchingUp = true;
+    this.syncSent = false;
     this.pending.length = 0;
+    this.unacked = [];
     this.gone = [];
     this.checkpoints = [];
     this.dirty.clear();
     this.lsn = 0;
+    this.ackedLsn = 0;
     const records: LogRecord[] = [];
-    const releases: Commit['releases'] = [];
     for (const [c, r] of this.conns) {
       const t = c.tcp;
       const s = t.snapshot(now, true);
@@ -156,8 +188,6 @@ export class Replicator implements StackObserver {
       const recvFrom = s.readOffset;
       const received = s.received;
       const { start: sendStart, data: sendData } = s.sendBuffer;
-      const rel = this.limitsOf(t, s);
-      const { lastAckSent, sndMax } = s;
       // A new standby knows nothing: every connection opens again, config and state whole.
       r.opened = false;
       r.last = undefined;
@@ -166,14 +196,38 @@ export class Replicator implements StackObserver {
       r.recvEnd = recvFrom + received.length;
       if (sendData.length > 0) records.push({ type: REC_SEND, id: r.id, offset: sendStart, data: sendData });
       r.sendEnd = sendStart + sendData.length;
-      if (this.mode === 'sync') {
-        // Hold at what has already gone out; the rest leaves when the bootstrap commits.
-        t.ackLimit = Math.min(rel.ackLimit, Math.max(lastAckSent, -1));
-        t.sendLimit = Math.min(rel.sendLimit, Math.max(sndMax, -1));
-      }
-      releases.push({ c, ...rel });
+      // Nothing is held while the standby catches up (it cannot take over yet).
+      this.unhold(c, CATCHING_UP_ACK_LIMIT);
     }
-    return this.seal(now, true, records, releases);
+    const b = this.seal(now, true, records, []);
+    this.bootstrapLsn = b.lsn;
+    return b;
+  }
+
+  /**
+   * Lifts `c`'s limits. While a standby catches up the ACK limit stays finite, though out of
+   * reach (`CATCHING_UP_ACK_LIMIT`): the engine then sends no SACK blocks, which would report
+   * out-of-order bytes the standby will not hold once it can take over.
+   */
+  private unhold(c: StackConnection, limit = INF): void {
+    if (c.tcp.ackLimit !== limit || c.tcp.sendLimit !== INF) {
+      c.tcp.ackLimit = limit;
+      c.tcp.sendLimit = INF;
+      this.stack.touch(c);
+    }
+  }
+
+  /**
+   * Whether the standby may become able to take over now: it applied the bootstrap, and no
+   * connection holds out-of-order bytes (which its peer may count as SACKed, from before the
+   * standby came: it would wait for its RTO to learn they are gone), unless the wait has lasted
+   * `SYNC_WAIT_BATCHES` batches.
+   */
+  private readyToSync(): boolean {
+    if (this.ackedLsn < this.bootstrapLsn) return false;
+    if (this.lsn - this.bootstrapLsn >= SYNC_WAIT_BATCHES) return true;
+    for (const c of this.conns.keys()) if (c.tcp.outOfOrderBytes > 0) return false;
+    return true;
   }
 
   /** Everything since the last batch, as the next batch; undefined when nothing changed. */
@@ -183,7 +237,14 @@ export class Replicator implements StackObserver {
       for (const c of this.conns.keys()) c.tcp.takeArrivals();
       return undefined;
     }
-    if (this.dirty.size === 0 && this.gone.length === 0 && this.checkpoints.length === 0) return undefined;
+    // The standby has applied the bootstrap: from this batch on, output waits for it again.
+    const sync = this.catchingUp && this.readyToSync();
+    if (sync) {
+      this.catchingUp = false;
+      for (const c of this.conns.keys()) this.dirty.add(c);
+    }
+    if (!sync && this.dirty.size === 0 && this.gone.length === 0 && this.checkpoints.length === 0)
+      return undefined;
     const records: LogRecord[] = [];
     const releases: Commit['releases'] = [];
     for (const c of this.dirty) {
@@ -217,22 +278,34 @@ export class Replicator implements StackObserver {
         }
       }
       if (!stateFirst) records.push(this.stateRecord(c, r, s));
-      releases.push({ c, ...this.limitsOf(t, s) });
+      const rel = this.limitsOf(t, s);
+      if (sync && this.mode === 'sync') {
+        // Hold at what has already gone out; the rest leaves when this batch commits.
+        t.ackLimit = Math.min(rel.ackLimit, Math.max(s.lastAckSent, -1));
+        t.sendLimit = Math.min(rel.sendLimit, Math.max(s.sndMax, -1));
+      }
+      releases.push({ c, ...rel });
     }
     this.dirty.clear();
     for (const id of this.gone) records.push({ type: REC_GONE, id });
     this.gone = [];
     records.push(...this.checkpoints);
     this.checkpoints = [];
-    return this.seal(now, false, records, releases);
+    const b = this.seal(now, false, records, releases);
+    if (sync) {
+      b.sync = true;
+      this.syncSent = true;
+    }
+    return b;
   }
 
   private seal(now: number, reset: boolean, records: LogRecord[], releases: Commit['releases']): Batch {
     const lsn = ++this.lsn;
-    if (this.mode === 'sync') this.pending.push({ lsn, releases });
+    if (this.gating) this.pending.push({ lsn, releases });
+    if (this.attached) this.unacked.push({ lsn, at: now });
     this.counters.batches++;
     this.counters.records += records.length;
-    return { lsn, reset, at: now, records };
+    return { lsn, reset, at: now, session: this.session, records };
   }
 
   /**
@@ -271,6 +344,10 @@ export class Replicator implements StackObserver {
 
   /** The standby holds every batch up to `lsn`: release what they carried. */
   ack(lsn: number): void {
+    if (lsn > this.ackedLsn && lsn <= this.lsn) this.ackedLsn = lsn;
+    let k = 0;
+    while (k < this.unacked.length && this.unacked[k].lsn <= lsn) k++;
+    if (k > 0) this.unacked.splice(0, k);
     while (this.pending.length > 0 && this.pending[0].lsn <= lsn) {
       const commit = this.pending.shift()!;
       this.counters.commits++;
@@ -294,16 +371,13 @@ export class Replicator implements StackObserver {
   /** No standby: lift every limit (serve alone) and stop producing batches. */
   detach(): void {
     this.attached = false;
+    this.catchingUp = false;
+    this.syncSent = false;
     this.pending.length = 0;
+    this.unacked = [];
     this.gone = [];
     this.checkpoints = [];
-    for (const c of this.conns.keys()) {
-      if (c.tcp.ackLimit !== INF || c.tcp.sendLimit !== INF) {
-        c.tcp.ackLimit = INF;
-        c.tcp.sendLimit = INF;
-        this.stack.touch(c);
-      }
-    }
+    for (const c of this.conns.keys()) this.unhold(c);
   }
 }
 

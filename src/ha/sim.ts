@@ -11,12 +11,15 @@
  * - request/response (port 80): each 64-byte request gets a 1,000-byte answer derived from it.
  */
 
+import type { LinkDevice } from '../link/device.ts';
+import { GatedDevice } from '../link/gate.ts';
 import type { NodeHandle, SimNode } from '../link/sim/index.ts';
 import { fillPattern } from '../link/sim/pattern.ts';
 import { cidrFromString } from '../stack/ip.ts';
 import { NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';
-import { macFromString, writeMac } from '../wire/address.ts';
+import { macFromString } from '../wire/address.ts';
+import { beaconKey, isBeaconFrame } from './beacon.ts';
 import { type HaDriver, HaNode, type HaNodeOptions, nodeMac, type PeerLink } from './node.ts';
 
 export const VIP_MAC = macFromString('00:00:5e:00:01:01')!;
@@ -102,17 +105,31 @@ export interface HaSimOptions {
    * to both nodes; the muted standby overhears it (HaNode.snoop).
    */
   snoop?: boolean;
+  /** Send and hear beacons on the data link (default true; the key is the simulator's). */
+  beacons?: boolean;
 }
+
+/** The simulated pair's beacon key (a fixed PSK: the simulator is not a place for secrets). */
+export const SIM_BEACON_KEY = beaconKey(new TextEncoder().encode('takeover simulator psk'));
 
 export class HaSimNode implements SimNode {
   handle!: NodeHandle;
   stack!: NetStack;
   ha!: HaNode;
-  muted = true;
+  gate!: GatedDevice;
   /** Frames sent on the data link (the VIP's frames). */
   framesSent = 0;
   /** Frames sent while this node was not active (must stay 0: I4). */
   framesWhileNotActive = 0;
+  /** When this node last put a frame for the VIP on the wire (µs; -1: never). */
+  lastFrameAt = -1;
+  /**
+   * Paused (SIGSTOP, a VM freeze): it runs nothing; frames for it are lost (a TAP's queue is
+   * short), while what its replication link carries waits for it, as in a kernel's socket
+   * buffers, and is read first when it resumes (before its timers, as the real driver does).
+   */
+  paused = false;
+  private backlog: ((now: number) => void)[] = [];
   readonly logs: string[] = [];
   link: SimPipeEnd | undefined;
 
@@ -120,57 +137,96 @@ export class HaSimNode implements SimNode {
 
   attach(h: NodeHandle): void {
     this.handle = h;
-    this.muted = true;
+    this.paused = false;
+    this.backlog = [];
     const cfg: StackConfig = {
       mac: VIP_MAC,
       addresses: [cidrFromString(`${VIP4}/24`)!, cidrFromString(`${VIP6}/64`)!],
       ...this.opts.stack,
     };
-    const own = this.opts.snoop ? nodeMac(this.opts.nodeId) : undefined;
-    this.stack = new NetStack(
-      cfg,
-      h.rng,
-      (f) => {
-        if (this.muted) return;
+    const wire: LinkDevice = {
+      mtu: cfg.mtu ?? 1500,
+      send: (f) => {
         this.framesSent++;
+        this.lastFrameAt = h.now;
         if (this.ha.role !== 'active') this.framesWhileNotActive++;
-        if (own !== undefined) {
-          f = f.slice();
-          writeMac(f, 6, own);
-        }
         h.send(0, f);
       },
-      h.now,
-    );
+      flush: () => {},
+      onReceive: () => {},
+      close: async () => {},
+    };
+    this.gate = new GatedDevice(wire, () => h.now);
+    if (this.opts.snoop) this.gate.sourceMac = nodeMac(this.opts.nodeId);
+    this.stack = new NetStack(cfg, h.rng, (f) => this.gate.send(f), h.now);
     for (const port of [ECHO_PORT, DOWNLOAD_PORT, RR_PORT]) this.stack.listen(port, { onAccept: () => {} });
     const driver: HaDriver = {
-      setMuted: (m) => {
-        this.muted = m;
-      },
+      setMuted: (m) => this.gate.setMuted(m),
+      setLease: (until) => this.gate.setLease(until),
+      sendBeacon: (f) => h.send(0, f),
       wake: () => h.wake(),
       restored: () => {},
       log: (line) => this.logs.push(`${(h.now / 1000).toFixed(1)} ms ${this.opts.nodeId}: ${line}`),
     };
+    const nonce = new Uint8Array(8);
+    for (let i = 0; i < 8; i++) nonce[i] = h.rng.nextU32() & 0xff;
     this.ha = new HaNode(
-      { nodeId: this.opts.nodeId, role: this.opts.role, ...this.opts.ha },
+      {
+        nodeId: this.opts.nodeId,
+        role: this.opts.role,
+        beaconKey: this.opts.beacons === false ? undefined : SIM_BEACON_KEY,
+        nonce,
+        dataLinkProof: this.opts.snoop ?? false,
+        ...this.opts.ha,
+      },
       this.stack,
       driver,
       h.now,
     );
   }
 
+  get muted(): boolean {
+    return this.gate.muted;
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(now: number): void {
+    this.paused = false;
+    for (const f of this.backlog.splice(0)) f(now);
+    this.poll(now);
+    this.handle.wake();
+  }
+
+  /** Something from the replication link: now, or when the node resumes. */
+  deliver(now: number, f: (now: number) => void): void {
+    if (this.paused) this.backlog.push(f);
+    else f(now);
+  }
+
   receive(_port: number, frame: Uint8Array, now: number): void {
+    if (this.paused) return;
+    if (isBeaconFrame(frame)) {
+      this.ha.beacon(frame, now);
+      this.turn(now);
+      return;
+    }
+    this.ha.heard(now);
     if (!this.muted) this.stack.receive(frame, now);
     else if (this.opts.snoop) this.ha.snoop(frame);
     this.turn(now);
   }
 
   poll(now: number): void {
+    if (this.paused) return;
     this.ha.poll(now);
     this.turn(now);
   }
 
   pollAt(): number | undefined {
+    if (this.paused) return undefined;
     const a = this.stack.pollAt();
     const h = this.ha.pollAt();
     const b = h === Number.POSITIVE_INFINITY ? undefined : h;
@@ -180,6 +236,7 @@ export class HaSimNode implements SimNode {
 
   /** One driver turn: stack and application until quiet (bounded), then the batch. */
   turn(now: number): void {
+    if (this.paused) return;
     const dl = this.opts.downloadBytes ?? 0;
     for (let i = 0; i < 100; i++) {
       this.stack.poll(now);
@@ -205,22 +262,26 @@ export class SimPipeEnd implements PeerLink {
     if (this.closed || !this.owner.handle.alive) return;
     const copy = payload.slice();
     const peer = this.peer;
-    this.owner.handle.net.after(this.latencyUs, (now) => {
-      if (peer.closed || !peer.owner.handle.alive) return;
-      peer.owner.ha.message(type, epoch, copy, now);
-      peer.owner.turn(now);
-    });
+    this.owner.handle.net.after(this.latencyUs, (now) =>
+      peer.owner.deliver(now, (t) => {
+        if (peer.closed || !peer.owner.handle.alive) return;
+        peer.owner.ha.message(type, epoch, copy, t);
+        peer.owner.turn(t);
+      }),
+    );
   }
 
   close(): void {
     if (this.closed) return;
     this.closed = true;
     const peer = this.peer;
-    this.owner.handle.net.after(this.latencyUs, (now) => {
-      if (peer.closed) return;
-      peer.closed = true;
-      if (peer.owner.handle.alive) peer.owner.ha.linkClosed(peer, now);
-    });
+    this.owner.handle.net.after(this.latencyUs, (now) =>
+      peer.owner.deliver(now, (t) => {
+        if (peer.closed) return;
+        peer.closed = true;
+        if (peer.owner.handle.alive) peer.owner.ha.linkClosed(peer, t);
+      }),
+    );
   }
 }
 

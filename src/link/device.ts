@@ -29,3 +29,9 @@ export interface LinkDevice {
   /** Releases the device; no callbacks after it returns. */
   close(): Promise<void>;
 }
+
+/**
+ * The EtherType of the HA nodes' own control frames on the data link (beacons, src/ha/beacon.ts;
+ * IEEE 802 local experimental 1): not frames for the VIP, so no gate or fence holds them back.
+ */
+export const CONTROL_ETHERTYPE = 0x88b5;

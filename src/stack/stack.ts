@@ -1089,6 +1089,20 @@ export class NetStack {
     return this.quiet.has(key);
   }
 
+  /**
+   * Drops every connection without a word (no RST, no FIN): a node superseded by a take-over,
+   * whose connections now belong to the new active. The application hears ECONNABORTED.
+   */
+  discardAll(): number {
+    let n = 0;
+    for (const c of [...this.conns.values()]) {
+      c.tcp.discard();
+      this.remove(c);
+      n++;
+    }
+    return n;
+  }
+
   private remove(c: StackConnection): void {
     if (c.removed) return;
     c.removed = true;

@@ -526,6 +526,20 @@ export class TcpConnection {
     }
   }
 
+  /**
+   * Closed without a word (no RST): the connection now belongs to another node (a take-over
+   * superseded this one), which must be the only one to speak for it.
+   */
+  discard(): void {
+    this.rstPending = false;
+    this.enterClosed('ECONNABORTED');
+  }
+
+  /** Bytes received out of order and held (the data SACK blocks report). */
+  get outOfOrderBytes(): number {
+    return this.assembler.bytes;
+  }
+
   /** Abort (RFC 9293 3.10.5): a RST to the peer in synchronized states, everything dropped. */
   abort(): void {
     if (this.state === TcpState.Closed) return;
@@ -1149,6 +1163,10 @@ export class TcpConnection {
     this.recovery = 'rto';
     this.recoveryPoint = this.sndMax;
     this.lostEnd = this.sndMax;
+    // RFC 2018 8: after a timeout the SACKed bits are turned off, since the receiver may have
+    // reneged (a node that took over holds nothing the dead one only SACKed): everything from
+    // SND.UNA is resent, and the timer is armed again by that.
+    this.sacked.clear();
     this.highRxt = this.sndUna;
     this.dupAcks = 0;
     this.rttTimedAt = -1;

@@ -140,15 +140,15 @@ describe('parseNodeConfig: valid configs', () => {
     assert.equal(c.gateway4, undefined);
     assert.equal(c.gateway6, undefined);
     assert.equal(c.replication.mode, 'sync');
-    assert.equal(c.replication.heartbeatMs, 20);
-    assert.equal(c.replication.timeoutMs, 100);
+    assert.equal(c.replication.heartbeatMs, 10);
+    assert.equal(c.replication.timeoutMs, 50);
     assert.equal(toHex(c.replication.key), KEY_HEX);
     assert.equal(c.degraded, 'serve');
     assert.equal(c.snoop, true);
     assert.deepEqual(c.app, { module: join(dir, 'app.ts'), options: {} });
     assert.deepEqual(c.status, { socket: '/run/takeover/b.sock' });
     assert.equal(c.tcp, undefined);
-    assert.equal(NODE_CONFIG_DEFAULTS.heartbeatMs, 20);
+    assert.equal(NODE_CONFIG_DEFAULTS.heartbeatMs, 10);
   });
 
   test('a longer heartbeat stretches the default timeout to 5 heartbeats', () => {

@@ -8,7 +8,15 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { type Batch, type ConnTuple, encodeBatch, jsonBytes, REC_CONN, REC_RECV } from '../../src/ha/log.ts';
+import {
+  type Batch,
+  type ConnTuple,
+  decodeBatch,
+  encodeBatch,
+  jsonBytes,
+  REC_CONN,
+  REC_RECV,
+} from '../../src/ha/log.ts';
 import {
   type HaDriver,
   HaNode,
@@ -94,8 +102,8 @@ function world(o: WorldOptions) {
   const hb = net.attach(b, 'b');
   const link = { latencyUs: 100, bandwidthBps: 1e9 };
   net.connect(hc, 0, sw, 0, link);
-  net.connect(ha, 0, sw, 1, link);
-  net.connect(hb, 0, sw, 2, link);
+  const la = net.connect(ha, 0, sw, 1, link);
+  const lb = net.connect(hb, 0, sw, 2, link);
   let rsts = 0;
   const inner = client.receive.bind(client);
   client.receive = (port, frame, now) => {
@@ -169,7 +177,7 @@ function world(o: WorldOptions) {
   };
   /** Bytes the client has received so far on all streams. */
   const received = () => [...streams.values()].reduce((n, s) => n + s.got, 0);
-  return { net, sw, client, hc, a, b, ha, hb, streams, open, received, rsts: () => rsts };
+  return { net, sw, client, hc, a, b, ha, hb, la, lb, streams, open, received, rsts: () => rsts };
 }
 
 type World = ReturnType<typeof world>;
@@ -262,9 +270,9 @@ function tupleOf(b: Batch): ConnTuple {
   return r.tuple;
 }
 
-function f64(v: number): Uint8Array {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setFloat64(0, v);
+function f64(...v: number[]): Uint8Array {
+  const b = new Uint8Array(8 * v.length);
+  for (let i = 0; i < v.length; i++) new DataView(b.buffer).setFloat64(8 * i, v[i]);
   return b;
 }
 
@@ -309,7 +317,7 @@ describe('HA node on the simulator', () => {
       w.ha.restart(newA);
       linkNodes(newA, b, 200, now);
     });
-    net.at(401_000, () => {
+    net.at(402_000, () => {
       seen.joined = {
         newARole: newA.ha.role,
         newAEpoch: newA.ha.epoch,
@@ -412,7 +420,7 @@ describe('HA node on the simulator', () => {
     assert.equal(b.ha.takeovers.length, 0, ctx());
     assert.equal(b.framesSent, 0, ctx());
     assert.equal(b.muted, true);
-    assert.equal(b.ha.pollAt(), INF, 'nothing left to wait for');
+    assert.ok(b.ha.pollAt() <= net.now + 10_000, 'nothing left to wait for but its next beacon');
   });
 
   test("degraded 'refuse': connects are refused while alone, accepted once a standby is synced", () => {
@@ -462,7 +470,6 @@ describe('HA node on the simulator', () => {
   test('the active drops a silent standby with MSG_DROP; the dropped standby never takes over', () => {
     const w = world({
       seed: 14,
-      a: { ha: { silentTimeoutUs: 300_000 } },
       echoBytes: 600_000,
       downloadBytes: 600_000,
       pace: 2000,
@@ -494,9 +501,10 @@ describe('HA node on the simulator', () => {
     assert.deepEqual(seen.before, { synced: true, conns: 2 }, ctx());
     const drop = got.find((m) => m.type === MSG_DROP);
     assert.ok(drop, `the standby got a DROP: ${ctx()}`);
-    // lastHeard is the standby's last message before the break (an ACK or heartbeat, ≤ 30 ms).
+    // lastHeard is the standby's last message before the break (an ACK or heartbeat, ≤ 10 ms
+    // before it); the drop comes one timeout (50 ms) later.
     assert.ok(
-      drop.at >= mutedAt - 20_000 + 300_000 && drop.at <= mutedAt + 300_000 + 400,
+      drop.at >= mutedAt - 10_000 + 50_000 && drop.at <= mutedAt + 50_000 + 400,
       `drop at ${drop.at}`,
     );
     assert.equal(got[got.length - 1], drop, 'nothing after the DROP');
@@ -567,7 +575,7 @@ describe('HA node on the simulator', () => {
 });
 
 describe('HA node messages', () => {
-  test('an active that hears a higher epoch fences: muted, link closed, silent', () => {
+  test('an active that hears a higher epoch fences: muted, link closed, connections dropped, rejoins as standby', () => {
     const n = loneNode({});
     n.ha.poll(n.at(1000));
     assert.equal(n.ha.role, 'active');
@@ -582,20 +590,38 @@ describe('HA node messages', () => {
     // Its own epoch is no news.
     n.ha.message(MSG_HEARTBEAT, 1, f64(2500), n.at(2500));
     assert.equal(n.ha.role, 'active');
+    const conn = n.stack.connect(ipFromString('198.18.0.1')!, 5555, n.at(2800));
     n.ha.message(MSG_HEARTBEAT, 2, f64(3000), n.at(3000));
-    assert.equal(n.ha.role, 'fenced');
+    // Superseded: it drops its connections without a word and, a standby now, tells the new
+    // active so over the same link (which bootstraps it).
+    assert.equal(n.ha.role, 'standby');
+    assert.equal(n.ha.fences.length, 1);
+    assert.equal(n.ha.fences[0].dropped, 1);
+    assert.equal(conn.removed, true);
+    assert.equal(conn.tcp.error, 'ECONNABORTED');
+    assert.equal(n.ha.sendUntil(), -INF, 'no lease: nothing may leave');
     assert.deepEqual(n.muted, [true, false, true]);
-    assert.equal(link.closed, 1);
-    assert.equal(n.ha.linkUp, false);
+    assert.equal(link.closed, 0);
     assert.ok(n.logs.some((l) => l.startsWith('fenced: the peer speaks for epoch 2')));
-    // Silent from now on: no heartbeat, no announcement, nothing to wait for.
-    const sends = link.sent.length;
-    assert.equal(n.ha.pollAt(), INF);
+    const roles = () => link.of(MSG_ROLE).map((m) => JSON.parse(new TextDecoder().decode(m.payload)).role);
+    assert.deepEqual(roles(), ['active', 'standby']);
+    // Silent on the data link from now on: no announcement, no batch.
     n.ha.poll(n.at(20_000_000));
     n.ha.afterTurn(n.at(20_000_001));
-    assert.equal(link.sent.length, sends);
-    assert.equal(n.ha.role, 'fenced');
+    assert.equal(link.of(MSG_BATCH).length, 0);
     assert.deepEqual(n.muted, [true, false, true]);
+    // That link said nothing for 4 timeouts: closed, so the transport dials again.
+    assert.equal(link.closed, 1);
+    // It rejoins over a new link: the new active's role, and it stays a standby at its epoch.
+    const l2 = n.link();
+    n.ha.linkOpened(l2, n.at(20_100_000));
+    n.ha.message(MSG_ROLE, 2, role('b', 'active'), n.at(20_100_100));
+    assert.equal(n.ha.role, 'standby');
+    assert.equal(n.ha.epoch, 2);
+    assert.deepEqual(
+      l2.of(MSG_ROLE).map((m) => JSON.parse(new TextDecoder().decode(m.payload)).role),
+      ['standby', 'standby'],
+    );
   });
 
   test('forged or malformed batches are refused with a reason, the link closed, nothing applied, the mirror dropped until a new bootstrap', () => {
@@ -644,6 +670,7 @@ describe('HA node messages', () => {
       // … and the standby no longer trusts its mirror (the active, seeing the link go, serves on
       // alone): it cannot take over until a new bootstrap.
       assert.equal(mirror.synced, false, `${name}: unsynced`);
+      assert.equal(mirror.bootstrapped, false, `${name}: not bootstrapped`);
       assert.equal(mirror.conns.size, 0, `${name}: mirror dropped`);
       assert.ok(before.length > 0);
       assert.equal(n.ha.role, 'standby', name);
@@ -651,7 +678,7 @@ describe('HA node messages', () => {
     const resync = () => {
       const l = deliver(bootBytes);
       assert.equal(l.closed, 0);
-      assert.equal(mirror.synced, true);
+      assert.equal(mirror.bootstrapped, true);
     };
     const forged = (b: Partial<Batch>): Uint8Array =>
       encodeBatch({ lsn: 2, reset: false, at: 20, records: [], ...b });
@@ -663,6 +690,7 @@ describe('HA node messages', () => {
     refused('trailing bytes', new Uint8Array([...bootBytes, 0]), /after the last record/);
     refused('lsn 5 before any bootstrap', forged({ lsn: 5 }), /batch 5 before any bootstrap/);
     assert.equal(mirror.synced, false);
+    assert.equal(mirror.bootstrapped, false);
 
     // The genuine bootstrap is taken and acknowledged.
     const ok = deliver(bootBytes);
@@ -671,7 +699,8 @@ describe('HA node messages', () => {
       ok.of(MSG_ACK).map((m) => new DataView(m.payload.buffer).getFloat64(0)),
       [1],
     );
-    assert.equal(mirror.synced, true);
+    assert.equal(mirror.bootstrapped, true);
+    assert.equal(mirror.synced, false, 'a bootstrap alone does not make it able to take over');
     assert.equal(mirror.lsn, 1);
     assert.deepEqual([...mirror.conns.keys()], [id]);
 
@@ -726,43 +755,59 @@ describe('HA node messages', () => {
     assert.equal(n.ha.rejects.length, 14);
   });
 
-  test('DROP: the active drops a standby silent for silentTimeoutUs, then holds one timeout', () => {
-    const n = loneNode({ silentTimeoutUs: 500_000, timeoutUs: 100_000 });
+  test('DROP: the active drops a synced standby silent for one timeout, then holds until it could have taken over', () => {
+    const n = loneNode({ timeoutUs: 100_000 });
     const link = n.link();
     n.ha.linkOpened(link, n.at(0));
     n.ha.message(MSG_ROLE, 0, role('b', 'standby'), n.at(200));
     assert.equal(n.ha.role, 'active');
     assert.equal(n.ha.standbyAttached, true);
     assert.equal(link.of(MSG_BATCH).length, 1, 'the bootstrap went out');
+    assert.equal(n.ha.sendUntil(), INF, 'serving alone while the standby catches up');
+    // The standby applies the bootstrap and grants the lease with the batch's clock (200).
+    n.ha.message(MSG_ACK, 1, f64(1, 200), n.at(300));
+    n.ha.afterTurn(n.at(400));
+    const sync = link.of(MSG_BATCH).map((m) => decodeBatch(m.payload) as Batch);
+    assert.equal(sync.length, 2);
+    assert.equal(sync[1].sync, true, 'the batch that makes it able to take over');
+    assert.equal(n.ha.sendUntil(), 100_200, 'the lease is now the one it granted: 200 + 100 ms');
     // The standby says nothing more; drive the node by its own pollAt.
     for (let i = 0; i < 10_000 && n.ha.linkUp; i++) n.ha.poll(n.at(n.ha.pollAt()));
     assert.equal(n.ha.linkUp, false);
     const drops = link.of(MSG_DROP);
     assert.equal(drops.length, 1);
-    assert.equal(drops[0].at, 200 + 500_000, 'dropped exactly silentTimeoutUs after it was last heard');
+    assert.equal(drops[0].at, 300 + 100_000, 'dropped one timeout after it was last heard');
     assert.equal(drops[0].epoch, 1);
-    assert.deepEqual(link.events.slice(-2), [`${MSG_DROP}@500200`, 'close@500200'], 'DROP, then close');
-    assert.ok(link.of(MSG_HEARTBEAT).length >= 20, 'the active kept sending heartbeats');
+    assert.deepEqual(link.events.slice(-2), [`${MSG_DROP}@100300`, 'close@100300'], 'DROP, then close');
+    assert.ok(link.of(MSG_HEARTBEAT).length >= 5, 'the active kept sending heartbeats');
     assert.equal(n.ha.standbyAttached, false);
     assert.equal(n.ha.role, 'active');
-    // It holds output for one more detection timeout, then serves alone.
-    assert.equal(n.ha.pollAt(), 600_200);
-    n.ha.poll(n.at(600_199));
+    // It holds (the lease has run out) until the standby, had it missed the DROP and taken the
+    // silence for our death, would have taken over: one timeout past the loss, plus the margin.
+    n.ha.poll(n.at(205_299));
     assert.ok(!n.logs.some((l) => l.startsWith('serving alone')));
-    n.ha.poll(n.at(600_200));
+    assert.equal(n.ha.sendUntil(), 100_200);
+    n.ha.poll(n.at(205_300));
     assert.ok(n.logs.some((l) => l.startsWith('serving alone')));
     assert.equal(n.ha.replicator?.gating, false);
+    assert.equal(n.ha.sendUntil(), INF);
   });
 
   test('a standby that got MSG_DROP is unsynced and does not take over after the link closes', () => {
     const n = loneNode({ nodeId: 'b', role: 'standby', timeoutUs: 100_000 });
     const src = vipStack(0);
     src.connect(ipFromString('198.18.0.1')!, 5555, 0);
-    const boot = new Replicator(src, 'sync').bootstrap(0);
+    const rep = new Replicator(src, 'sync');
+    const boot = rep.bootstrap(0);
+    rep.ack(boot.lsn);
+    const sync = rep.batch(100)!;
+    assert.equal(sync.sync, true);
     const link = n.link();
     n.ha.linkOpened(link, n.at(0));
     n.ha.message(MSG_ROLE, 1, role('a', 'active'), n.at(200));
     n.ha.message(MSG_BATCH, 1, encodeBatch(boot), n.at(300));
+    assert.equal(n.ha.mirror.synced, false);
+    n.ha.message(MSG_BATCH, 1, encodeBatch(sync), n.at(310));
     assert.equal(n.ha.mirror.synced, true);
     assert.equal(n.ha.mirror.conns.size, 1);
     assert.ok(n.ha.pollAt() < INF, 'a synced standby watches the active');
@@ -776,16 +821,25 @@ describe('HA node messages', () => {
     assert.equal(n.ha.role, 'standby');
     assert.equal(n.ha.takeovers.length, 0);
     assert.deepEqual(n.muted, [true, true]);
-    // Control: without the DROP the same standby takes over at the close.
+    // Control: without the DROP the same standby takes over once the lease it granted with its
+    // answer to the last heartbeat (at 500 ms) has run out, plus the margin.
     const m = loneNode({ nodeId: 'b', role: 'standby', timeoutUs: 100_000 });
     const l2 = m.link();
     m.ha.linkOpened(l2, m.at(0));
     m.ha.message(MSG_ROLE, 1, role('a', 'active'), m.at(200));
     m.ha.message(MSG_BATCH, 1, encodeBatch(boot), m.at(300));
-    m.ha.message(MSG_HEARTBEAT, 1, f64(0), m.at(500_000));
+    m.ha.message(MSG_BATCH, 1, encodeBatch(sync), m.at(310));
+    m.ha.message(MSG_HEARTBEAT, 1, f64(499_000), m.at(500_000));
+    const grant = l2.of(MSG_HEARTBEAT).at(-1)!;
+    assert.deepEqual(
+      [...new Float64Array(grant.payload.slice().reverse().buffer)].reverse(),
+      [500_000, 499_000],
+    );
     m.ha.linkClosed(l2, m.at(500_200));
-    assert.equal(m.ha.pollAt(), 500_200);
-    m.ha.poll(m.at(500_200));
+    assert.equal(m.ha.pollAt(), 605_000);
+    m.ha.poll(m.at(604_999));
+    assert.equal(m.ha.role, 'standby');
+    m.ha.poll(m.at(605_000));
     assert.equal(m.ha.role, 'active');
     assert.equal(m.ha.epoch, 2);
   });
@@ -821,7 +875,8 @@ describe('HA node messages', () => {
       assert.equal(orphan.ha.standbyAttached, true);
       orphan.ha.linkClosed(l, orphan.at(10_000));
       orphan.stack.receive(frame, orphan.at(60_000));
-      assert.equal(orphan.ha.role, 'fenced');
+      assert.equal(orphan.ha.fences.length, 1);
+      assert.equal(orphan.ha.role, 'standby', 'fenced, then rejoining');
       assert.deepEqual(orphan.muted, [true, false, true]);
     }
 
@@ -848,12 +903,15 @@ describe('HA node messages', () => {
 });
 
 describe('HA pair: replication link cuts and start-up', () => {
-  /** The replication link loses a→b from `cutAt` on: b hears nothing, a still hears b. */
-  const oneWayCut = (cutAt: number, openAt: number) => {
+  /**
+   * The replication link loses a→b from `cutAt` on: b hears nothing there, a still hears b's
+   * heartbeats, but its batches go unacknowledged. With `beacons` the data link is a second path.
+   */
+  const oneWayCut = (cutAt: number, openAt: number, beacons: boolean) => {
     const w = world({
       seed: 21,
-      a: { ha: { silentTimeoutUs: 300_000 } },
-      b: { ha: { silentTimeoutUs: 300_000 } },
+      a: { beacons },
+      b: { beacons },
       echoBytes: 600_000,
       downloadBytes: 600_000,
       pace: 2000,
@@ -880,23 +938,47 @@ describe('HA pair: replication link cuts and start-up', () => {
     return { w, a, b, aFramesAfter: a.framesSent - aFramesAtTakeover, ctx: () => logsOf(a, b) };
   };
 
-  test('one-way cut: the standby takes over after silentTimeoutUs, the old active fences on its claim', () => {
-    // The old active has been active for more than the 2 s claim grace.
-    const { w, a, b, aFramesAfter, ctx } = oneWayCut(2_500_000, 2_400_000);
+  test('one-way cut with beacons: the active drops the deaf standby, which learns it on the data link and never takes over', () => {
+    const { w, a, b, ctx } = oneWayCut(2_500_000, 2_400_000, true);
+    assert.equal(a.ha.role, 'active', ctx());
+    assert.equal(a.ha.epoch, 1, ctx());
+    assert.equal(a.ha.sendUntil(), INF, `serving alone: ${ctx()}`);
+    assert.ok(
+      a.logs.some((l) => l.includes('has not acknowledged a batch')),
+      ctx(),
+    );
+    assert.equal(b.ha.role, 'standby', ctx());
+    assert.equal(b.ha.takeovers.length, 0, ctx());
+    assert.equal(b.ha.mirror.synced, false, ctx());
+    assert.ok(
+      b.logs.some((l) => l.includes('beacon says our mirror is stale')),
+      ctx(),
+    );
+    assert.equal(b.framesSent, 0, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('one-way cut without beacons: the standby takes over once the lease ran out, the old active fences on its claim', () => {
+    const { w, a, b, aFramesAfter, ctx } = oneWayCut(2_500_000, 2_400_000, false);
     assert.equal(b.ha.role, 'active', ctx());
     assert.equal(b.ha.epoch, 2, ctx());
     assert.equal(b.ha.takeovers.length, 1, ctx());
     assert.equal(b.ha.takeovers[0].connections, 2, ctx());
-    assert.equal(a.ha.role, 'fenced', ctx());
+    assert.equal(a.ha.fences.length, 1, ctx());
+    assert.equal(a.ha.role, 'standby', ctx());
     assert.equal(aFramesAfter, 0, `the old active sent after the take-over: ${ctx()}`);
     assertStreams(w, w.streams.values(), ctx);
   });
 
-  test('one-way cut within 2 s of the active starting: the old active still fences (no split brain)', () => {
-    const { w, a, b, aFramesAfter, ctx } = oneWayCut(30_000, 5_000);
+  test('one-way cut without beacons just after the active started: the old active still fences (no split brain)', () => {
+    const { w, a, b, aFramesAfter, ctx } = oneWayCut(30_000, 5_000, false);
     assert.equal(b.ha.role, 'active', ctx());
     assert.equal(b.ha.takeovers.length, 1, ctx());
-    assert.equal(a.ha.role, 'fenced', `two actives (a epoch ${a.ha.epoch}, b epoch ${b.ha.epoch}): ${ctx()}`);
+    assert.equal(
+      a.ha.fences.length,
+      1,
+      `two actives (a epoch ${a.ha.epoch}, b epoch ${b.ha.epoch}): ${ctx()}`,
+    );
     assert.equal(aFramesAfter, 0, `the old active sent ${aFramesAfter} frames after the take-over: ${ctx()}`);
     assertStreams(w, w.streams.values(), ctx);
   });
@@ -961,13 +1043,14 @@ describe('HA pair: replication link cuts and start-up', () => {
 
 describe('take-over: kick-start of window- and cwnd-limited streams', () => {
   /**
-   * A pair with one paced stream; a crashes at 20 ms; samples around b's take-over, which waits
-   * `graceUs` after the link closes (so the client has sent that long into the void).
+   * A pair with one paced stream; a crashes at 20 ms; samples around b's take-over, which comes
+   * when the lease (`leaseUs`) has run out (so the client has sent that long into the void).
    */
-  const afterTakeover = (kind: Stream['kind'], seed: number, marks: number[], graceUs = 0) => {
+  const afterTakeover = (kind: Stream['kind'], seed: number, marks: number[], leaseUs = 50_000) => {
     const w = world({
       seed,
-      b: { ha: { closeGraceUs: graceUs } },
+      a: { ha: { timeoutUs: leaseUs } },
+      b: { ha: { timeoutUs: leaseUs } },
       echoBytes: 400_000,
       downloadBytes: 1_500_000,
       pace: 2000,
@@ -1033,6 +1116,8 @@ function longestWait(net: Network, s: () => Stream | undefined, untilUs: number)
   const sample = (now: number) => {
     const got = s()?.got ?? 0;
     if (got !== last) {
+      if (process.env.GAP_DEBUG && now - lastAt > maxGap)
+        console.log(`gap ${now - lastAt} µs ending at ${now}`);
       maxGap = Math.max(maxGap, now - lastAt);
       last = got;
       lastAt = now;
@@ -1087,23 +1172,27 @@ describe('take-over: detection and resumption as the node records them', () => {
     return { w, s: s!, maxGap, rec: b.ha.takeovers[0], ctx: () => logsOf(a, b) };
   };
 
-  test('a closed link is a take-over at once, recorded with its cause and the stall the node saw', () => {
+  test('a closed link: the take-over comes when the lease granted with the last answer has run out, recorded with its cause and the stall', () => {
     const { w, s, maxGap, rec, ctx } = run({ closeLink: true });
     assert.ok(rec, ctx());
     assert.equal(rec.cause, 'link closed');
-    assert.ok(rec.at - rec.lastHeardAt < 1000, `detection ${rec.at - rec.lastHeardAt} µs: ${ctx()}`);
+    // The lease (50 ms) from the last answer to the dead active, plus the 5 ms margin.
+    const detection = rec.at - rec.lastHeardAt;
+    assert.ok(detection >= 50_000 && detection <= 56_000, `detection ${detection} µs: ${ctx()}`);
     assert.equal(rec.resumed, 1, ctx());
-    assert.ok(rec.stallUs !== undefined && rec.stallUs < 50_000, `stall ${rec.stallUs} µs: ${ctx()}`);
-    assert.ok(maxGap < 50_000, `the client waited ${maxGap} µs for bytes: ${ctx()}`);
+    assert.ok(rec.stallUs !== undefined && rec.stallUs < 75_000, `stall ${rec.stallUs} µs: ${ctx()}`);
+    assert.ok(maxGap < 75_000, `the client waited ${maxGap} µs for bytes: ${ctx()}`);
     assertStreams(w, [s], ctx);
   });
 
-  test('silence with the link open is a take-over after 10 × the timeout, recorded as such', () => {
-    const { w, s, rec, ctx } = run({ closeLink: false });
+  test('silence with the link open (a host gone without a word): the same lease, recorded as silence', () => {
+    const { w, s, maxGap, rec, ctx } = run({ closeLink: false });
     assert.ok(rec, ctx());
     assert.equal(rec.cause, 'silence');
-    assert.ok(rec.at - rec.lastHeardAt >= 1_000_000, `detection ${rec.at - rec.lastHeardAt} µs: ${ctx()}`);
+    const detection = rec.at - rec.lastHeardAt;
+    assert.ok(detection >= 50_000 && detection <= 56_000, `detection ${detection} µs: ${ctx()}`);
     assert.equal(rec.resumed, 1, ctx());
+    assert.ok(maxGap < 75_000, `the client waited ${maxGap} µs for bytes: ${ctx()}`);
     assertStreams(w, [s], ctx);
   });
 
@@ -1131,11 +1220,10 @@ describe('take-over: the standby listens (snoop)', () => {
       pace: 2000,
       paceUntilUs: 3_000_000,
       echoBuffer: 65536,
+      // 55 ms from the crash to the take-over (the lease and its margin): what the client sends
+      // then reaches no one but a listening standby.
       a: { snoop },
-      // 30 ms from the crash to the take-over: on Linux a killed process's memory is freed
-      // before its sockets close, and a big heap takes that long. What the client sends then
-      // reaches no one but a listening standby.
-      b: { snoop, ha: { closeGraceUs: 30_000 } },
+      b: { snoop },
     });
     const { net, a, b } = w;
     linkNodes(a, b, 200, 0);
@@ -1151,12 +1239,201 @@ describe('take-over: the standby listens (snoop)', () => {
   test('bytes the client sent to the dying node are held by the standby: no wait for the client RTO', () => {
     const r = run(true);
     assert.ok(r.b.ha.snooped.bytes > 0, `the standby kept nothing it overheard: ${r.ctx()}`);
-    assert.ok(r.maxGap < 50_000, `the client waited ${r.maxGap} µs: ${r.ctx()}`);
+    assert.ok(r.maxGap < 75_000, `the client waited ${r.maxGap} µs: ${r.ctx()}`);
     assertStreams(r.w, [r.s], r.ctx);
     // Control: without listening, the bytes sent into the void wait for the client's RTO.
     const c = run(false);
     assert.equal(c.b.ha.snooped.frames, 0);
     assert.ok(c.maxGap >= 150_000, `control: the client waited only ${c.maxGap} µs: ${c.ctx()}`);
     assertStreams(c.w, [c.s], c.ctx);
+  });
+});
+
+/** The replication link between `a` and `b` carries nothing more either way, not even a close. */
+function cutReplication(a: HaSimNode, b: HaSimNode): void {
+  for (const end of [a.link!, b.link!]) {
+    end.send = () => {};
+    end.close = () => {};
+  }
+}
+
+describe('faults on the simulator: pauses, isolation, standby churn (the nemesis in miniature)', () => {
+  /** A pair that listens and beacons, a paced echo stream and a paced download from 5 ms. */
+  const pair = (seed: number) => {
+    const w = world({
+      seed,
+      a: { snoop: true },
+      b: { snoop: true },
+      echoBytes: 1_500_000,
+      downloadBytes: 1_500_000,
+      pace: 2000,
+      paceUntilUs: 8_000_000,
+      echoBuffer: 65536,
+      downloadBuffer: 65536,
+    });
+    w.net.at(5_000, (now) => {
+      w.open('echo', now);
+      w.open('download', now);
+    });
+    /** The frames each node had sent for the VIP when the other one took over from it. */
+    const atTakeover = new Map<HaSimNode, number>();
+    const staleBefore = new Map<HaSimNode, number>();
+    for (const [n, other] of [
+      [w.a, w.b],
+      [w.b, w.a],
+    ] as const) {
+      const takeOver = n.ha.takeOver.bind(n.ha);
+      n.ha.takeOver = (now) => {
+        // Superseded earlier, n speaks again legitimately from now on.
+        const was = atTakeover.get(n);
+        if (was !== undefined) staleBefore.set(n, (staleBefore.get(n) ?? 0) + n.framesSent - was);
+        atTakeover.delete(n);
+        atTakeover.set(other, other.framesSent);
+        takeOver(now);
+      };
+    }
+    /** Frames `n` sent for the VIP while another node held a later epoch (must be 0: I4). */
+    const stale = (n: HaSimNode) =>
+      (staleBefore.get(n) ?? 0) + n.framesSent - (atTakeover.get(n) ?? n.framesSent);
+    return { w, stale, ctx: () => logsOf(w.a, w.b) };
+  };
+
+  test('SIGSTOP of the active beyond the lease, new connections meanwhile: the standby takes over; the resumed node sends nothing, drops its connections silently, rejoins and takes over again later', () => {
+    const { w, stale, ctx } = pair(41);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    net.at(30_000, () => a.pause());
+    const late: Stream[] = [];
+    // New connections to the VIP while the old active is stopped: it must not reset them.
+    net.at(300_000, (now) => late.push(w.open('echo', now), w.open('download', now)));
+    net.at(530_000, (now) => a.resume(now));
+    // The transport redials once the link is gone: a new link, a bootstrap from b.
+    net.at(700_000, (now) => linkNodes(a, b, 200, now));
+    const seen: Record<string, unknown> = {};
+    net.at(1_500_000, () => {
+      seen.rejoined = { role: a.ha.role, synced: a.ha.mirror.synced, fences: a.ha.fences.length };
+      crashNode(b);
+    });
+    net.run({ until: 8_000_000 });
+    assert.equal(b.ha.takeovers.length, 1, ctx());
+    const det = b.ha.takeovers[0].at - b.ha.takeovers[0].lastHeardAt;
+    assert.ok(
+      det >= 50_000 && det <= 60_000,
+      `detection ${det} µs (the lease, not a longer silence): ${ctx()}`,
+    );
+    assert.equal(b.ha.takeovers[0].cause, 'silence');
+    assert.equal(stale(a), 0, `the resumed node sent ${stale(a)} frames for the VIP: ${ctx()}`);
+    assert.ok(
+      a.gate.counters.leaseHeld > 0,
+      `the resumed node's stack did try to send (held by the lease): ${ctx()}`,
+    );
+    assert.deepEqual(seen.rejoined, { role: 'standby', synced: true, fences: 1 }, ctx());
+    assert.match(a.ha.fences[0].reason, /active at epoch 2/);
+    assert.equal(a.ha.role, 'active', ctx());
+    assert.equal(a.ha.epoch, 3, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+    assert.equal(late.length, 2);
+  });
+
+  test('a pause shorter than the lease: no take-over, the streams just wait', () => {
+    const { w, ctx } = pair(42);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    net.at(30_000, () => a.pause());
+    net.at(50_000, (now) => a.resume(now));
+    net.run({ until: 8_000_000 });
+    assert.equal(b.ha.takeovers.length, 0, ctx());
+    assert.equal(a.ha.role, 'active');
+    assert.equal(b.ha.mirror.synced, true, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('the active cut off (data and replication links) for 2.5 s: the standby takes over, the isolated node neither serves alone nor speaks when the network returns; it rejoins', () => {
+    const { w, stale, ctx } = pair(43);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    net.at(30_000, () => {
+      w.la.setUp(false);
+      cutReplication(a, b);
+    });
+    net.at(2_530_000, (now) => {
+      w.la.setUp(true);
+      linkNodes(a, b, 200, now);
+    });
+    const seen: Record<string, unknown> = {};
+    net.at(2_000_000, () => {
+      seen.isolated = { role: a.ha.role, lease: a.ha.leaseState(net.now) };
+    });
+    for (let t = 100_000; t <= 8_000_000; t += 100_000) {
+      const r = net.run({ until: t });
+      if (process.env.DBG)
+        console.log(t, r.events, r.reason, a.ha.role, a.gate.counters, a.ha.beacons, b.ha.beacons);
+    }
+    assert.deepEqual(
+      seen.isolated,
+      { role: 'active', lease: 'expired' },
+      `held, not serving alone: ${ctx()}`,
+    );
+    assert.equal(b.ha.takeovers.length, 1, ctx());
+    assert.equal(stale(a), 0, `the returning node sent ${stale(a)} frames for the VIP: ${ctx()}`);
+    assert.equal(a.ha.fences.length, 1, ctx());
+    assert.equal(a.ha.role, 'standby', ctx());
+    assert.equal(a.ha.mirror.synced, true, `it rejoined: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('the standby cut off for 1 s: the active serves alone once the data link shows the standby gone; the standby never takes over, resyncs after', () => {
+    const { w, ctx } = pair(44);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    net.at(30_000, () => {
+      w.lb.setUp(false);
+      cutReplication(a, b);
+    });
+    net.at(1_030_000, (now) => {
+      w.lb.setUp(true);
+      linkNodes(a, b, 200, now);
+    });
+    let s: Stream | undefined;
+    net.at(5_100, () => {
+      s = [...w.streams.values()].find((x) => x.kind === 'echo');
+    });
+    const maxGap = longestWait(net, () => s, 700_000);
+    net.run({ until: 8_000_000 });
+    assert.equal(b.ha.takeovers.length, 0, ctx());
+    assert.equal(b.framesSent, 0, ctx());
+    assert.equal(a.ha.role, 'active', ctx());
+    assert.ok(b.ha.mirror.synced, `resynced after the cut: ${ctx()}`);
+    // One timeout to drop it, three heartbeats of traffic without its beacon, a round trip.
+    assert.ok(maxGap < 150_000, `the client waited ${maxGap} µs: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('standby churn costs clients no stall: killed (its link closes while our lease holds: serve alone at once), then a new one bootstraps while traffic flows', () => {
+    const { w, ctx } = pair(45);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    const newB = new HaSimNode({ nodeId: 'b', role: 'standby', downloadBytes: 1_500_000, snoop: true });
+    net.at(100_000, () => crashNode(b));
+    net.at(300_000, (now) => {
+      w.hb.restart(newB);
+      linkNodes(a, newB, 200, now);
+    });
+    let s: Stream | undefined;
+    net.at(5_100, () => {
+      s = [...w.streams.values()].find((x) => x.kind === 'echo');
+    });
+    // Until 700 ms, before the paced echo stream's end (where Nagle and a delayed ACK wait 40 ms,
+    // with or without churn).
+    const maxGap = longestWait(net, () => s, 700_000);
+    net.run({ until: 8_000_000 });
+    assert.ok(newB.ha.mirror.synced, ctx());
+    assert.ok(
+      a.logs.some((l) => l.includes('while our lease held')),
+      ctx(),
+    );
+    // The paced stream moves every 1-2 ms; a standby lost or joining may cost a round trip.
+    assert.ok(maxGap <= 20_000, `the client waited ${maxGap} µs: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
   });
 });

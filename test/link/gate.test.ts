@@ -45,7 +45,13 @@ describe('GatedDevice', () => {
     deliver([frame('02:00:00:00:00:09'), frame('02:00:00:00:00:0a')]);
     assert.equal(sent.length, 0);
     assert.equal(got.length, 0);
-    assert.deepEqual(g.counters, { sendDropped: 1, receiveDropped: 2 });
+    assert.deepEqual(g.counters, {
+      sendDropped: 1,
+      receiveDropped: 2,
+      leaseHeld: 0,
+      leaseReleased: 0,
+      leaseDropped: 0,
+    });
     g.onMutedReceive = (f) => heard.push(f);
     deliver([frame('02:00:00:00:00:0b')]);
     assert.equal(heard.length, 1);
@@ -66,5 +72,36 @@ describe('GatedDevice', () => {
     g.send(frame('00:00:5e:00:01:01'));
     assert.equal(readMac(sent[1], 6), macFromString('02:aa:bb:cc:dd:ee'));
     assert.equal(readMac(sent[1], 0), macFromString('02:00:00:00:00:01'), 'the destination is untouched');
+  });
+
+  test('the lease: frames wait while it has lapsed, leave when it is renewed, are dropped when the node is muted; control frames pass', () => {
+    const { dev, sent } = fakeDevice();
+    let now = 1000;
+    const g = new GatedDevice(dev, () => now);
+    g.setMuted(false);
+    g.setLease(2000);
+    g.send(frame('00:00:5e:00:01:01'));
+    assert.equal(sent.length, 1, 'within the lease');
+    assert.equal(g.mayEmit, true);
+    now = 2000;
+    assert.equal(g.mayEmit, false, 'the lease ends at its deadline');
+    g.send(frame('00:00:5e:00:01:01'));
+    g.send(frame('00:00:5e:00:01:01'));
+    assert.equal(sent.length, 1, 'held, not sent');
+    g.sendControl(frame('02:00:00:00:00:07'));
+    assert.equal(sent.length, 2, 'a beacon passes whatever the lease says');
+    g.setLease(5000);
+    assert.equal(sent.length, 4, 'renewed: the held frames leave');
+    assert.equal(g.counters.leaseHeld, 2);
+    assert.equal(g.counters.leaseReleased, 2);
+    now = 6000;
+    g.send(frame('00:00:5e:00:01:01'));
+    g.setMuted(true);
+    g.setLease(Number.POSITIVE_INFINITY);
+    assert.equal(sent.length, 4, 'superseded: what was held is dropped');
+    assert.equal(g.counters.leaseDropped, 1);
+    g.setMuted(false);
+    g.send(frame('00:00:5e:00:01:01'));
+    assert.equal(sent.length, 5, 'no lease in force: +Infinity');
   });
 });

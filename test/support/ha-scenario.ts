@@ -126,8 +126,23 @@ export function runScenario(s: Scenario) {
     };
     net.at(s.crashAtUs, crashWhenSynced);
   }
-  const res = net.run({ until: 120_000_000, maxEvents: Number(process.env.HA_MAX_EVENTS ?? 20_000_000) });
-  if (process.env.HA_DEBUG) console.log(res);
+  // Run in steps of 1 s of virtual time until every client connection has closed (and the crash,
+  // if any, happened), then 2 s more for late frames (a RST would come then): heartbeats and
+  // beacons never let the network go idle. At most 120 s.
+  const maxEvents = Number(process.env.HA_MAX_EVENTS ?? 20_000_000);
+  let events = 0;
+  let quietSince = Number.POSITIVE_INFINITY;
+  for (let t = 1_000_000; t <= 120_000_000; t += 1_000_000) {
+    const res = net.run({ until: t, maxEvents: maxEvents - events });
+    events += res.events;
+    if (process.env.HA_DEBUG) console.log(res);
+    if (res.reason === 'maxEvents') break;
+    const done = conns.size > 0 && [...conns.values()].every((cc) => cc.closed);
+    const crashed = s.crashAtUs === undefined || !a.handle.alive;
+    if (done && crashed) quietSince = Math.min(quietSince, t);
+    else quietSince = Number.POSITIVE_INFINITY;
+    if (t >= quietSince + 2_000_000) break;
+  }
   if (pcap && process.env.HA_PCAP) pcap.save(process.env.HA_PCAP);
   return { net, a, b: standby, oldB: b, client, conns: [...conns.values()], rstsAtClient };
 }

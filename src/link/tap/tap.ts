@@ -16,7 +16,7 @@
  * This is the driver edge: the only place in the stack that reads a real clock (pcap timestamps).
  */
 import { Worker } from 'node:worker_threads';
-import type { LinkDevice } from '../device.ts';
+import { CONTROL_ETHERTYPE, type LinkDevice } from '../device.ts';
 import type { PcapWriter } from '../pcap.ts';
 import { invalidNameMessage, openErrorMessage, TapError, type TapStep } from './errors.ts';
 import {
@@ -81,6 +81,8 @@ export interface TapCounters {
   bytesOut: number;
   /** Frames refused by `send` (too short, too long, device closed), failed writes, truncated reads. */
   drops: number;
+  /** Frames not written because `writeGuard` said no (the lease had run out). */
+  fenced: number;
 }
 
 /** Longest frame read: more than any MTU a TAP takes (65521) plus Ethernet and two VLAN tags. */
@@ -124,7 +126,14 @@ export class TapDevice implements LinkDevice {
   private readonly worker: Worker;
   private readonly ctl: Int32Array;
   private readonly pcap: PcapWriter | undefined;
-  private readonly stats: TapCounters = { framesIn: 0, framesOut: 0, bytesIn: 0, bytesOut: 0, drops: 0 };
+  private readonly stats: TapCounters = {
+    framesIn: 0,
+    framesOut: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    drops: 0,
+    fenced: 0,
+  };
   private handler: ((frames: Uint8Array[]) => void) | undefined;
   private closed = false;
   private closing: Promise<void> | undefined;
@@ -270,6 +279,14 @@ export class TapDevice implements LinkDevice {
     }
   }
 
+  /**
+   * Asked before every write(2) of a frame that is not a control frame (CONTROL_ETHERTYPE):
+   * false drops it (counted in `fenced`). The HA layer's lease check, made as late as user space
+   * can make it: a process paused between `send` and `flush` finds its lease expired when it
+   * resumes.
+   */
+  writeGuard: (() => boolean) | undefined;
+
   /** Writes every queued frame now: one write(2) each. A failed write is counted in `drops`. */
   flush(): void {
     const count = this.txCount;
@@ -277,9 +294,17 @@ export class TapDevice implements LinkDevice {
     const { c, fd, stats, pcap, vnet } = this;
     const addr = this.txMem.address;
     const ts = pcap ? wallUs() : 0;
+    const guard = this.writeGuard;
     let off = 0;
     for (let i = 0; i < count; i++) {
       const n = this.txLen[i];
+      const b = this.txBuf;
+      const et = (b[off + vnet + 12] << 8) | b[off + vnet + 13];
+      if (guard && et !== CONTROL_ETHERTYPE && !guard()) {
+        stats.fenced++;
+        off += n;
+        continue;
+      }
       if (c.writeAt(fd, addr + off, n) === n) {
         stats.framesOut++;
         stats.bytesOut += n - vnet;
