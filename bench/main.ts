@@ -33,6 +33,11 @@ const BENCHES: Record<
       'one fault at a time (kill, crash, pause, partitions, churn, RST storm, clock) under kernel clients (--runs N)',
     load: () => import('./nemesis.ts'),
   },
+  channel: {
+    about:
+      'replication link: AES-256-GCM seal+open vs HMAC (v1) vs copy, 64 B to 1 MiB; loopback TCP (--mb N)',
+    load: () => import('./channel.ts'),
+  },
   fuzz: {
     about: 'mutated and random frames into every parser (default 2M cases; --cases N)',
     load: () => import('./fuzz.ts'),
