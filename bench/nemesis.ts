@@ -23,7 +23,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CUT_TOOLS, rootSkipReason } from '../test/netns/harness.ts';
-import { Nemesis, type RunResult } from '../test/netns/nemesis/runner.ts';
+import { describeRun, Nemesis, type RunResult } from '../test/netns/nemesis/runner.ts';
 import { SCENARIO_NAMES } from '../test/netns/nemesis/scenarios.ts';
 import { type BenchOptions, printTable } from './harness.ts';
 
@@ -91,13 +91,6 @@ export function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))];
 }
 
-export function describeRun(r: RunResult): string {
-  const kinds = Object.entries(r.kinds)
-    .map(([k, n]) => `${k} ${n}`)
-    .join(', ');
-  return `${r.scenario} seed ${r.seed}: ${r.violations === 0 ? 'no anomaly' : `${r.violations} anomalies (${kinds})`}; stall ${r.stallMs} ms${r.worst ? ` (${r.worst})` : ''}${r.addedStallMs === undefined ? '' : ` (+${r.addedStallMs} ms over baseline)`}; ${r.takeovers} take-over(s), ${r.standbyDrops} standby drop(s)${r.leftoverSockets ? `, ${r.leftoverSockets} client socket(s) left open` : ''}; ${r.params.join(', ')} [${(r.wallMs / 1000).toFixed(1)} s]`;
-}
-
 export async function run(o: BenchOptions): Promise<number> {
   const f = parse(o.args);
   if (typeof f === 'string') {
@@ -119,7 +112,6 @@ export async function run(o: BenchOptions): Promise<number> {
     nem = await Nemesis.create({
       dir,
       log,
-      seed: f.seed,
       heartbeatMs: f.heartbeatMs,
       timeoutMs: f.timeoutMs,
     });

@@ -459,7 +459,7 @@ export class Topology {
   private readonly processes = new Set<Spawned>();
   private ports = 0;
   private destroyed = false;
-  private cutPorts: Set<string> | undefined;
+  private readonly cutPorts = new Set<string>();
 
   private constructor(id: string) {
     this.id = id;
@@ -657,7 +657,7 @@ export class Topology {
    * it: with STP off the bridge puts every port back to forwarding at once.)
    */
   async setPortCut(port: string, cut: boolean): Promise<void> {
-    const cuts = (this.cutPorts ??= new Set());
+    const cuts = this.cutPorts;
     if (cut === cuts.has(port)) return;
     const op = cut ? '-I' : '-D';
     await must([

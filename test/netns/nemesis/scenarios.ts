@@ -22,14 +22,28 @@ export interface FaultContext {
   sleep(ms: number): Promise<void>;
   /** Sends a command line to the client (client.ts's stdin commands). */
   client(cmd: string): void;
+  /** What the client printed so far. */
+  clientOutput(): string;
   /** Waits (bounded) until the client printed `text`; false when it did not. */
   clientSaid(text: string, timeoutMs: number): Promise<boolean>;
   /** Marks a phase of the client's waits. */
   phase(name: string): void;
   /** Waits until `name` reports role `role`; false after `timeoutMs`. */
   awaitRole(name: string, role: string, timeoutMs: number): Promise<boolean>;
-  /** Restarts node `name` (a new process) and waits until it is a synced standby ('not-rejoined' if not). */
-  restart(name: string): Promise<void>;
+  /**
+   * Restarts node `name` (a new process; in a time namespace whose CLOCK_MONOTONIC is offset by
+   * `monotonicOffsetS` when given) and waits until it is a synced standby ('not-rejoined' if not).
+   */
+  restart(name: string, monotonicOffsetS?: number): Promise<void>;
+  /** A seeded CLOCK_MONOTONIC offset (s) for another boot time, or undefined without time namespaces. */
+  monotonicOffset(): number | undefined;
+  /**
+   * Waits (bounded) until the pair is one active and one synced standby for a moment;
+   * 'standby-unsynced' and false when it does not get there.
+   */
+  stable(): Promise<boolean>;
+  /** How many times a node became active since the run began. */
+  takeovers(): number;
   kill(name: string): void;
   pause(name: string): void;
   resume(name: string): void;
@@ -145,7 +159,7 @@ export const SCENARIOS: Scenario[] = [
     about: 'only the replication link cut (both nodes on the data link), then healed',
     takeover: 'any',
     async fault(x) {
-      const ms = faultMs(x, 1000, 2500);
+      const ms = faultMs(x, 2000, 3000);
       x.note(`cut ${ms} ms`);
       await x.cutReplication();
       await x.sleep(ms);
@@ -158,7 +172,7 @@ export const SCENARIOS: Scenario[] = [
     about: "the active's data link cut (replication link up), then healed",
     takeover: 'any',
     async fault(x) {
-      const ms = faultMs(x, 1000, 2500);
+      const ms = faultMs(x, 2000, 3000);
       x.note(`cut ${ms} ms`);
       await x.cutData(x.active);
       await x.sleep(ms);
@@ -171,7 +185,7 @@ export const SCENARIOS: Scenario[] = [
     about: "the standby's data link cut (replication link up), then healed: nothing may change for clients",
     takeover: 'forbidden',
     async fault(x) {
-      const ms = faultMs(x, 1000, 2500);
+      const ms = faultMs(x, 2000, 3000);
       x.note(`cut ${ms} ms`);
       await x.cutData(x.standby);
       await x.sleep(ms);
@@ -183,7 +197,7 @@ export const SCENARIOS: Scenario[] = [
     name: 'standby-churn',
     about: 'kill -9 of the standby under load, restarted (it bootstraps under load): the stall it adds',
     takeover: 'forbidden',
-    baselineMs: 1500,
+    baselineMs: 2500,
     async fault(x) {
       x.kill(x.standby);
       await x.sleep(x.between(100, 400));
@@ -202,6 +216,7 @@ export const SCENARIOS: Scenario[] = [
         x.violation('harness', 'the 1,000 storm connections did not open within 60 s');
         return;
       }
+      x.note(`${/storm-ready (\d+)/.exec(x.clientOutput())?.[1]} storm connections`);
       // The standby must hold them too before they go (their resets are replicated).
       for (let i = 0; i < 100 && ((await x.connections(x.standby)) ?? 0) < 1000; i++) await x.sleep(50);
       x.client('storm-reset');
@@ -225,16 +240,43 @@ export const SCENARIOS: Scenario[] = [
   },
   {
     name: 'clock-step',
-    about: "one node's wall clock stepped by hours (its monotonic clock untouched): nothing may change",
-    takeover: 'forbidden',
+    about:
+      "one node's wall clock stepped by hours (nothing may change); the standby restarted with its CLOCK_MONOTONIC offset (another boot time), taking over and handing back",
+    takeover: 'any',
     async fault(x) {
+      // The wall clock, there and back: the code runs on the monotonic clock; no take-over.
       const who = x.between(0, 1) === 0 ? x.active : x.standby;
       const ms = (x.between(0, 1) === 0 ? -1 : 1) * x.between(3600, 86_400 * 30) * 1000;
       x.note(`${who}'s wall clock stepped by ${ms / 1000} s`);
       await x.stepWallClock(who, ms);
       await x.sleep(1500);
       await x.stepWallClock(who, 0);
-      await x.sleep(500);
+      await x.sleep(300);
+      if (x.takeovers() > 0)
+        x.violation('spurious-takeover', `a take-over after ${who}'s wall clock stepped`);
+      // The monotonic clock: a time namespace offsets CLOCK_MONOTONIC for one process (another
+      // host booted at another time). The standby comes back in one, takes over from a kill -9,
+      // serves; the killed node comes back and takes over in turn, so no node stays offset.
+      const offset = x.monotonicOffset();
+      if (offset === undefined) return;
+      await x.restart(x.standby, offset);
+      await x.sleep(300);
+      if (!(await x.stable())) {
+        await x.restart(x.standby);
+        return;
+      }
+      x.kill(x.active);
+      if (!(await takeoverWithin(x, x.standby, detectBound(x))))
+        x.violation('no-takeover', `${x.standby} (CLOCK_MONOTONIC offset ${offset} s) did not take over`);
+      await x.sleep(800);
+      await x.restart(x.active);
+      await x.sleep(300);
+      if (!(await x.stable())) return;
+      x.kill(x.standby);
+      if (!(await takeoverWithin(x, x.active, detectBound(x))))
+        x.violation('no-takeover', `${x.active} did not take over back from the offset node`);
+      await x.sleep(300);
+      await x.restart(x.standby);
     },
   },
 ];

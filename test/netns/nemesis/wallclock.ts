@@ -29,7 +29,7 @@ if (file) {
     const before = new Stepped().toISOString();
     offset = next;
     process.stderr.write(
-      `${before} nemesis: wall clock stepped by ${next} ms to ${new Stepped().toISOString()}\n`,
+      `${before} nemesis: wall clock stepped to ${new Stepped().toISOString()} (${next} ms off the machine's)\n`,
     );
   });
 }

@@ -1,0 +1,71 @@
+/**
+ * The nemesis suite (issue 12; STYLE.md "Jepsen and FoundationDB"): every scenario of
+ * test/netns/nemesis/scenarios.ts, twice, on one real network of namespaces with kernel clients
+ * (kill -9 ping-pongs between the nodes). Each run is judged only from what the clients saw and
+ * the nodes' liveness (test/netns/nemesis/runner.ts lists the anomaly kinds); a test fails on any
+ * anomaly and prints every run's scenario and seed (`npm run bench -- nemesis --scenario S --seed
+ * N --runs 1` replays a run's choices).
+ *
+ * Scenarios that today's code fails are marked todo with what fails (the lead is building the
+ * lease, data-link heartbeats and fenced nodes rejoining as standby): they still run and report.
+ * NEMESIS_SEED sets the first seed (default 1); NEMESIS_RUNS the runs per scenario (default 2);
+ * NEMESIS_KEEP=1 keeps the directory with each run's capture, node log and result.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { CUT_TOOLS, rootSkipReason } from './harness.ts';
+import { describeRun, Nemesis, type RunResult } from './nemesis/runner.ts';
+import { SCENARIOS } from './nemesis/scenarios.ts';
+
+const skip = rootSkipReason([...CUT_TOOLS, 'ss']);
+const RUNS = Number(process.env.NEMESIS_RUNS ?? 2);
+const SEED = Number(process.env.NEMESIS_SEED ?? 1);
+
+/** What today's code gets wrong, per scenario (node:test's todo: reported, not failing). */
+const TODO: Record<string, string> = {
+  'data-partition-active':
+    "issue 12: when only the active's data link fails nobody takes over; clients wait for the heal (stalled: ~4 s after a 2-3 s cut)",
+};
+
+describe('nemesis: one fault at a time under kernel clients (issue 12)', { skip }, () => {
+  let nem: Nemesis | undefined;
+  let dir: string;
+  let seed = SEED;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'takeover-nemesis-'));
+    nem = await Nemesis.create({ dir });
+  });
+
+  after(async () => {
+    await nem?.destroy();
+    if (process.env.NEMESIS_KEEP) console.log(`kept ${dir}`);
+    else if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  for (const s of SCENARIOS) {
+    test(`${s.name}: ${s.about}`, { todo: TODO[s.name], timeout: 240_000 }, async (t) => {
+      assert.ok(nem, 'the pair did not start');
+      const runs: RunResult[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        const r = await nem.run(s.name, seed++);
+        t.diagnostic(describeRun(r));
+        runs.push(r);
+      }
+      const bad = runs.filter((r) => r.violations > 0);
+      assert.deepEqual(
+        bad.map((r) => `${r.scenario} seed ${r.seed}: ${JSON.stringify(r.kinds)}`),
+        [],
+        bad
+          .map(
+            (r) =>
+              `${describeRun(r)}\n  ${r.examples.join('\n  ')}\n  nodes:\n    ${r.evidence.join('\n    ')}`,
+          )
+          .join('\n'),
+      );
+    });
+  }
+});
