@@ -20,8 +20,10 @@ import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
 import { beaconKey, isBeaconFrame } from '../ha/beacon.ts';
 import { jsonBytes } from '../ha/log.ts';
 import { HaNode, nodeMac } from '../ha/node.ts';
+import { Pulse } from '../ha/pulse.ts';
 import { ReplicationTransport } from '../ha/transport.ts';
 import { GatedDevice } from '../link/gate.ts';
+import { FenceError, KernelFence } from '../link/tap/fence.ts';
 import { TapDevice } from '../link/tap/index.ts';
 import { ConfigError, loadNodeConfig, type NodeConfig, readKeyFile } from './config.ts';
 
@@ -58,6 +60,16 @@ export interface NodeStatus {
     restoreMs: number;
   } | null;
   /**
+   * The right to send (src/ha/node.ts): 'held' (granted by the standby, valid), 'expired',
+   * 'alone' (serving without a standby that could take over), 'none' (not active); how the kernel
+   * enforces it ('tcx' | 'tc', or why it does not: the userspace check remains).
+   */
+  lease?: { state: string; kernelFence: string; lapses: number; framesHeld: number; framesDropped: number };
+  /** Times this node was superseded (a later epoch) and rejoined as standby; the last. */
+  fences?: { count: number; last: { at: string; epoch: number; reason: string; dropped: number } | null };
+  /** Beacons on the data link: sent, accepted, refused (forged, replayed), grants given. */
+  beacons?: { sent: number; heard: number; refused: number; grants: number };
+  /**
    * What the application's failures cost (src/api/isolation.ts): connections reset because it
    * threw for them, or because their socket's 'error' had no listener; of those, connections a
    * take-over had restored (dropped, not retried); exceptions tied to no connection; the last.
@@ -86,6 +98,17 @@ export async function runNode(configPath: string): Promise<number> {
     console.error((e as Error).message);
     return 1;
   }
+  // The kernel enforces the lease too, where it can (Linux 6.6+ TCX, or tc; root): a frame written
+  // after the deadline is dropped as it enters the kernel, whatever paused us before write(2).
+  let fence: KernelFence | undefined;
+  let fenceMode = 'off';
+  try {
+    fence = KernelFence.attach({ ifname: tap.name, netns: cfg.tap.netns });
+    fenceMode = fence.info.mode;
+  } catch (e) {
+    if (!(e instanceof FenceError)) throw e;
+    fenceMode = `off: ${e.message}`;
+  }
   const gate = new GatedDevice(tap, monotonicUs);
   // The lease is checked again right before each write(2): a pause between send and flush.
   tap.writeGuard = () => gate.mayEmit;
@@ -103,6 +126,24 @@ export async function runNode(configPath: string): Promise<number> {
     rng,
   );
   const wallAt = new Map<number, string>();
+  // Heartbeats and grants on a thread of their own (UDP on the replication addresses): a busy
+  // main thread keeps its lease and does not look dead; a stopped or killed process goes silent.
+  let pulse: Pulse | undefined;
+  try {
+    pulse = await Pulse.start({
+      nodeId: cfg.nodeId,
+      key: beaconKey(cfg.replication.key),
+      listen: cfg.replication.listen,
+      peer: cfg.replication.peer,
+      heartbeatUs: cfg.replication.heartbeatMs * 1000,
+      leaseUs: cfg.replication.timeoutMs * 1000,
+      log,
+    });
+  } catch (e) {
+    log(`${(e as Error).message} Running without it: a main thread busy for a lease looks dead.`);
+  }
+  gate.sharedLease = pulse ? () => pulse.leaseUntil() : undefined;
+  gate.onExtend = (until) => fence?.setDeadlineUs(until);
   const ha = new HaNode(
     {
       nodeId: cfg.nodeId,
@@ -115,11 +156,15 @@ export async function runNode(configPath: string): Promise<number> {
       nonce: new Uint8Array(randomBytes(8)),
       // Acting on silence needs evidence the data link works: only a listening standby hears it.
       dataLinkProof: cfg.snoop,
+      side: pulse,
     },
     rt.stack,
     {
       setMuted: (m) => gate.setMuted(m),
-      setLease: (until) => gate.setLease(until),
+      setLease: (until) => {
+        fence?.setDeadlineUs(until);
+        gate.setLease(until);
+      },
       sendBeacon: (f) => gate.sendControl(f),
       wake: () => rt.kick(),
       restored: (conns, now) => {
@@ -150,8 +195,15 @@ export async function runNode(configPath: string): Promise<number> {
       const t = ha.pollAt();
       return Number.isFinite(t) ? t : undefined;
     },
-    poll: (now) => ha.poll(now),
-    afterTurn: (now) => ha.afterTurn(now),
+    poll: (now) => {
+      // The node polls at least every heartbeat: an idle main thread still feeds the watchdog.
+      pulse?.tick();
+      ha.poll(now);
+    },
+    afterTurn: (now) => {
+      pulse?.tick();
+      ha.afterTurn(now);
+    },
   });
   rt.checkpointSink = (c, value) => ha.replicator?.checkpoint(c, jsonBytes(value));
 
@@ -198,6 +250,8 @@ export async function runNode(configPath: string): Promise<number> {
   const status = (): NodeStatus => {
     const rep = ha.replicator;
     const last = ha.takeovers[ha.takeovers.length - 1];
+    const lastFence = ha.fences[ha.fences.length - 1];
+    const wallOf = (us: number) => new Date(Date.now() - (monotonicUs() - us) / 1000).toISOString();
     return {
       nodeId: cfg.nodeId,
       role: ha.role,
@@ -229,6 +283,30 @@ export async function runNode(configPath: string): Promise<number> {
           }
         : null,
       isolation: { ...rt.isolation.counters, last: rt.isolation.last ?? null },
+      lease: {
+        state: ha.leaseState(monotonicUs()),
+        kernelFence: fenceMode,
+        lapses: ha.beacons.leaseLapses,
+        framesHeld: gate.counters.leaseHeld,
+        framesDropped: gate.counters.leaseDropped + (fence?.drops() ?? 0),
+      },
+      fences: {
+        count: ha.fences.length,
+        last: lastFence
+          ? {
+              at: wallOf(lastFence.at),
+              epoch: lastFence.epoch,
+              reason: lastFence.reason,
+              dropped: lastFence.dropped,
+            }
+          : null,
+      },
+      beacons: {
+        sent: ha.beacons.sent,
+        heard: ha.beacons.heard,
+        refused: ha.beacons.refused,
+        grants: ha.beacons.grants,
+      },
     };
   };
   const statusServer = await serveStatus(cfg, status, log);
@@ -241,6 +319,8 @@ export async function runNode(configPath: string): Promise<number> {
     statusServer?.close();
     rmSync(cfg.status.socket, { force: true });
     await transport.stop();
+    await pulse?.close();
+    fence?.close();
     await rt.close();
     process.exit(0);
   };
@@ -267,7 +347,9 @@ export async function runNode(configPath: string): Promise<number> {
     const also = ids.length > 1 ? `, also accepting ${ids.slice(1).join(', ')}` : '';
     log(`SIGHUP: replication keys reloaded from ${file}: current ${ids[0]}${also}; new links use them.`);
   });
-  log(`up: ${cfg.role} configured, TAP ${tap.name}, replication ${cfg.replication.mode}`);
+  log(
+    `up: ${cfg.role} configured, TAP ${tap.name}, replication ${cfg.replication.mode}, lease ${cfg.replication.timeoutMs} ms, kernel fence ${fenceMode}`,
+  );
   console.log(`ready role=${ha.role}`);
   return 0;
 }

@@ -61,6 +61,22 @@ export function formatStatus(st: NodeStatus): string {
         ].join('\n')
       : 'last take-over none',
   );
+  if (st.lease)
+    lines.push(
+      `lease       ${st.lease.state}; kernel fence ${st.lease.kernelFence}; ${st.lease.lapses} lapse(s), ${st.lease.framesHeld} frame(s) held, ${st.lease.framesDropped} dropped`,
+    );
+  if (st.fences?.last)
+    lines.push(
+      `superseded  ${st.fences.count} time(s); last ${st.fences.last.at} at epoch ${st.fences.last.epoch}: ${st.fences.last.reason} (${st.fences.last.dropped} connection(s) dropped)`,
+    );
+  if (st.beacons)
+    lines.push(
+      `beacons     ${st.beacons.sent} sent, ${st.beacons.heard} heard, ${st.beacons.refused} refused, ${st.beacons.grants} grant(s)`,
+    );
+  if (st.isolation)
+    lines.push(
+      `isolation   ${st.isolation.appErrors} app error(s), ${st.isolation.socketErrors} socket error(s), ${st.isolation.restoredDropped} restored dropped, ${st.isolation.unattributed} unattributed`,
+    );
   return lines.join('\n');
 }
 

@@ -50,6 +50,7 @@ import { TCP_RST, TCP_SYN } from '../wire/tcp.ts';
 import { type Beacon, decodeBeacon, encodeBeacon } from './beacon.ts';
 import { decodeBatch, encodeBatch } from './log.ts';
 import { Mirror } from './mirror.ts';
+import type { SideChannel } from './pulse.ts';
 import { Replicator } from './replicator.ts';
 
 export const MSG_ROLE = 1;
@@ -108,6 +109,12 @@ export interface HaNodeOptions {
    * Needs frames to reach a muted standby (`snoop`); default false.
    */
   dataLinkProof?: boolean;
+  /**
+   * Heartbeats and grants on a thread of their own (src/ha/pulse.ts): their lease, promises and
+   * last word count with this node's own, so a busy main thread neither loses its lease nor
+   * looks dead, while a stopped or dead process falls silent at once.
+   */
+  side?: SideChannel;
 }
 
 /** What the node asks of its driver. */
@@ -208,6 +215,8 @@ export const RESUME_WATCH_US = 10_000_000;
 const SLOW_RESUME_US = 300_000;
 /** How often (µs) the watch looks at the restored connections. */
 const RESUME_CHECK_US = 1000;
+/** Timeouts a standby that is slow but alive (its side channel answers) may lag before it is dropped. */
+const SLOW_STANDBY_TIMEOUTS = 5;
 /** Heartbeats of data-link traffic without the lost standby's beacon that prove it is off it. */
 const PROOF_HEARTBEATS = 3;
 
@@ -264,7 +273,10 @@ export class HaNode {
   private orphaned = false;
   /** The last `now` any call gave (messages go out inside calls that have one). */
   private clock: number;
-  private readonly o: Required<Omit<HaNodeOptions, 'beaconKey'>> & { beaconKey?: Uint8Array };
+  private readonly o: Required<Omit<HaNodeOptions, 'beaconKey' | 'side'>> & {
+    beaconKey?: Uint8Array;
+    side?: SideChannel;
+  };
   /** The connections restored by the last take-over, watched for `RESUME_WATCH_US`. */
   private watch: ResumeWatch[] = [];
   /** Those of `watch` that owed output at the take-over and have not had it acknowledged yet. */
@@ -356,17 +368,27 @@ export class HaNode {
    */
   sendUntil(): number {
     if (this.role !== 'active') return -INF;
-    return this.selfLease ? INF : this.leaseUntil;
+    return this.selfLease ? INF : this.lease();
+  }
+
+  /** The lease granted to us, on either channel. */
+  private lease(): number {
+    const side = this.o.side;
+    return side ? Math.max(this.leaseUntil, side.leaseUntil()) : this.leaseUntil;
   }
 
   /** For status: 'alone' (degraded, self-granted), 'held' (granted, valid), 'expired', 'none'. */
   leaseState(now: number): 'alone' | 'held' | 'expired' | 'none' {
     if (this.role !== 'active') return 'none';
     if (this.selfLease) return 'alone';
-    return now < this.leaseUntil ? 'held' : 'expired';
+    return now < this.lease() ? 'held' : 'expired';
   }
 
   private pushLease(): void {
+    this.o.side?.setRole(
+      this.role === 'active' ? 'active' : this.role === 'standby' ? 'standby' : 'none',
+      this.epoch,
+    );
     const u = this.sendUntil();
     if (u === this.leaseTold) return;
     this.leaseTold = u;
@@ -421,7 +443,7 @@ export class HaNode {
       this.serveAlone(now);
       return;
     }
-    if (why === 'link closed' && now < this.leaseUntil) {
+    if (why === 'link closed' && now < this.lease()) {
       this.driver.log('standby lost (link closed) while our lease held: its process is gone; serving alone');
       this.serveAlone(now);
       return;
@@ -444,7 +466,7 @@ export class HaNode {
     const quietPeer = !p || p.at < this.lossAt;
     if (this.o.dataLinkProof) {
       const span = this.rxSinceLoss.last - this.rxSinceLoss.first;
-      if (quietPeer && span >= PROOF_HEARTBEATS * this.o.heartbeatUs && now >= this.leaseUntil) {
+      if (quietPeer && span >= PROOF_HEARTBEATS * this.o.heartbeatUs && now >= this.lease()) {
         this.driver.log(
           'the lost standby is not on the data link (traffic heard, no beacon from it): serving alone',
         );
@@ -452,10 +474,7 @@ export class HaNode {
       }
       return;
     }
-    if (
-      quietPeer &&
-      now >= Math.max(this.leaseUntil, this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs
-    ) {
+    if (quietPeer && now >= Math.max(this.lease(), this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs) {
       this.driver.log('the lost standby did not claim the VIP: serving alone');
       this.serveAlone(now);
     }
@@ -841,6 +860,7 @@ export class HaNode {
   /** End of a driver turn: the active ships what the turn did as one batch. */
   afterTurn(now: number): void {
     this.clock = now;
+    this.pushLease();
     if (this.watch.length > 0) this.watchResume(now);
     if (this.role !== 'active' || !this.replicator) return;
     const b = this.replicator.batch(now);
@@ -848,17 +868,32 @@ export class HaNode {
   }
 
   /**
+   * How long the attached standby may be silent, or leave a batch unacknowledged, before it is
+   * dropped: a timeout; `SLOW_STANDBY_TIMEOUTS` of them while its process still answers on the
+   * side channel (it is only slow: a long turn, a GC pause; dropping it costs a new bootstrap).
+   */
+  private standbyLimit(now: number): number {
+    const alive = (this.o.side?.lastHeard() ?? -INF) >= now - this.o.timeoutUs;
+    return (alive ? SLOW_STANDBY_TIMEOUTS : 1) * this.o.timeoutUs;
+  }
+
+  /**
    * When a synced standby may take over: the active silent on both paths for `timeoutUs`, and
    * the lease we granted it expired plus the margin.
    */
   private deadAt(): number {
-    return Math.max(this.lastHeard + this.o.timeoutUs, this.grantedUntil + this.o.leaseMarginUs);
+    const side = this.o.side;
+    const heard = side ? Math.max(this.lastHeard, side.lastHeard()) : this.lastHeard;
+    const granted = side ? Math.max(this.grantedUntil, side.grantedUntil()) : this.grantedUntil;
+    return Math.max(heard + this.o.timeoutUs, granted + this.o.leaseMarginUs);
   }
 
   /** Whether the evidence allows acting on the active's silence (see `dataLinkProof`). */
   private mayTakeOver(): boolean {
     if (!this.o.dataLinkProof) return true;
-    return (!this.link && this.peerClosedLink) || this.lastDataRx > this.lastHeard;
+    const side = this.o.side;
+    const heard = side ? Math.max(this.lastHeard, side.lastHeard()) : this.lastHeard;
+    return (!this.link && this.peerClosedLink) || this.lastDataRx > heard;
   }
 
   pollAt(): number {
@@ -870,12 +905,12 @@ export class HaNode {
     if (this.role === 'active' && this.peerReady && this.link)
       t = Math.min(
         t,
-        this.lastHeardLink + this.o.timeoutUs,
-        (this.replicator?.oldestUnackedAt ?? INF) + this.o.timeoutUs,
+        this.lastHeardLink + this.standbyLimit(this.clock),
+        (this.replicator?.oldestUnackedAt ?? INF) + this.standbyLimit(this.clock),
       );
     // With `dataLinkProof` the decision waits for frames (`heard`), not for a time.
     if (this.role === 'active' && this.lossAt !== INF && !this.o.dataLinkProof)
-      t = Math.min(t, Math.max(this.leaseUntil, this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs);
+      t = Math.min(t, Math.max(this.lease(), this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs);
     if (this.role === 'candidate') t = Math.min(t, this.startedAt + this.o.startupWaitUs);
     if (this.announceAt.length > 0) t = Math.min(t, this.announceAt[0]);
     return t;
@@ -896,9 +931,10 @@ export class HaNode {
     }
     if (this.role === 'active' && this.peerReady && this.link) {
       // Silent, or hearing us no more (a batch unacknowledged for a timeout: a one-way cut).
-      const silent = now >= this.lastHeardLink + this.o.timeoutUs;
+      const limit = this.standbyLimit(now);
+      const silent = now >= this.lastHeardLink + limit;
       const oldest = this.replicator?.oldestUnackedAt ?? INF;
-      if (silent || now >= oldest + this.o.timeoutUs) {
+      if (silent || now >= oldest + limit) {
         this.driver.log(
           silent
             ? `standby silent for ${((now - this.lastHeardLink) / 1000).toFixed(0)} ms: dropping it`

@@ -31,8 +31,13 @@ import {
 const INF = Number.POSITIVE_INFINITY;
 /** An ACK limit no stream offset reaches: nothing held, but no SACK blocks (see `unhold`). */
 const CATCHING_UP_ACK_LIMIT = Number.MAX_SAFE_INTEGER;
-/** Batches after the bootstrap a standby waits at most for out-of-order bytes to drain. */
-const SYNC_WAIT_BATCHES = 1000;
+/**
+ * How long (µs) after its bootstrap was acknowledged a standby waits at most for out-of-order
+ * bytes to drain. Past it, a peer that counted some as SACKed, should the standby take over
+ * before they are acknowledged, learns at its next RTO that they are gone (RFC 2018 8; Linux
+ * detects the reneging sooner): a stall, not a loss.
+ */
+const SYNC_WAIT_US = 200_000;
 
 interface Replicated {
   id: number;
@@ -75,6 +80,7 @@ export class Replicator implements StackObserver {
   /** Between a bootstrap and the batch marked `sync`: batches flow, nothing is held. */
   private catchingUp = false;
   private bootstrapLsn = 0;
+  private bootstrapAckedAt = INF;
   /** The `sync` batch has gone out: the standby holds, or will, everything released. */
   private syncSent = false;
 
@@ -201,6 +207,7 @@ export class Replicator implements StackObserver {
     }
     const b = this.seal(now, true, records, []);
     this.bootstrapLsn = b.lsn;
+    this.bootstrapAckedAt = INF;
     return b;
   }
 
@@ -221,11 +228,12 @@ export class Replicator implements StackObserver {
    * Whether the standby may become able to take over now: it applied the bootstrap, and no
    * connection holds out-of-order bytes (which its peer may count as SACKed, from before the
    * standby came: it would wait for its RTO to learn they are gone), unless the wait has lasted
-   * `SYNC_WAIT_BATCHES` batches.
+   * `SYNC_WAIT_US`.
    */
-  private readyToSync(): boolean {
+  private readyToSync(now: number): boolean {
     if (this.ackedLsn < this.bootstrapLsn) return false;
-    if (this.lsn - this.bootstrapLsn >= SYNC_WAIT_BATCHES) return true;
+    if (this.bootstrapAckedAt === INF) this.bootstrapAckedAt = now;
+    if (now >= this.bootstrapAckedAt + SYNC_WAIT_US) return true;
     for (const c of this.conns.keys()) if (c.tcp.outOfOrderBytes > 0) return false;
     return true;
   }
@@ -238,7 +246,7 @@ export class Replicator implements StackObserver {
       return undefined;
     }
     // The standby has applied the bootstrap: from this batch on, output waits for it again.
-    const sync = this.catchingUp && this.readyToSync();
+    const sync = this.catchingUp && this.readyToSync(now);
     if (sync) {
       this.catchingUp = false;
       for (const c of this.conns.keys()) this.dirty.add(c);

@@ -64,9 +64,27 @@ export class GatedDevice implements LinkDevice {
     return !this.muted && this.leaseValid;
   }
 
+  /**
+   * A lease granted on another channel (a worker thread's, src/ha/pulse.ts), read at each check
+   * while a granted lease is in force; `onExtend` hears each extension it brings (the kernel
+   * fence follows it before the frame is written).
+   */
+  sharedLease: (() => number) | undefined;
+  onExtend: ((until: number) => void) | undefined;
+
   /** Whether the lease allows a frame now. */
   get leaseValid(): boolean {
-    return this.leaseUntil === Number.POSITIVE_INFINITY || this.clock() < this.leaseUntil;
+    const u = this.leaseUntil;
+    if (u === Number.POSITIVE_INFINITY) return true;
+    if (u === Number.NEGATIVE_INFINITY) return false;
+    const now = this.clock();
+    if (now < u) return true;
+    const shared = this.sharedLease?.() ?? u;
+    if (shared > u) {
+      this.leaseUntil = shared;
+      this.onExtend?.(shared);
+    }
+    return now < this.leaseUntil;
   }
 
   /** The lease moved: frames held for it leave if it now allows them. */

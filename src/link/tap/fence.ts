@@ -46,6 +46,8 @@
  * ```
  */
 import { endianness } from 'node:os';
+import { performanceToMonotonicNs } from '../clock.ts';
+import { CONTROL_ETHERTYPE } from '../device.ts';
 import {
   AF_NETLINK,
   type BpfLibc,
@@ -64,7 +66,7 @@ import {
 } from './ffi.ts';
 
 /** The EtherType that passes whatever the lease: the HA nodes' heartbeats (CONTROL_ETHERTYPE). */
-export const FENCE_PASS_ETHERTYPE = 0x88b5;
+export const FENCE_PASS_ETHERTYPE = CONTROL_ETHERTYPE;
 
 export interface FenceOptions {
   /** The TAP device's interface name. */
@@ -501,28 +503,7 @@ function inNetns<T>(c: Libc, netns: string | undefined, fn: () => T): T {
 
 // ---- clocks -----------------------------------------------------------------------------------
 
-/**
- * Nanoseconds to add to performance.now() * 1e6 to get CLOCK_MONOTONIC (what bpf_ktime_get_ns
- * reads). Node's performance.now() is uv_hrtime() (CLOCK_MONOTONIC) minus the thread's time
- * origin, and process.hrtime.bigint() is uv_hrtime() itself, so the offset is that time origin.
- * Measured as the tightest of several hrtime / performance.now / hrtime brackets: error well
- * under a microsecond. Per thread: a worker has its own time origin.
- */
-export function performanceToMonotonicNs(): bigint {
-  let best = Number.POSITIVE_INFINITY;
-  let offset = 0n;
-  for (let k = 0; k < 64; k++) {
-    const a = process.hrtime.bigint();
-    const p = performance.now();
-    const b = process.hrtime.bigint();
-    const gap = Number(b - a);
-    if (gap < best) {
-      best = gap;
-      offset = a + (b - a) / 2n - BigInt(Math.round(p * 1e6));
-    }
-  }
-  return offset;
-}
+export { performanceToMonotonicNs };
 
 const NEVER = (1n << 63n) - 1n;
 
