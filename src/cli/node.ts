@@ -153,6 +153,7 @@ export async function runNode(configPath: string): Promise<number> {
       timeoutUs: cfg.replication.timeoutMs * 1000,
       degraded: cfg.degraded,
       beaconKey: beaconKey(cfg.replication.key),
+      beaconKeysAccepted: (cfg.replication.keys ?? []).slice(1).map(beaconKey),
       nonce: new Uint8Array(randomBytes(8)),
       // Acting on silence needs evidence the data link works: only a listening standby hears it.
       dataLinkProof: cfg.snoop,
@@ -340,6 +341,7 @@ export async function runNode(configPath: string): Promise<number> {
       const keys = readKeyFile(file);
       if (typeof keys === 'string') throw new Error(keys);
       ids = transport.setKeys(keys);
+      ha.setBeaconKeys(keys.map(beaconKey));
     } catch (e) {
       log(`SIGHUP: replication.keyFile not reloaded, the current keys stay in use: ${(e as Error).message}.`);
       return;

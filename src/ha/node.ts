@@ -98,6 +98,8 @@ export interface HaNodeOptions {
   degraded?: 'serve' | 'refuse';
   /** Key of the beacons on the data link (`beaconKey(psk)`); without it no beacons are sent. */
   beaconKey?: Uint8Array;
+  /** More keys whose beacons are accepted (a key rotation in progress: README "Key rotation"). */
+  beaconKeysAccepted?: Uint8Array[];
   /** 8 random bytes naming this process's life in its beacons (replay protection). */
   nonce?: Uint8Array;
   /**
@@ -273,8 +275,9 @@ export class HaNode {
   private orphaned = false;
   /** The last `now` any call gave (messages go out inside calls that have one). */
   private clock: number;
-  private readonly o: Required<Omit<HaNodeOptions, 'beaconKey' | 'side'>> & {
+  private readonly o: Required<Omit<HaNodeOptions, 'beaconKey' | 'side' | 'beaconKeysAccepted'>> & {
     beaconKey?: Uint8Array;
+    beaconKeysAccepted?: Uint8Array[];
     side?: SideChannel;
   };
   /** The connections restored by the last take-over, watched for `RESUME_WATCH_US`. */
@@ -737,12 +740,23 @@ export class HaNode {
     }
   }
 
+  /** New beacon keys (a key rotation): the first signs ours, any verifies the peer's. */
+  setBeaconKeys(keys: Uint8Array[]): void {
+    if (keys.length === 0) return;
+    this.o.beaconKey = keys[0];
+    this.o.beaconKeysAccepted = keys.slice(1);
+  }
+
   /** A beacon frame from the data link. Refused ones are counted and dropped. */
   beacon(frame: Uint8Array, now: number): void {
     const key = this.o.beaconKey;
     if (!key) return;
     this.clock = now;
-    const b = decodeBeacon(frame, key);
+    let b = decodeBeacon(frame, key);
+    for (const k of this.o.beaconKeysAccepted ?? []) {
+      if (typeof b !== 'string') break;
+      b = decodeBeacon(frame, k);
+    }
     if (typeof b === 'string') {
       this.beacons.refused++;
       return;
