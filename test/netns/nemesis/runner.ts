@@ -613,6 +613,12 @@ export class Nemesis {
         pair.signal(name, 'SIGUSR2');
         await sleep(10);
       },
+      lease: async (name) => {
+        const l = (await pair.tryStatus(name, 2000))?.lease;
+        return l
+          ? `lease ${l.state}, kernel fence ${l.kernelFence}, ${l.framesDropped} frame(s) dropped and ${l.framesHeld} held for the lease`
+          : 'no lease in its status';
+      },
       connections: async (name) => {
         const s = await pair.tryStatus(name, 2000);
         if (!s) return undefined;
