@@ -143,8 +143,12 @@ abstract class Conn {
     this.s.on('data', (d: Buffer) => {
       totalBytes += d.length;
       if (this.failed) return;
+      // The wait this arrival ends is measured before the data is taken in: taking it in may
+      // complete a response (no longer waiting) or send the next request (waiting anew).
+      const now = performance.now();
+      this.arrived(now);
       this.onData(d);
-      this.arrived();
+      this.waitingSince = this.owed() > 0 ? now : undefined;
     });
     this.s.on('end', () => {
       if (!this.ending && !this.failed) {
@@ -188,8 +192,8 @@ abstract class Conn {
     this.waitingSince ??= performance.now();
   }
 
-  private arrived(): void {
-    const now = performance.now();
+  /** Bytes arrived at `now`: the wait they end, if one was under way, is measured. */
+  private arrived(now: number): void {
     if (this.waitingSince !== undefined) {
       const w = now - this.waitingSince;
       this.phaseMax[phase] = Math.max(this.phaseMax[phase] ?? 0, w);
@@ -199,11 +203,6 @@ abstract class Conn {
       }
       phaseStallMs[phase] = Math.max(phaseStallMs[phase] ?? 0, w);
     }
-    this.waitingSince = this.owed() > 0 ? now : undefined;
-  }
-
-  protected idle(): void {
-    this.waitingSince = undefined;
   }
 
   /** The connection ended in an anomaly: count it once, stop checking it. */
@@ -291,7 +290,6 @@ class EchoRR extends Conn {
   protected onData(d: Buffer): void {
     this.check.push(d);
     if (this.check.high >= this.sent) {
-      this.idle();
       this.thinkTimer = setTimeout(() => this.ask(), between(this.think / 2, this.think * 2));
     }
   }
@@ -384,7 +382,6 @@ class HttpConn extends Conn {
         this.answered++;
         this.asked = false;
         this.body = -1;
-        this.idle();
         this.thinkTimer = setTimeout(() => this.ask(), between(this.think / 2, this.think * 2));
       }
     }
