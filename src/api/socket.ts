@@ -109,10 +109,20 @@ export class Socket extends Duplex {
     if (this.pendingWrite) out.push(this.pendingWrite.data);
     const st = (this as unknown as { _writableState?: { getBuffer?: () => { chunk: unknown }[] } })
       ._writableState;
+    // Bytes a restored socket will skip (already in the engine before the take-over) are not
+    // unsent: counting them would shift every later byte of the replicated stream.
+    let skip = this.skip;
     for (const e of st?.getBuffer?.() ?? []) {
-      const ch = e.chunk;
-      if (ch instanceof Uint8Array) out.push(ch);
-      else if (typeof ch === 'string') out.push(Buffer.from(ch));
+      const raw = e.chunk;
+      let ch = raw instanceof Uint8Array ? raw : typeof raw === 'string' ? Buffer.from(raw) : undefined;
+      if (!ch) continue;
+      if (skip > 0) {
+        const n = Math.min(skip, ch.length);
+        skip -= n;
+        ch = ch.subarray(n);
+        if (ch.length === 0) continue;
+      }
+      out.push(ch);
     }
     return out;
   }

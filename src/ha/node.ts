@@ -221,6 +221,8 @@ const RESUME_CHECK_US = 1000;
 const SLOW_STANDBY_TIMEOUTS = 5;
 /** Heartbeats of data-link traffic without the lost standby's beacon that prove it is off it. */
 const PROOF_HEARTBEATS = 3;
+/** Sender nonces (process lives) the beacon replay memory holds. */
+const BEACON_NONCES = 64;
 
 const INF = Number.POSITIVE_INFINITY;
 const ENC = new TextEncoder();
@@ -316,7 +318,7 @@ export class HaNode {
   private lastDataRx = -INF;
   private peerBeacon: PeerBeacon | undefined;
   /** Per sender nonce (hex), the newest `sentAt` accepted. */
-  private readonly beaconSeen = new Map<string, number>();
+  private readonly beaconSeen = new Map<string, { last: number; at: number }>();
   private readonly mac: number;
 
   constructor(
@@ -747,6 +749,26 @@ export class HaNode {
     this.o.beaconKeysAccepted = keys.slice(1);
   }
 
+  /**
+   * Replay protection: per sender nonce the newest clock accepted, and when. Entries idle for
+   * 10 s are forgotten; while the memory is full of recent ones a new nonce is refused, so
+   * recordings of earlier lives cannot flush it and open the way to replays of this one.
+   */
+  private freshBeacon(nonce: string, sentAt: number, now: number): boolean {
+    const e = this.beaconSeen.get(nonce);
+    if (e) {
+      if (sentAt <= e.last) return false;
+      e.last = sentAt;
+      e.at = now;
+      return true;
+    }
+    if (this.beaconSeen.size >= BEACON_NONCES)
+      for (const [k, v] of this.beaconSeen) if (v.at < now - 10_000_000) this.beaconSeen.delete(k);
+    if (this.beaconSeen.size >= BEACON_NONCES) return false;
+    this.beaconSeen.set(nonce, { last: sentAt, at: now });
+    return true;
+  }
+
   /** A beacon frame from the data link. Refused ones are counted and dropped. */
   beacon(frame: Uint8Array, now: number): void {
     const key = this.o.beaconKey;
@@ -762,14 +784,10 @@ export class HaNode {
       return;
     }
     if (b.nodeId === this.o.nodeId) return;
-    const nk = toHex(b.nonce);
-    const seen = this.beaconSeen.get(nk);
-    if (seen !== undefined && b.sentAt <= seen) {
+    if (!this.freshBeacon(toHex(b.nonce), b.sentAt, now)) {
       this.beacons.refused++;
       return;
     }
-    if (this.beaconSeen.size > 64) this.beaconSeen.clear();
-    this.beaconSeen.set(nk, b.sentAt);
     this.beacons.heard++;
     this.lastHeard = now;
     this.lastDataRx = now;
@@ -934,8 +952,13 @@ export class HaNode {
     this.clock = now;
     if (this.role === 'candidate' && now >= this.startedAt + this.o.startupWaitUs)
       this.becomeActive(now, false);
-    if (this.role === 'standby' && this.mirror.synced && now >= this.deadAt() && this.mayTakeOver())
-      this.takeOver(now);
+    if (this.role === 'standby' && this.mirror.synced && now >= this.deadAt() && this.mayTakeOver()) {
+      // The side channel's worker grants on its own: stop it, then check its last promise (one
+      // made just before the stop must still be honoured).
+      const side = this.o.side;
+      if (side && now < side.freezeGrants() + this.o.leaseMarginUs) side.setRole('standby', this.epoch);
+      else this.takeOver(now);
+    }
     if (this.role === 'standby' && this.link && now >= this.lastHeardLink + 4 * this.o.timeoutUs) {
       // A link silent this long is dead (a cut path): close it, so a new one can replace it.
       this.driver.log(

@@ -22,14 +22,14 @@ import { monotonicOffsetUs } from '../link/clock.ts';
 
 /** Slots of the shared array. */
 export const S = {
-  /** 0 none, 1 active, 2 standby (main writes). */
+  /** Unused: the role is the Int32 flag (`ROLE_AT`), read and written with Atomics. */
   role: 0,
   epoch: 1,
   /** Main's last turn (main writes). */
   mainTick: 2,
   /** Active: the lease granted through the pulse (worker writes). */
   leaseUntil: 3,
-  /** Standby: what it promised through the pulse (worker writes). */
+  /** Unused: the promise is the BigInt64 at `GRANTED_AT`, read and written with Atomics. */
   grantedUntil: 4,
   /** The last valid packet from the peer (worker writes). */
   lastHeard: 5,
@@ -49,19 +49,40 @@ export interface PulseOptions {
   log?(line: string): void;
 }
 
+/**
+ * Byte offsets in the shared buffer, after the eight Float64 slots: the role (0 none, 1 active,
+ * 2 standby) as an Int32, and the standby's promise (µs, CLOCK_MONOTONIC) as a BigInt64, both
+ * accessed with Atomics (sequentially consistent): the worker publishes a promise, then re-reads
+ * the role before it sends the grant; a standby about to take over clears the role, then reads
+ * the promise (`freezeGrants`). Either the worker sees the cleared role and sends nothing, or the
+ * take-over sees the new promise and waits.
+ */
+const ROLE_AT = 64;
+const GRANTED_AT = 72;
+const SHARED_BYTES = 80;
+/** The promise before any (a BigInt64 cannot hold -Infinity). */
+const NO_PROMISE = -(2n ** 62n);
+
 /** What HaNode reads of a side channel (times on the driver's clock, µs). */
 export interface SideChannel {
   leaseUntil(): number;
   grantedUntil(): number;
   lastHeard(): number;
   setRole(role: 'active' | 'standby' | 'none', epoch: number): void;
+  /**
+   * A standby about to take over: no more grants from now on; returns the last promise made (a
+   * take-over must still wait for it). `setRole` resumes them.
+   */
+  freezeGrants(): number;
 }
 
 const WORKER = `
 const { createHmac, randomBytes, timingSafeEqual } = require('node:crypto');
 const dgram = require('node:dgram');
 const { parentPort, workerData: d } = require('node:worker_threads');
-const shared = new Float64Array(d.shared);
+const shared = new Float64Array(d.shared, 0, 8);
+const flag = new Int32Array(d.shared, ${ROLE_AT}, 1);
+const granted = new BigInt64Array(d.shared, ${GRANTED_AT}, 1);
 const key = Buffer.from(d.key);
 let best = Infinity, off = 0n;
 for (let k = 0; k < 64; k++) {
@@ -74,7 +95,22 @@ const nonce = randomBytes(8);
 const id = Buffer.from(d.nodeId, 'utf8');
 const MAGIC = Buffer.from('TKPL');
 const HB = 1, GRANT = 2, TAG = 16;
+// Per sender nonce: the newest clock accepted and when. Entries idle for 10 s are forgotten; while
+// the memory is full of recent ones a new nonce is refused (recordings of earlier lives cannot
+// flush the memory and open the way to replays of this one).
 const seen = new Map();
+function fresh(nonce, sentAt, t) {
+  const e = seen.get(nonce);
+  if (e !== undefined) {
+    if (sentAt <= e.last) return false;
+    e.last = sentAt; e.at = t;
+    return true;
+  }
+  if (seen.size >= 16) for (const [k, v] of seen) if (v.at < t - 10e6) seen.delete(k);
+  if (seen.size >= 16) return false;
+  seen.set(nonce, { last: sentAt, at: t });
+  return true;
+}
 const counters = { sent: 0, heard: 0, refused: 0, grants: 0 };
 function packet(type, epoch, sentAt, echo) {
   const b = Buffer.alloc(34 + id.length + TAG);
@@ -101,37 +137,35 @@ sock.on('message', (b) => {
   if (b.subarray(34, n).toString('utf8') === d.nodeId) { counters.refused++; return; }
   const type = b[4], epoch = b.readUInt32BE(5), sentAt = b.readDoubleBE(9), echo = b.readDoubleBE(17);
   const t = now();
-  const role = shared[${S.role}];
+  if (type !== HB && type !== GRANT) { counters.refused++; return; }
+  if (!fresh(b.subarray(25, 33).toString('hex'), sentAt, t)) { counters.refused++; return; }
+  const role = Atomics.load(flag, 0);
   if (type === HB) {
-    const k = b.subarray(25, 33).toString('hex');
-    const last = seen.get(k);
-    if (last !== undefined && sentAt <= last) { counters.refused++; return; }
-    if (seen.size > 16) seen.clear();
-    seen.set(k, sentAt);
     counters.heard++;
     // A standby answers the active it follows at once: a grant, and a promise not to take over
-    // until a lease from now (its main thread reads the promise before any take-over).
+    // until a lease from now. The promise is published first, then the role read again: a
+    // standby that began its take-over meanwhile (freezeGrants) sends nothing.
     if (role === 2 && epoch === shared[${S.epoch}]) {
       shared[${S.lastHeard}] = Math.max(shared[${S.lastHeard}], t);
-      shared[${S.grantedUntil}] = Math.max(shared[${S.grantedUntil}], t + shared[${S.leaseUs}]);
+      const until = BigInt(Math.ceil(t + shared[${S.leaseUs}]));
+      if (until > Atomics.load(granted, 0)) Atomics.store(granted, 0, until);
+      if (Atomics.load(flag, 0) !== 2) return;
       counters.grants++;
       sock.send(packet(GRANT, epoch, t, sentAt), d.peer.port, d.peer.host);
     }
     return;
   }
-  if (type === GRANT) {
+  {
     counters.heard++;
     if (role === 1 && epoch === shared[${S.epoch}] && Number.isFinite(echo) && echo <= t) {
       shared[${S.lastHeard}] = Math.max(shared[${S.lastHeard}], t);
       shared[${S.leaseUntil}] = Math.max(shared[${S.leaseUntil}], echo + shared[${S.leaseUs}]);
     }
-    return;
   }
-  counters.refused++;
 });
 function beat() {
   const t = now();
-  if (shared[${S.role}] === 1 && t - shared[${S.mainTick}] < shared[${S.watchdogUs}]) {
+  if (Atomics.load(flag, 0) === 1 && t - shared[${S.mainTick}] < shared[${S.watchdogUs}]) {
     counters.sent++;
     sock.send(packet(HB, shared[${S.epoch}], t, NaN), d.peer.port, d.peer.host);
   }
@@ -148,6 +182,8 @@ sock.bind(d.listen.port, d.listen.host, () => {
 
 export class Pulse implements SideChannel {
   private readonly shared: Float64Array;
+  private readonly flag: Int32Array;
+  private readonly granted: BigInt64Array;
   /** Add to the driver's clock (performance.now() µs) for CLOCK_MONOTONIC µs. */
   private readonly offset = monotonicOffsetUs();
   stats = { sent: 0, heard: 0, refused: 0, grants: 0 };
@@ -156,7 +192,9 @@ export class Pulse implements SideChannel {
     private readonly worker: Worker,
     buf: SharedArrayBuffer,
   ) {
-    this.shared = new Float64Array(buf);
+    this.shared = new Float64Array(buf, 0, 8);
+    this.flag = new Int32Array(buf, ROLE_AT, 1);
+    this.granted = new BigInt64Array(buf, GRANTED_AT, 1);
     worker.on('message', (m: { stats?: Pulse['stats'] }) => {
       if (m.stats) this.stats = m.stats;
     });
@@ -164,10 +202,10 @@ export class Pulse implements SideChannel {
 
   /** Binds the UDP socket in a new thread; rejects with one sentence when it cannot. */
   static async start(o: PulseOptions): Promise<Pulse> {
-    const buf = new SharedArrayBuffer(8 * 8);
-    const shared = new Float64Array(buf);
+    const buf = new SharedArrayBuffer(SHARED_BYTES);
+    const shared = new Float64Array(buf, 0, 8);
     shared[S.leaseUntil] = Number.NEGATIVE_INFINITY;
-    shared[S.grantedUntil] = Number.NEGATIVE_INFINITY;
+    Atomics.store(new BigInt64Array(buf, GRANTED_AT, 1), 0, NO_PROMISE);
     shared[S.lastHeard] = Number.NEGATIVE_INFINITY;
     shared[S.leaseUs] = o.leaseUs;
     shared[S.watchdogUs] = o.watchdogUs ?? 1_000_000;
@@ -222,10 +260,15 @@ export class Pulse implements SideChannel {
   setRole(role: 'active' | 'standby' | 'none', epoch: number): void {
     const r = role === 'active' ? 1 : role === 'standby' ? 2 : 0;
     // A lease is for one role and epoch; a standby's promises stand whatever it becomes.
-    if (this.shared[S.role] !== r || this.shared[S.epoch] !== epoch)
+    if (Atomics.load(this.flag, 0) !== r || this.shared[S.epoch] !== epoch)
       this.shared[S.leaseUntil] = Number.NEGATIVE_INFINITY;
     this.shared[S.epoch] = epoch;
-    this.shared[S.role] = r;
+    Atomics.store(this.flag, 0, r);
+  }
+
+  freezeGrants(): number {
+    Atomics.store(this.flag, 0, 0);
+    return this.grantedUntil();
   }
 
   leaseUntil(): number {
@@ -233,7 +276,8 @@ export class Pulse implements SideChannel {
   }
 
   grantedUntil(): number {
-    return this.fromMono(this.shared[S.grantedUntil]);
+    const g = Atomics.load(this.granted, 0);
+    return g === NO_PROMISE ? Number.NEGATIVE_INFINITY : this.fromMono(Number(g));
   }
 
   lastHeard(): number {

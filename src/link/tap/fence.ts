@@ -45,6 +45,7 @@
  * fence?.setDeadlineUs(leaseEndUs);  // at every renewal: the deadline the userspace check uses
  * ```
  */
+import { readFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { performanceToMonotonicNs } from '../clock.ts';
 import { CONTROL_ETHERTYPE } from '../device.ts';
@@ -507,6 +508,21 @@ export { performanceToMonotonicNs };
 
 const NEVER = (1n << 63n) - 1n;
 
+/**
+ * This process's time namespace offset of CLOCK_MONOTONIC (`/proc/self/timens_offsets`, Linux
+ * 5.6+; 0 outside a time namespace or where the file does not exist).
+ */
+export function timeNamespaceMonotonicOffsetNs(): bigint {
+  let text: string;
+  try {
+    text = readFileSync('/proc/self/timens_offsets', 'utf8');
+  } catch {
+    return 0n;
+  }
+  const m = /^monotonic\s+(-?\d+)\s+(\d+)/m.exec(text);
+  return m ? BigInt(m[1]) * 1_000_000_000n + BigInt(m[2]) : 0n;
+}
+
 // ---- the fence ----------------------------------------------------------------------------------
 
 export interface FenceInfo {
@@ -538,7 +554,9 @@ export class KernelFence {
     this.s = s;
     this.info = info;
     this.words = new BigInt64Array(mem.buffer, 0, 2);
-    this.offsetNs = performanceToMonotonicNs();
+    // In a time namespace (unshare --time) our CLOCK_MONOTONIC is offset from the one the
+    // kernel's BPF helper reads (bpf_ktime_get_ns is not namespaced): take the offset out.
+    this.offsetNs = performanceToMonotonicNs() - timeNamespaceMonotonicOffsetNs();
   }
 
   /**
