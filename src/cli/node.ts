@@ -179,7 +179,7 @@ export async function runNode(configPath: string): Promise<number> {
   );
   if (cfg.snoop) {
     gate.sourceMac = nodeMac(cfg.nodeId);
-    gate.onMutedReceive = (f) => ha.snoop(f);
+    gate.onMutedReceive = (f) => ha.snoop(f, monotonicUs());
   }
   gate.intercept = (f) => {
     const now = monotonicUs();

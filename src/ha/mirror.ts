@@ -269,6 +269,11 @@ export class Mirror {
     this.gone.clear();
   }
 
+  /** Whether a connection with this tuple key (connKey) is mirrored, or was closed lately. */
+  hasKey(key: string): boolean {
+    return this.byTuple.has(key) || this.gone.has(key);
+  }
+
   /** The mirrored connection with this tuple (our address and port first). */
   find(local: IpAddr, localPort: number, remote: IpAddr, remotePort: number): MirrorConn | undefined {
     return this.byTuple.get(connKey(local, localPort, remote, remotePort));

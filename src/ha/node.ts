@@ -41,12 +41,12 @@
  * A node that hears a higher epoch (replication link or beacon) while active is superseded: it
  * drops its connections silently, and rejoins as standby (fenced, then bootstrapped again).
  */
-import type { NetStack, StackConnection } from '../stack/stack.ts';
+import { connKey, type NetStack, type StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';
 import { toHex } from '../wire/bytes.ts';
 import { isWireError } from '../wire/error.ts';
 import { parseFrame } from '../wire/frame.ts';
-import { TCP_RST, TCP_SYN } from '../wire/tcp.ts';
+import { TCP_ACK, TCP_RST, TCP_SYN } from '../wire/tcp.ts';
 import { type Beacon, decodeBeacon, encodeBeacon } from './beacon.ts';
 import { decodeBatch, encodeBatch } from './log.ts';
 import { Mirror } from './mirror.ts';
@@ -223,6 +223,9 @@ const SLOW_STANDBY_TIMEOUTS = 5;
 const PROOF_HEARTBEATS = 3;
 /** Sender nonces (process lives) the beacon replay memory holds. */
 const BEACON_NONCES = 64;
+/** Overheard SYNs a standby keeps, and how old (µs) one may be to be answered at a take-over. */
+const OVERHEARD_SYNS = 4096;
+const OVERHEARD_SYN_MAX_AGE_US = 1_500_000;
 
 const INF = Number.POSITIVE_INFINITY;
 const ENC = new TextEncoder();
@@ -319,6 +322,8 @@ export class HaNode {
   private peerBeacon: PeerBeacon | undefined;
   /** Per sender nonce (hex), the newest `sentAt` accepted. */
   private readonly beaconSeen = new Map<string, { last: number; at: number }>();
+  /** Clients' SYNs overheard while standby, oldest first (see `snoop`). */
+  private readonly overheardSyns = new Map<string, { frame: Uint8Array; at: number }>();
   private readonly mac: number;
 
   constructor(
@@ -872,14 +877,24 @@ export class HaNode {
    * nobody waits for a retransmission timeout. A frame that does not parse, or is not a data
    * segment of a mirrored connection, is ignored.
    */
-  snoop(frame: Uint8Array): void {
-    if (this.role !== 'standby' || !this.mirror.synced || this.mirror.conns.size === 0) return;
+  snoop(frame: Uint8Array, now = this.clock): void {
+    if (this.role !== 'standby' || !this.mirror.synced) return;
     const f = parseFrame(frame);
-    if (isWireError(f) || !f.tcp || f.tcp.payload.length === 0) return;
+    if (isWireError(f) || !f.tcp) return;
     const t = f.tcp;
-    if ((t.flags & (TCP_SYN | TCP_RST)) !== 0) return;
     const ip = f.ipv4 ?? f.ipv6;
     if (!ip) return;
+    if ((t.flags & (TCP_SYN | TCP_ACK | TCP_RST)) === TCP_SYN) {
+      // A client's SYN: if the active dies before answering it, the new active answers it at
+      // the take-over, instead of the client's SYN retransmission (1 s on Linux).
+      const key = connKey(ip.dst, t.dstPort, ip.src, t.srcPort);
+      this.overheardSyns.delete(key);
+      this.overheardSyns.set(key, { frame: frame.slice(), at: now });
+      if (this.overheardSyns.size > OVERHEARD_SYNS)
+        this.overheardSyns.delete(this.overheardSyns.keys().next().value!);
+      return;
+    }
+    if (t.payload.length === 0 || (t.flags & (TCP_SYN | TCP_RST)) !== 0) return;
     const m = this.mirror.find(ip.dst, t.dstPort, ip.src, t.srcPort);
     if (!m) return;
     this.snooped.frames++;
@@ -1061,9 +1076,18 @@ export class HaNode {
           g.tuple.remotePort,
           now + GONE_QUIET_US,
         );
+    // SYNs clients sent while the active was dying, of connections it never opened (the mirror
+    // knows every one whose SYN-ACK left): answered once we are active.
+    const syns: Uint8Array[] = [];
+    for (const [key, { frame, at }] of this.overheardSyns)
+      if (now - at < OVERHEARD_SYN_MAX_AGE_US && !this.mirror.hasKey(key)) syns.push(frame);
+    this.overheardSyns.clear();
     this.unsync();
     this.dropLink();
     this.becomeActive(now, true);
+    for (const f of syns) this.stack.receive(f, now);
+    if (syns.length > 0)
+      this.driver.log(`take-over: answering ${syns.length} SYN(s) overheard while the active was dying`);
     this.takeovers.push({
       lastHeardAt: lastHeard,
       at: now,

@@ -215,7 +215,7 @@ export class HaSimNode implements SimNode {
     }
     this.ha.heard(now);
     if (!this.muted) this.stack.receive(frame, now);
-    else if (this.opts.snoop) this.ha.snoop(frame);
+    else if (this.opts.snoop) this.ha.snoop(frame, now);
     this.turn(now);
   }
 

@@ -1335,6 +1335,42 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     assert.equal(late.length, 2);
   });
 
+  test('a connection opened while the active is dying is answered at the take-over, not at the client SYN retransmission (1 s)', () => {
+    const run = (snoop: boolean) => {
+      const { w, ctx } = pair(46);
+      const { net, a, b } = w;
+      if (!snoop) {
+        // The same pair without listening: nobody hears the SYN sent into the void.
+        (b.opts as { snoop?: boolean }).snoop = false;
+      }
+      linkNodes(a, b, 200, 0);
+      net.at(30_000, () => crashNode(a));
+      let late: Stream | undefined;
+      net.at(40_000, (now) => {
+        late = w.open('echo', now);
+      });
+      let establishedAt = -1;
+      const watch = (now: number) => {
+        if (late && establishedAt < 0 && late.c.tcp.state === TcpState.Established) establishedAt = now;
+        if (now < 3_000_000) net.after(1000, watch);
+      };
+      net.at(40_000, watch);
+      net.run({ until: 8_000_000 });
+      return { w, establishedAt, takeoverAt: b.ha.takeovers[0]?.at ?? -1, ctx };
+    };
+    const r = run(true);
+    assert.ok(r.takeoverAt > 0, r.ctx());
+    assert.ok(
+      r.establishedAt > 0 && r.establishedAt <= r.takeoverAt + 5_000,
+      `connected at ${r.establishedAt} µs, the take-over at ${r.takeoverAt}: ${r.ctx()}`,
+    );
+    assert.match(r.ctx(), /answering 1 SYN/);
+    assertStreams(r.w, r.w.streams.values(), r.ctx);
+    // Control: the standby that did not hear it waits for the client's retransmission.
+    const c = run(false);
+    assert.ok(c.establishedAt >= 1_000_000, `control: connected at ${c.establishedAt} µs: ${c.ctx()}`);
+  });
+
   test('a pause shorter than the lease: no take-over, the streams just wait', () => {
     const { w, ctx } = pair(42);
     const { net, a, b } = w;
