@@ -256,7 +256,7 @@ export interface DemoResult {
   /** Time from the active's last message to the take-over (the failure detector's delay). */
   detectionMs: number | undefined;
   /** What told b that a was gone. */
-  cause: 'link closed' | 'silence' | undefined;
+  cause: 'link closed' | 'silence' | 'handover' | undefined;
   restored: number;
   errors: number;
   corrupt: number;

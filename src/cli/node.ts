@@ -45,7 +45,7 @@ export interface NodeStatus {
   lastTakeover: {
     at: string;
     /** What told this node the active was gone, and when after the active's last word. */
-    cause: 'link closed' | 'silence';
+    cause: 'link closed' | 'silence' | 'handover';
     detectionMs: number;
     /**
      * Of the restored connections that had output unacknowledged at the take-over, the `resumed`

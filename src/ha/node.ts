@@ -59,6 +59,10 @@ export const MSG_ACK = 3;
 export const MSG_HEARTBEAT = 4;
 /** The active drops this standby (it is alive: the standby must not take over; it resyncs). */
 export const MSG_DROP = 5;
+/** The standby's view of the data link: how long since it heard clients, and the active's beacon. */
+export const MSG_DATALINK = 6;
+/** The active, cut off from its data link, hands over: it is silent already; take over now. */
+export const MSG_HANDOVER = 7;
 
 /** `fenced` is passed through on the way back to standby (kept for status and logs). */
 export type Role = 'candidate' | 'active' | 'standby' | 'fenced';
@@ -147,7 +151,7 @@ export interface TakeoverRecord {
    * What told us the active was gone: its link closed (its process died) or its silence on both
    * paths; either way only once the lease we granted it had expired.
    */
-  cause: 'link closed' | 'silence';
+  cause: 'link closed' | 'silence' | 'handover';
   epoch: number;
   connections: number;
   failed: number;
@@ -219,6 +223,8 @@ const SLOW_RESUME_US = 300_000;
 const RESUME_CHECK_US = 1000;
 /** Timeouts a standby that is slow but alive (its side channel answers) may lag before it is dropped. */
 const SLOW_STANDBY_TIMEOUTS = 5;
+/** Timeouts an active hears nothing on its data link, while the standby hears clients, before it hands over. */
+const HANDOVER_TIMEOUTS = 3;
 /** Heartbeats of data-link traffic without the lost standby's beacon that prove it is off it. */
 const PROOF_HEARTBEATS = 3;
 /** Sender nonces (process lives) the beacon replay memory holds. */
@@ -322,6 +328,12 @@ export class HaNode {
   private peerBeacon: PeerBeacon | undefined;
   /** Per sender nonce (hex), the newest `sentAt` accepted. */
   private readonly beaconSeen = new Map<string, { last: number; at: number }>();
+  /** The last data-link frame heard that was not a beacon (clients, routers). */
+  private lastClientRx = -INF;
+  /** Standby: when the active's beacon was last heard. */
+  private lastActiveBeaconAt = -INF;
+  /** Active: the standby's last MSG_DATALINK report. */
+  private peerView: { clientsAgeUs: number; beaconAgeUs: number; at: number } | undefined;
   /** Clients' SYNs overheard while standby, oldest first (see `snoop`). */
   private readonly overheardSyns = new Map<string, { frame: Uint8Array; at: number }>();
   private readonly mac: number;
@@ -558,6 +570,22 @@ export class HaNode {
         }
         return;
       }
+      case MSG_DATALINK: {
+        const v = readF64s(payload, 2);
+        if (v === undefined) {
+          this.refuse('a data-link report that is not one');
+          return;
+        }
+        this.peerView = { clientsAgeUs: v[0], beaconAgeUs: v[1], at: now };
+        return;
+      }
+      case MSG_HANDOVER:
+        if (this.role === 'standby' && this.mirror.synced && epoch === this.epoch) {
+          this.driver.log('the active cannot reach its data link and hands over: taking over now');
+          this.o.side?.freezeGrants();
+          this.takeOver(now, 'handover');
+        }
+        return;
       case MSG_DROP:
         // The active is alive and let us go: our mirror is stale until a new bootstrap.
         if (this.role === 'standby') {
@@ -740,6 +768,7 @@ export class HaNode {
    */
   heard(now: number): void {
     this.lastDataRx = now;
+    this.lastClientRx = now;
     if (this.lossAt !== INF) {
       if (this.rxSinceLoss.first === INF) this.rxSinceLoss.first = now;
       this.rxSinceLoss.last = now;
@@ -812,6 +841,7 @@ export class HaNode {
   }
 
   private fromActiveBeacon(b: Beacon, now: number): void {
+    this.lastActiveBeaconAt = now;
     if (this.role === 'active') {
       if (b.epoch > this.epoch)
         this.fence(`node ${b.nodeId} is active at epoch ${b.epoch}, ours is ${this.epoch}`);
@@ -915,6 +945,41 @@ export class HaNode {
   }
 
   /**
+   * An active cut off from its data link while its replication link works (a cable, a switch
+   * port) is of no use to clients, and no silence would ever make the standby take over. The
+   * standby tells the active, every heartbeat, how long since it heard clients and the active's
+   * beacon; the active that has heard neither clients nor the standby's beacon for
+   * `HANDOVER_TIMEOUTS` timeouts, while the standby hears clients but not it, hands over: it goes
+   * silent (lease and gate closed), tells the standby, and rejoins as standby; the standby takes
+   * over at once (the lease is given back). Needs the evidence of the data link (`dataLinkProof`,
+   * beacons): an idle network proves nothing and nobody moves.
+   */
+  private dataLinkWatch(now: number): void {
+    if (!this.o.dataLinkProof || !this.o.beaconKey || !this.link) return;
+    if (this.role === 'standby' && this.mirror.synced && now >= this.lastSent + this.o.heartbeatUs / 2) {
+      const age = (t: number) => (t === -INF ? 1e15 : now - t);
+      this.send(MSG_DATALINK, f64(age(this.lastClientRx), age(this.lastActiveBeaconAt)));
+      return;
+    }
+    if (this.role !== 'active' || !this.peerReady || !this.replicator?.standbySynced) return;
+    const v = this.peerView;
+    const limit = HANDOVER_TIMEOUTS * this.o.timeoutUs;
+    const deaf =
+      now - this.lastClientRx > limit &&
+      now - (this.peerBeacon?.at ?? -INF) > limit &&
+      now - this.startedAt > limit;
+    const peerSees =
+      v !== undefined &&
+      now - v.at < 2 * this.o.timeoutUs &&
+      v.clientsAgeUs < this.o.timeoutUs &&
+      v.beaconAgeUs > limit;
+    if (!deaf || !peerSees) return;
+    const link = this.link;
+    this.fence('our data link is silent while the standby hears clients and not us: handing over');
+    link.send(MSG_HANDOVER, this.epoch, ENC.encode('data link'));
+  }
+
+  /**
    * How long the attached standby may be silent, or leave a batch unacknowledged, before it is
    * dropped: a timeout; `SLOW_STANDBY_TIMEOUTS` of them while its process still answers on the
    * side channel (it is only slow: a long turn, a GC pause; dropping it costs a new bootstrap).
@@ -998,6 +1063,7 @@ export class HaNode {
       }
     }
     this.decideLoss(now);
+    this.dataLinkWatch(now);
     // The same sums as pollAt's: `now - a >= d` can miss `now >= a + d` by a rounding.
     if (this.link && now >= this.lastSent + this.o.heartbeatUs) this.send(MSG_HEARTBEAT, f64(now));
     if (this.o.beaconKey && this.role !== 'candidate' && now >= this.lastBeaconAt + this.o.heartbeatUs)
@@ -1039,9 +1105,9 @@ export class HaNode {
   }
 
   /** Step 2-6 of DESIGN.md "Take-over": epoch+1, restore, kick-start, claim the VIP, resume the app. */
-  takeOver(now: number): void {
+  takeOver(now: number, why?: 'handover'): void {
     const lastHeard = this.lastHeard;
-    const cause = !this.link && this.peerClosedLink ? 'link closed' : 'silence';
+    const cause = why ?? (!this.link && this.peerClosedLink ? 'link closed' : 'silence');
     const t0 = this.driver.clock?.() ?? 0;
     this.epoch++;
     const { restored, failed } = this.mirror.restoreAll(now, this.o.tsMarginMs);

@@ -1283,13 +1283,13 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
       [w.b, w.a],
     ] as const) {
       const takeOver = n.ha.takeOver.bind(n.ha);
-      n.ha.takeOver = (now) => {
+      n.ha.takeOver = (now, why) => {
         // Superseded earlier, n speaks again legitimately from now on.
         const was = atTakeover.get(n);
         if (was !== undefined) staleBefore.set(n, (staleBefore.get(n) ?? 0) + n.framesSent - was);
         atTakeover.delete(n);
         atTakeover.set(other, other.framesSent);
-        takeOver(now);
+        takeOver(now, why);
       };
     }
     /** Frames `n` sent for the VIP while another node held a later epoch (must be 0: I4). */
@@ -1369,6 +1369,28 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     // Control: the standby that did not hear it waits for the client's retransmission.
     const c = run(false);
     assert.ok(c.establishedAt >= 1_000_000, `control: connected at ${c.establishedAt} µs: ${c.ctx()}`);
+  });
+
+  test("the active's data link cut for 1 s (replication link up): it hands over to the standby, which hears the clients; it rejoins as standby", () => {
+    const { w, stale, ctx } = pair(47);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    net.at(30_000, () => w.la.setUp(false));
+    net.at(1_030_000, () => w.la.setUp(true));
+    let s: Stream | undefined;
+    net.at(5_100, () => {
+      s = [...w.streams.values()].find((x) => x.kind === 'echo');
+    });
+    const maxGap = longestWait(net, () => s, 700_000);
+    net.run({ until: 8_000_000 });
+    assert.equal(b.ha.takeovers.length, 1, ctx());
+    assert.equal(b.ha.takeovers[0].cause, 'handover', ctx());
+    assert.equal(a.ha.fences.length, 1, ctx());
+    assert.match(a.ha.fences[0].reason, /handing over/);
+    assert.equal(stale(a), 0, ctx());
+    // Three timeouts of silence on its data link (150 ms), the hand-over, a round trip.
+    assert.ok(maxGap < 300_000, `the client waited ${maxGap} µs: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
   });
 
   test('a pause shorter than the lease: no take-over, the streams just wait', () => {
