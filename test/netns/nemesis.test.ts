@@ -6,8 +6,7 @@
  * anomaly and prints every run's scenario and seed (`npm run bench -- nemesis --scenario S --seed
  * N --runs 1` replays a run's choices).
  *
- * Scenarios that today's code fails are marked todo with what fails (the lead is building the
- * lease, data-link heartbeats and fenced nodes rejoining as standby): they still run and report.
+ * Scenarios that today's code fails are marked todo with what fails: they still run and report.
  * NEMESIS_SEED sets the first seed (default 1); NEMESIS_RUNS the runs per scenario (default 2);
  * NEMESIS_KEEP=1 keeps the directory with each run's capture, node log and result.
  */
@@ -24,15 +23,12 @@ const skip = rootSkipReason([...CUT_TOOLS, 'ss']);
 const RUNS = Number(process.env.NEMESIS_RUNS ?? 2);
 const SEED = Number(process.env.NEMESIS_SEED ?? 1);
 
-/** What today's code gets wrong, per scenario (node:test's todo: reported, not failing). */
-const TODO: Record<string, string> = {
-  'data-partition-active':
-    "issue 12: when only the active's data link fails nobody takes over; clients wait for the heal (stalled: 3.4-4.3 s after a 2-3 s cut)",
-  'standby-churn':
-    "issue 12: at the target's edge: the third most delayed connection +4..+22 ms over the baseline (target 20); most churns end in 'replication: refused batch N record R: data at X, the log ends at Y' and a second bootstrap",
-  'clock-step':
-    'issue 12: a node whose CLOCK_MONOTONIC is offset backwards (a time namespace) goes mute as active once a standby grants its lease: the kernel fence drops every frame (status: lease held, kernel fence tcx, 807 frames dropped; stalled 3.8 s), as if it compared bpf_ktime_get_ns (the host clock) with a deadline on the namespace clock',
-};
+/**
+ * What today's code gets wrong, per scenario (node:test's todo: reported, not failing). Empty:
+ * the hand-over of an active cut off its data link, the kernel fence out of a time namespace's
+ * offset, and the replicated send stream of restored sockets made the last three pass.
+ */
+const TODO: Record<string, string> = {};
 
 describe('nemesis: one fault at a time under kernel clients (issue 12)', { skip }, () => {
   let nem: Nemesis | undefined;
