@@ -55,6 +55,14 @@ export class ByteLog {
     return true;
   }
 
+  /** Forgets every byte held and continues at `offset` (past the end: bytes no one needs). */
+  skipTo(offset: number): void {
+    if (offset <= this.end) return;
+    this.chunks = [];
+    this.start = this.end = offset;
+    this.empty = false;
+  }
+
   /** Forgets the bytes before `to`. */
   trim(to: number): void {
     if (to <= this.start) return;
@@ -329,7 +337,9 @@ export class Mirror {
         case REC_RECV:
         case REC_SEND: {
           const c = this.conns.get(r.id)!;
-          (r.type === REC_RECV ? c.recv : c.send).append(r.offset, r.data);
+          const log = r.type === REC_RECV ? c.recv : c.send;
+          if (r.offset > log.end && (log.length > 0 || log.end > 0)) log.skipTo(r.offset);
+          log.append(r.offset, r.data);
           touched.add(c);
           break;
         }
@@ -418,8 +428,14 @@ export class Mirror {
           const log = c ? (r.type === REC_RECV ? c.recv : c.send) : undefined;
           end = log && (log.length > 0 || log.end > 0) ? log.end : r.offset;
         }
+        // Sent bytes the peer acknowledged before a batch carried them are not needed by anyone:
+        // the active skips them, and its state (earlier in the batch) says the peer has them.
+        if (r.type === REC_SEND && r.offset > end) {
+          const st = states.get(lastState.get(r.id)!) ?? this.conns.get(r.id)?.state;
+          if (st && st.sendBuffer.start >= r.offset) end = r.offset;
+        }
         if (r.offset !== end)
-          return `batch ${b.lsn} record ${i}: data at ${r.offset}, the log ends at ${end}`;
+          return `batch ${b.lsn} record ${i}: ${r.type === REC_RECV ? 'received' : 'sent'} data at ${r.offset}, the log ends at ${end}`;
         ends.set(k, end + r.data.length);
       }
     }

@@ -260,12 +260,16 @@ export class Replicator implements StackObserver {
       if (!r) continue;
       const t = c.tcp;
       const s = t.snapshot(now, false);
-      const stateFirst = !r.opened;
-      if (stateFirst) records.push(this.stateRecord(c, r, s));
+      // Bytes written, sent and acknowledged between two batches (nothing holds them while a
+      // standby catches up) are gone from the engine and needed by no one: the log skips them,
+      // and the state record goes first so the standby sees the acknowledgment with the skip.
+      const ackedTo = s.sendBuffer.start;
+      records.push(this.stateRecord(c, r, s));
       for (const d of t.takeArrivals()) {
         records.push({ type: REC_RECV, id: r.id, offset: r.recvEnd, data: d });
         r.recvEnd += d.length;
       }
+      if (r.sendEnd < ackedTo) r.sendEnd = ackedTo;
       const w = t.writtenSince(r.sendEnd);
       if (w.length > 0) {
         records.push({ type: REC_SEND, id: r.id, offset: r.sendEnd, data: w });
@@ -285,7 +289,6 @@ export class Replicator implements StackObserver {
           r.sendEnd += part.length;
         }
       }
-      if (!stateFirst) records.push(this.stateRecord(c, r, s));
       const rel = this.limitsOf(t, s);
       if (sync && this.mode === 'sync') {
         // Hold at what has already gone out; the rest leaves when this batch commits.

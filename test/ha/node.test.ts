@@ -16,7 +16,9 @@ import {
   jsonBytes,
   REC_CONN,
   REC_RECV,
+  REC_SEND,
 } from '../../src/ha/log.ts';
+import { Mirror } from '../../src/ha/mirror.ts';
 import {
   type HaDriver,
   HaNode,
@@ -753,6 +755,50 @@ describe('HA node messages', () => {
     assert.equal(ok2.closed, 0);
     assert.equal(mirror.lsn, 2);
     assert.equal(n.ha.rejects.length, 14);
+  });
+
+  test('sent bytes the peer acknowledged before a batch carried them are skipped by the mirror, a gap nobody acknowledged is refused', () => {
+    const src = vipStack(0);
+    src.connect(ipFromString('198.18.0.1')!, 5555, 0);
+    const boot = new Replicator(src, 'sync').bootstrap(0);
+    const id = boot.records[0].id;
+    const gap = (ackedTo: number, offset: number): Batch => ({
+      lsn: 2,
+      reset: false,
+      at: 10,
+      records: [
+        {
+          type: REC_CONN,
+          id,
+          tuple: tupleOf(boot),
+          state: jsonBytes({ $delta: 1, sendBuffer: { start: ackedTo, capacity: 65536 } }),
+        },
+        { type: REC_SEND, id, offset, data: new Uint8Array([1, 2, 3]) },
+      ],
+    });
+    const fresh = () => {
+      const m = new Mirror();
+      assert.equal(m.apply(boot, 0), undefined);
+      // Something in the log first, so its end is known (0..10).
+      assert.equal(
+        m.apply(
+          {
+            lsn: 2,
+            reset: false,
+            at: 5,
+            records: [{ type: REC_SEND, id, offset: 0, data: new Uint8Array(10) }],
+          },
+          5,
+        ),
+        undefined,
+      );
+      return m;
+    };
+    const ok = fresh();
+    assert.equal(ok.apply({ ...gap(100, 100), lsn: 3 }, 10), undefined);
+    assert.deepEqual([ok.conns.get(id)!.send.start, ok.conns.get(id)!.send.end], [100, 103]);
+    const bad = fresh();
+    assert.match(bad.apply({ ...gap(50, 100), lsn: 3 }, 10) ?? '', /sent data at 100, the log ends at 10/);
   });
 
   test('DROP: the active drops a synced standby silent for one timeout, then holds until it could have taken over', () => {
