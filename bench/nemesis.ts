@@ -10,8 +10,8 @@
  * --scenario   only these scenarios (comma-separated)
  * --seed N     seed of the first run (run i has seed N + i); a run prints its scenario and seed,
  *              and `--scenario S --seed N --runs 1` replays its choices
- * --heartbeat-ms, --timeout-ms   the nodes' replication timing (default 20 and 100, as the
- *              take-over tests; `default`: leave them to the node's config defaults)
+ * --heartbeat-ms, --timeout-ms   the nodes' replication timing (default, or `default`: the
+ *              node's config defaults, 10 and 50 ms)
  *
  * Prints a table per scenario (runs, violations, stall p50/p99: of each run's longest wait of one
  * connection for its next bytes) and every run with an anomaly; with --json one line:
