@@ -35,7 +35,7 @@ const TARGET = 'stall-over-target';
 /** Scenarios whose stall target is reported, not failed: measured at its edge. */
 const TARGET_TODO: Record<string, string> = {
   'standby-churn':
-    "issue 12: a killed standby's link closes only once its kernel has freed its memory (10-50 ms), and sync output waits for it meanwhile: 110 runs measured an added stall p50 11 ms, p99 23 ms (2 of 10 runs over 20 ms)",
+    "issue 12: a killed standby's link closes only once its kernel has freed its memory (10-50 ms), and sync output waits for it meanwhile: `npm run bench -- nemesis --runs 10` measured an added stall p50 10 ms, p99 24 ms (1 of 10 runs over 20 ms)",
 };
 
 describe('nemesis: one fault at a time under kernel clients (issue 12)', { skip }, () => {
