@@ -12,6 +12,7 @@
  *              and `--scenario S --seed N --runs 1` replays its choices
  * --heartbeat-ms, --timeout-ms   the nodes' replication timing (default, or `default`: the
  *              node's config defaults, 10 and 50 ms)
+ * --arbiter    the pair with an etcd arbiter (README "Partitions"); adds the node-split scenario
  *
  * Prints a table per scenario (runs, violations, stall p50/p99: of each run's longest wait of one
  * connection for its next bytes) and every run with an anomaly; with --json one line:
@@ -24,11 +25,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CUT_TOOLS, rootSkipReason } from '../test/netns/harness.ts';
 import { describeRun, Nemesis, type RunResult } from '../test/netns/nemesis/runner.ts';
-import { SCENARIO_NAMES } from '../test/netns/nemesis/scenarios.ts';
+import { PLAIN_SCENARIOS, SCENARIO_NAMES } from '../test/netns/nemesis/scenarios.ts';
 import { type BenchOptions, printTable } from './harness.ts';
 
 const USAGE =
-  'usage: npm run bench -- nemesis [--runs N] [--scenario S[,S…]] [--seed N] [--heartbeat-ms N|default] [--timeout-ms N|default] [--json]';
+  'usage: npm run bench -- nemesis [--runs N] [--scenario S[,S…]] [--seed N] [--heartbeat-ms N|default] [--timeout-ms N|default] [--arbiter] [--json]';
 
 interface Flags {
   runs: number;
@@ -37,10 +38,11 @@ interface Flags {
   /** undefined: the suite's (20/100); null: the node's defaults. */
   heartbeatMs?: number | null;
   timeoutMs?: number | null;
+  arbiter: boolean;
 }
 
 function parse(args: string[]): Flags | string {
-  const f: Flags = { runs: 2, scenarios: SCENARIO_NAMES, seed: Math.floor(Math.random() * 1e6) };
+  const f: Flags = { runs: 2, scenarios: [], seed: Math.floor(Math.random() * 1e6), arbiter: false };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const v = args[i + 1];
@@ -65,8 +67,13 @@ function parse(args: string[]): Flags | string {
         return `--scenario takes one or more of ${SCENARIO_NAMES.join(', ')}${bad.length ? `; unknown: ${bad.join(', ')}` : ''}`;
       f.scenarios = names;
       i++;
-    } else return `unknown flag ${a}`;
+    } else if (a === '--arbiter') f.arbiter = true;
+    else return `unknown flag ${a}`;
   }
+  const plain = PLAIN_SCENARIOS.map((s) => s.name);
+  if (f.scenarios.length === 0) f.scenarios = f.arbiter ? SCENARIO_NAMES : plain;
+  const needs = f.scenarios.filter((s) => !f.arbiter && !plain.includes(s));
+  if (needs.length > 0) return `${needs.join(', ')} needs the etcd arbiter: add --arbiter`;
   return f;
 }
 
@@ -114,6 +121,7 @@ export async function run(o: BenchOptions): Promise<number> {
       log,
       heartbeatMs: f.heartbeatMs,
       timeoutMs: f.timeoutMs,
+      arbiter: f.arbiter,
     });
     const total = f.runs * f.scenarios.length;
     for (let r = 0; r < f.runs; r++)

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { type EtcdArbiterOptions, etcdArbiterConfig } from '../ha/arbiter-config.ts';
 import { keyId, MAX_KEYS } from '../ha/protocol.ts';
 import { cidrFromString, type IpCidr, inPrefix, ipFromString, ipKey, ipToString, isV4 } from '../stack/ip.ts';
 import { DEFAULT_TCP_CONFIG, type TcpConfig, tcpConfig } from '../tcp/config.ts';
@@ -86,6 +87,11 @@ export interface NodeConfig {
   status: { socket: string };
   /** Overrides of the TCP engine's defaults (DEFAULT_TCP_CONFIG), already checked by tcpConfig(). */
   tcp?: Partial<TcpConfig>;
+  /**
+   * The witness that decides which node may be active when the two cannot hear each other
+   * (README "Partitions"): an etcd cluster, the same `cluster` name on both nodes.
+   */
+  arbiter?: { etcd: EtcdArbiterOptions };
 }
 
 /** Values used for fields the file leaves out. */
@@ -141,6 +147,7 @@ const TOP_FIELDS = [
   'app',
   'status',
   'tcp',
+  'arbiter',
 ] as const;
 const TAP_FIELDS = ['name', 'netns', 'mtu'] as const;
 const REPLICATION_FIELDS = ['listen', 'peer', 'key', 'keyFile', 'mode', 'heartbeatMs', 'timeoutMs'] as const;
@@ -253,6 +260,13 @@ class Checker {
     const app = this.app(get(raw, 'app'));
     const status = this.status(get(raw, 'status'), nodeId);
     const tcp = this.tcp(get(raw, 'tcp'));
+    const arbiterRaw = get(raw, 'arbiter');
+    let arbiter: EtcdArbiterOptions | undefined;
+    if (arbiterRaw !== undefined) {
+      const a = etcdArbiterConfig(arbiterRaw);
+      if (Array.isArray(a)) this.errors.push(...a);
+      else arbiter = a;
+    }
 
     if (this.errors.length > 0) return new ConfigError(this.errors);
     const config: NodeConfig = {
@@ -270,6 +284,7 @@ class Checker {
     if (gateway4 !== undefined) config.gateway4 = gateway4 as Ipv4Addr;
     if (gateway6 !== undefined) config.gateway6 = gateway6 as Ipv6Addr;
     if (tcp !== undefined) config.tcp = tcp;
+    if (arbiter !== undefined) config.arbiter = { etcd: arbiter };
     return config;
   }
 

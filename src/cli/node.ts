@@ -17,6 +17,8 @@ import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { installProcessGuard, netApi } from '../api/index.ts';
 import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
+import { type ArbiterState, arbitrate, describeRecord } from '../ha/arbiter.ts';
+import { EtcdArbiter } from '../ha/arbiter-etcd.ts';
 import { beaconKey, isBeaconFrame } from '../ha/beacon.ts';
 import { jsonBytes } from '../ha/log.ts';
 import { HaNode, nodeMac } from '../ha/node.ts';
@@ -69,6 +71,16 @@ export interface NodeStatus {
   fences?: { count: number; last: { at: string; epoch: number; reason: string; dropped: number } | null };
   /** Beacons on the data link: sent, accepted, refused (forged, replayed), grants given. */
   beacons?: { sent: number; heard: number; refused: number; grants: number };
+  /** The etcd arbiter, when configured: where, what it holds (last read), and its verdicts. */
+  arbiter?: {
+    name: string;
+    record: string;
+    asked: number;
+    won: number;
+    lost: number;
+    unavailable: number;
+    last: string | null;
+  };
   /**
    * What the application's failures cost (src/api/isolation.ts): connections reset because it
    * threw for them, or because their socket's 'error' had no listener; of those, connections a
@@ -142,6 +154,26 @@ export async function runNode(configPath: string): Promise<number> {
   } catch (e) {
     log(`${(e as Error).message} Running without it: a main thread busy for a lease looks dead.`);
   }
+  // The witness for partitions (README "Partitions"): read once now, which connects and tells the
+  // operator at once whether the endpoints are right, then every few seconds for the status,
+  // which also keeps the connection warm for a take-over's one round trip.
+  const arb = cfg.arbiter ? new EtcdArbiter(cfg.arbiter.etcd) : undefined;
+  let arbRecord = 'not read yet';
+  const readArbiter = async (): Promise<void> => {
+    if (!arb) return;
+    try {
+      const r: ArbiterState | undefined = await arb.read();
+      arbRecord = describeRecord(r);
+    } catch (e) {
+      arbRecord = `unreadable: ${(e as Error).message}`;
+    }
+  };
+  if (arb) {
+    await readArbiter();
+    log(`arbiter ${arb.name}: ${arbRecord}`);
+  }
+  const arbTimer = arb ? setInterval(() => void readArbiter(), 5000) : undefined;
+  arbTimer?.unref();
   gate.sharedLease = pulse ? () => pulse.leaseUntil() : undefined;
   gate.onExtend = (until) => fence?.setDeadlineUs(until);
   const ha = new HaNode(
@@ -174,6 +206,17 @@ export async function runNode(configPath: string): Promise<number> {
       },
       log,
       clock: monotonicUs,
+      arbitrate: arb
+        ? (intent) => {
+            void arbitrate(arb, intent).then(
+              (v) => {
+                ha.arbiterVerdict(intent, v, monotonicUs());
+                rt.kick();
+              },
+              (e: unknown) => log(`arbiter: ${intent.kind} failed: ${(e as Error).message}`),
+            );
+          }
+        : undefined,
     },
     monotonicUs(),
   );
@@ -308,6 +351,19 @@ export async function runNode(configPath: string): Promise<number> {
         refused: ha.beacons.refused,
         grants: ha.beacons.grants,
       },
+      arbiter: arb
+        ? {
+            name: arb.name,
+            record: arbRecord,
+            asked: ha.arbiter.asked,
+            won: ha.arbiter.won,
+            lost: ha.arbiter.lost,
+            unavailable: ha.arbiter.unavailable,
+            last: ha.arbiter.last
+              ? `${ha.arbiter.last.intent}: ${ha.arbiter.last.verdict} (${ha.arbiter.last.why})`
+              : null,
+          }
+        : undefined,
     };
   };
   const statusServer = await serveStatus(cfg, status, log);
@@ -321,6 +377,8 @@ export async function runNode(configPath: string): Promise<number> {
     rmSync(cfg.status.socket, { force: true });
     await transport.stop();
     await pulse?.close();
+    if (arbTimer) clearInterval(arbTimer);
+    await arb?.close();
     fence?.close();
     await rt.close();
     process.exit(0);

@@ -73,6 +73,11 @@ export function formatStatus(st: NodeStatus): string {
     lines.push(
       `beacons     ${st.beacons.sent} sent, ${st.beacons.heard} heard, ${st.beacons.refused} refused, ${st.beacons.grants} grant(s)`,
     );
+  if (st.arbiter)
+    lines.push(
+      `arbiter     ${st.arbiter.name}: ${st.arbiter.record}`,
+      `            ${st.arbiter.asked} intent(s): ${st.arbiter.won} won, ${st.arbiter.lost} lost, ${st.arbiter.unavailable} unanswered${st.arbiter.last ? `; last ${st.arbiter.last}` : ''}`,
+    );
   if (st.isolation)
     lines.push(
       `isolation   ${st.isolation.appErrors} app error(s), ${st.isolation.socketErrors} socket error(s), ${st.isolation.restoredDropped} restored dropped, ${st.isolation.unattributed} unattributed`,

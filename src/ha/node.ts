@@ -47,6 +47,7 @@ import { toHex } from '../wire/bytes.ts';
 import { isWireError } from '../wire/error.ts';
 import { parseFrame } from '../wire/frame.ts';
 import { TCP_ACK, TCP_RST, TCP_SYN } from '../wire/tcp.ts';
+import type { ArbiterIntent, Verdict } from './arbiter.ts';
 import { type Beacon, decodeBeacon, encodeBeacon } from './beacon.ts';
 import { decodeBatch, encodeBatch } from './log.ts';
 import { Mirror } from './mirror.ts';
@@ -141,6 +142,13 @@ export interface HaDriver {
   log(line: string): void;
   /** A real clock (µs) to measure how long the restore takes; the simulator has none. */
   clock?(): number;
+  /**
+   * Runs `intent` against the arbiter (src/ha/arbiter.ts: `arbitrate` on etcd, `arbitrateNow`
+   * in the simulator) and hands the verdict, with the same intent object, to `arbiterVerdict`.
+   * With it, the node becomes active, lets its standby take over, serves alone and takes over
+   * only as the arbiter's record allows (README "Partitions"); without it, it decides alone.
+   */
+  arbitrate?(intent: ArbiterIntent): void;
 }
 
 export interface TakeoverRecord {
@@ -227,6 +235,8 @@ const SLOW_STANDBY_TIMEOUTS = 5;
 const HANDOVER_TIMEOUTS = 3;
 /** Heartbeats of data-link traffic without the lost standby's beacon that prove it is off it. */
 const PROOF_HEARTBEATS = 3;
+/** After the arbiter did not answer (or said wait), how long (µs) before the node asks again. */
+const ARBITER_RETRY_US = 100_000;
 /** Sender nonces (process lives) the beacon replay memory holds. */
 const BEACON_NONCES = 64;
 /** Overheard SYNs a standby keeps, and how old (µs) one may be to be answered at a take-over. */
@@ -234,6 +244,8 @@ const OVERHEARD_SYNS = 4096;
 const OVERHEARD_SYN_MAX_AGE_US = 1_500_000;
 
 const INF = Number.POSITIVE_INFINITY;
+/** Node ids as the config allows them (src/cli/config.ts). */
+const NODE_ID = /^[A-Za-z0-9_.-]{1,32}$/;
 const ENC = new TextEncoder();
 const DEC = new TextDecoder();
 
@@ -267,6 +279,34 @@ export class HaNode {
   readonly beacons = { sent: 0, heard: 0, refused: 0, grants: 0, leaseLapses: 0 };
   /** Batches or messages refused (forged content, out of order, stale epoch) with the reason. */
   readonly rejects: string[] = [];
+  /** The arbiter's verdicts by kind, and the last intent with its outcome (for status). */
+  readonly arbiter = {
+    asked: 0,
+    won: 0,
+    lost: 0,
+    waits: 0,
+    unavailable: 0,
+    last: undefined as { intent: ArbiterIntent['kind']; verdict: Verdict['kind']; why: string } | undefined,
+  };
+  /** The intent in flight (one at a time: each compares with what the previous one wrote). */
+  private arbiterPending: ArbiterIntent | undefined;
+  /** Not before this (our clock) is the arbiter asked again (after `unavailable` or `wait`). */
+  private arbiterRetryAt = -INF;
+  /** A candidate that wants the record (start); from when it may take it from a previous life. */
+  private wantsStart = false;
+  private stealAt = INF;
+  /**
+   * A standby found the active gone (`claimTakeover`) and asks the arbiter; what made it (the
+   * take-over's cause once the arbiter agrees).
+   */
+  private takeoverWanted = false;
+  private takeoverCause: 'handover' | undefined;
+  /** A standby asked to take over and told to drop its mirror meanwhile: dropped after the verdict. */
+  private unsyncDeferred = false;
+  /** The replication session the arbiter's record entitles (as far as we know; -1: none). */
+  private registered = -1;
+  /** The peer's node id, from its ROLE. */
+  private peerId: string | undefined;
   private link: PeerLink | undefined;
   /** The role the peer last announced. */
   peerRole: Role | undefined;
@@ -465,15 +505,20 @@ export class HaNode {
       this.serveAlone(now);
       return;
     }
-    if (why === 'link closed' && now < this.lease()) {
+    if (why === 'link closed' && now < this.lease() && !this.driver.arbitrate) {
       this.driver.log('standby lost (link closed) while our lease held: its process is gone; serving alone');
       this.serveAlone(now);
       return;
     }
     this.lossAt = now;
     this.rxSinceLoss = { first: INF, last: -INF };
-    this.driver.log(`standby lost (${why}): holding output until it is known unable to take over`);
+    this.driver.log(
+      this.driver.arbitrate
+        ? `standby lost (${why}): withdrawing its entitlement at the arbiter before serving alone`
+        : `standby lost (${why}): holding output until it is known unable to take over`,
+    );
     this.beaconNow(now);
+    this.askArbiter(now);
   }
 
   /** While holding after a loss: whether we now know the lost standby cannot take over. */
@@ -485,6 +530,8 @@ export class HaNode {
       this.serveAlone(now);
       return;
     }
+    // With an arbiter, the record decides (`askArbiter`: drop, then serve alone).
+    if (this.driver.arbitrate) return;
     const quietPeer = !p || p.at < this.lossAt;
     if (this.o.dataLinkProof) {
       const span = this.rxSinceLoss.last - this.rxSinceLoss.first;
@@ -565,8 +612,10 @@ export class HaNode {
           if (this.role === 'active') this.granted(v[1], epoch, now);
         } else if (this.role === 'standby' && epoch === this.epoch) {
           // The active's heartbeat: answer at once with its clock, granting the lease.
-          this.grant(now);
-          this.send(MSG_HEARTBEAT, f64(now, v[0]));
+          if (this.mayGrant()) {
+            this.grant(now);
+            this.send(MSG_HEARTBEAT, f64(now, v[0]));
+          }
         }
         return;
       }
@@ -583,7 +632,7 @@ export class HaNode {
         if (this.role === 'standby' && this.mirror.synced && epoch === this.epoch) {
           this.driver.log('the active cannot reach its data link and hands over: taking over now');
           this.o.side?.freezeGrants();
-          this.takeOver(now, 'handover');
+          this.claimTakeover(now, 'handover');
         }
         return;
       case MSG_DROP:
@@ -600,8 +649,14 @@ export class HaNode {
 
   /** Standby: we answer the active now; we must not take over for a lease from now. */
   private grant(now: number): void {
+    if (!this.mayGrant()) return;
     this.grantedUntil = Math.max(this.grantedUntil, now + this.o.timeoutUs);
     this.beacons.grants++;
+  }
+
+  /** A standby that asked the arbiter to take over promises nothing more until the verdict. */
+  private mayGrant(): boolean {
+    return this.arbiterPending?.kind !== 'takeover';
   }
 
   /** Active: the standby echoed our clock value `echo`: the lease runs to `echo + timeoutUs`. */
@@ -631,6 +686,11 @@ export class HaNode {
   }
 
   private unsync(): void {
+    // Asked to take over with this mirror: the arbiter may yet say yes; drop it after a no.
+    if (this.arbiterPending?.kind === 'takeover') {
+      this.unsyncDeferred = true;
+      return;
+    }
     this.mirror.synced = false;
     this.mirror.bootstrapped = false;
     this.mirror.clear();
@@ -666,6 +726,8 @@ export class HaNode {
       return;
     }
     this.peerRole = role;
+    const id = body.nodeId;
+    if (typeof id === 'string' && NODE_ID.test(id) && id !== this.o.nodeId) this.peerId = id;
     // The lease we hold is the shorter of what we would grant and what the peer grants (two
     // nodes configured apart must not let the active outlive its standby's promise).
     const l = body.leaseUs;
@@ -689,7 +751,7 @@ export class HaNode {
     if (role === 'candidate' && this.role === 'candidate') {
       // Both configured active and starting: the smaller node id takes the VIP, the other waits
       // as standby (it will hear the winner's role).
-      if (this.o.nodeId < String(body.nodeId)) this.becomeActive(now, false);
+      if (this.o.nodeId < String(body.nodeId)) this.claimActive(now);
       else {
         this.role = 'standby';
         this.sendRole();
@@ -697,7 +759,7 @@ export class HaNode {
       return;
     }
     if (role === 'standby') {
-      if (this.role === 'candidate') this.becomeActive(now, false);
+      if (this.role === 'candidate') this.claimActive(now);
       if (this.role === 'active' && !this.peerReady) this.attachStandby(now);
     }
   }
@@ -728,6 +790,7 @@ export class HaNode {
       this.selfLease = false;
       this.driver.log(`standby synced at batch ${b.lsn}: the lease is now granted by it`);
       this.pushLease();
+      this.askArbiter(this.clock);
     }
   }
 
@@ -755,8 +818,9 @@ export class HaNode {
     if (b.reset) this.mirrorSession = b.session ?? 0;
     if (this.mirror.synced && !wasSynced)
       this.driver.log(`synced at batch ${b.lsn} (session ${this.mirrorSession}): able to take over`);
+    // Asking to take over, it acknowledges without the echo: no lease for the active meanwhile.
     this.grant(now);
-    this.send(MSG_ACK, f64(b.lsn, b.at));
+    this.send(MSG_ACK, this.mayGrant() ? f64(b.lsn, b.at) : f64(b.lsn));
   }
 
   // -------------------------------------------------------------------------------------------
@@ -864,7 +928,7 @@ export class HaNode {
       }
     }
     if (b.epoch !== this.epoch && !this.mirror.synced) this.epoch = Math.max(this.epoch, b.epoch);
-    if (b.epoch === this.epoch) {
+    if (b.epoch === this.epoch && this.mayGrant()) {
       // Answer with its clock: a grant, as on the replication link.
       this.grant(now);
       this.sendBeacon(now, b.sentAt);
@@ -1013,7 +1077,8 @@ export class HaNode {
     if (this.o.beaconKey && this.role !== 'candidate')
       t = Math.min(t, this.lastBeaconAt + this.o.heartbeatUs);
     // Without the evidence, a frame heard (`heard`) is what may make it due.
-    if (this.role === 'standby' && this.mirror.synced && this.mayTakeOver()) t = Math.min(t, this.deadAt());
+    if (this.role === 'standby' && this.mirror.synced && this.mayTakeOver() && !this.arbiterPending)
+      t = Math.min(t, Math.max(this.deadAt(), this.arbiterRetryAt));
     if (this.role === 'active' && this.peerReady && this.link)
       t = Math.min(
         t,
@@ -1021,23 +1086,30 @@ export class HaNode {
         (this.replicator?.oldestUnackedAt ?? INF) + this.standbyLimit(this.clock),
       );
     // With `dataLinkProof` the decision waits for frames (`heard`), not for a time.
-    if (this.role === 'active' && this.lossAt !== INF && !this.o.dataLinkProof)
+    if (this.role === 'active' && this.lossAt !== INF && !this.o.dataLinkProof && !this.driver.arbitrate)
       t = Math.min(t, Math.max(this.lease(), this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs);
-    if (this.role === 'candidate') t = Math.min(t, this.startedAt + this.o.startupWaitUs);
+    if (this.role === 'candidate' && !this.wantsStart) t = Math.min(t, this.startedAt + this.o.startupWaitUs);
+    if (this.driver.arbitrate && !this.arbiterPending && this.arbiterRetryAt > this.clock) {
+      const retry =
+        (this.role === 'candidate' && this.wantsStart) ||
+        (this.role === 'active' && (this.lossAt !== INF || this.registrationDue())) ||
+        (this.role === 'standby' && this.takeoverWanted);
+      if (retry) t = Math.min(t, this.arbiterRetryAt);
+    }
     if (this.announceAt.length > 0) t = Math.min(t, this.announceAt[0]);
     return t;
   }
 
   poll(now: number): void {
     this.clock = now;
-    if (this.role === 'candidate' && now >= this.startedAt + this.o.startupWaitUs)
-      this.becomeActive(now, false);
+    if (this.role === 'candidate' && (this.wantsStart || now >= this.startedAt + this.o.startupWaitUs))
+      this.claimActive(now);
     if (this.role === 'standby' && this.mirror.synced && now >= this.deadAt() && this.mayTakeOver()) {
       // The side channel's worker grants on its own: stop it, then check its last promise (one
       // made just before the stop must still be honoured).
       const side = this.o.side;
       if (side && now < side.freezeGrants() + this.o.leaseMarginUs) side.setRole('standby', this.epoch);
-      else this.takeOver(now);
+      else this.claimTakeover(now, undefined);
     }
     if (this.role === 'standby' && this.link && now >= this.lastHeardLink + 4 * this.o.timeoutUs) {
       // A link silent this long is dead (a cut path): close it, so a new one can replace it.
@@ -1063,6 +1135,7 @@ export class HaNode {
       }
     }
     this.decideLoss(now);
+    this.askArbiter(now);
     this.dataLinkWatch(now);
     // The same sums as pollAt's: `now - a >= d` can miss `now >= a + d` by a rounding.
     if (this.link && now >= this.lastSent + this.o.heartbeatUs) this.send(MSG_HEARTBEAT, f64(now));
@@ -1080,11 +1153,164 @@ export class HaNode {
   }
 
   // -------------------------------------------------------------------------------------------
+  // The arbiter (src/ha/arbiter.ts): who may be active when the two nodes cannot hear each other
+
+  /** A candidate becomes active unaided: at once without an arbiter, else once it holds the record. */
+  private claimActive(now: number): void {
+    if (!this.driver.arbitrate) {
+      this.becomeActive(now, false);
+      return;
+    }
+    this.wantsStart = true;
+    this.askArbiter(now);
+  }
+
+  /** A synced standby takes over: at once without an arbiter, else once the record is its. */
+  private claimTakeover(now: number, why: 'handover' | undefined): void {
+    if (!this.driver.arbitrate) {
+      this.takeOver(now, why);
+      return;
+    }
+    this.takeoverWanted = true;
+    this.takeoverCause = why;
+    this.askArbiter(now);
+  }
+
+  /** An active whose synced standby's session the record does not name yet. */
+  private registrationDue(): boolean {
+    return (
+      this.role === 'active' &&
+      this.peerReady &&
+      this.lossAt === INF &&
+      (this.replicator?.standbySynced ?? false) &&
+      this.registered !== this.session &&
+      this.peerId !== undefined
+    );
+  }
+
+  /** States the intent the node's situation calls for, if any and none is in flight. */
+  private askArbiter(now: number): void {
+    const arbitrate = this.driver.arbitrate;
+    if (!arbitrate || this.arbiterPending || now < this.arbiterRetryAt) return;
+    const node = this.o.nodeId;
+    let intent: ArbiterIntent | undefined;
+    if (this.role === 'candidate' && this.wantsStart)
+      intent = { kind: 'start', node, minEpoch: this.epoch, steal: now >= this.stealAt };
+    else if (this.role === 'active' && this.lossAt !== INF)
+      intent = { kind: 'drop', node, epoch: this.epoch };
+    else if (this.registrationDue())
+      intent = {
+        kind: 'register',
+        node,
+        epoch: this.epoch,
+        standby: { node: this.peerId!, session: this.session },
+      };
+    else if (this.role === 'standby' && this.takeoverWanted && this.mirror.synced && this.peerId)
+      intent = { kind: 'takeover', node, epoch: this.epoch, from: this.peerId, session: this.mirrorSession };
+    if (!intent) return;
+    this.arbiterPending = intent;
+    this.arbiter.asked++;
+    arbitrate(intent);
+  }
+
+  /** The arbiter's answer to `intent` (the object `arbitrate` was given). */
+  arbiterVerdict(intent: ArbiterIntent, v: Verdict, now: number): void {
+    if (this.arbiterPending !== intent) return;
+    this.arbiterPending = undefined;
+    this.clock = now;
+    const why =
+      v.kind === 'won' ? `epoch ${v.state.epoch}` : v.kind === 'unavailable' ? v.error.message : v.reason;
+    this.arbiter.last = { intent: intent.kind, verdict: v.kind, why };
+    if (v.kind === 'won') this.arbiter.won++;
+    else if (v.kind === 'lost') this.arbiter.lost++;
+    else if (v.kind === 'wait') this.arbiter.waits++;
+    else this.arbiter.unavailable++;
+    if (v.kind === 'unavailable') {
+      // Consistency over availability: nothing is assumed; the same intent is asked again.
+      if (this.arbiter.unavailable === 1 || this.arbiter.unavailable % 50 === 0)
+        this.driver.log(
+          `arbiter: ${intent.kind} not decided (${why}); asking again every ${ARBITER_RETRY_US / 1000} ms`,
+        );
+      this.arbiterRetryAt = now + ARBITER_RETRY_US;
+    }
+    switch (intent.kind) {
+      case 'start':
+        if (v.kind === 'won') {
+          // The record is ours at a new epoch. A node that joined an active peer meanwhile
+          // (one that never held the record: the record would have refused us) still obeys
+          // it; that peer fences on our first word.
+          this.driver.log(`arbiter: the record makes us active at epoch ${v.state.epoch}`);
+          if (this.role !== 'active') this.becomeActive(now, false, v.state.epoch);
+        } else if (v.kind === 'lost') {
+          this.wantsStart = false;
+          if (this.role === 'candidate') {
+            this.driver.log(`arbiter: ${why}; waiting as standby`);
+            this.role = 'standby';
+            this.pushLease();
+            this.sendRole();
+          }
+        } else if (v.kind === 'wait') {
+          if (this.stealAt === INF) this.stealAt = now + this.o.startupWaitUs;
+          this.arbiterRetryAt = Math.max(now + ARBITER_RETRY_US, this.stealAt);
+          this.driver.log(
+            `arbiter: ${why}; taking the record in ${((this.arbiterRetryAt - now) / 1000).toFixed(0)} ms unless an active is heard`,
+          );
+        }
+        break;
+      case 'register':
+        if (v.kind === 'won') this.registered = intent.standby.session;
+        else if (v.kind === 'lost' && this.role === 'active' && this.epoch === intent.epoch)
+          this.fence(`the arbiter's record has moved on (${why})`);
+        break;
+      case 'drop':
+        if (v.kind === 'won') {
+          this.registered = -1;
+          if (this.role === 'active' && this.lossAt !== INF) {
+            this.driver.log('arbiter: the lost standby may no longer take over');
+            this.serveAlone(now);
+          }
+        } else if (v.kind === 'lost' && this.role === 'active' && this.epoch === intent.epoch)
+          this.fence(`the arbiter's record has moved on (${why})`);
+        break;
+      case 'takeover': {
+        const cause = this.takeoverCause;
+        this.takeoverCause = undefined;
+        this.takeoverWanted = false;
+        const deferred = this.unsyncDeferred;
+        this.unsyncDeferred = false;
+        if (v.kind === 'won') {
+          if (this.role === 'standby') {
+            this.epoch = v.state.epoch - 1;
+            this.takeOver(now, cause);
+          }
+          break;
+        }
+        // Not ours: promise again (the pulse was frozen for the take-over).
+        this.o.side?.setRole('standby', this.epoch);
+        if (v.kind === 'lost') {
+          this.driver.log(`arbiter: not taking over (${why}); resyncing`);
+          this.unsync();
+        } else if (deferred) this.unsync();
+        else if (cause === 'handover') {
+          // Handed over: the active is silent already; no silence will make us ask again.
+          this.takeoverWanted = true;
+          this.takeoverCause = cause;
+        }
+        break;
+      }
+    }
+    this.driver.wake();
+  }
+
+  // -------------------------------------------------------------------------------------------
   // Roles
 
-  private becomeActive(now: number, takeover: boolean): void {
-    if (!takeover) this.epoch = Math.max(this.epoch, 0) + 1;
+  private becomeActive(now: number, takeover: boolean, epoch?: number): void {
+    if (!takeover) this.epoch = epoch ?? Math.max(this.epoch, 0) + 1;
     this.role = 'active';
+    this.wantsStart = false;
+    this.stealAt = INF;
+    this.registered = -1;
     this.orphaned = false;
     this.lossAt = INF;
     this.peerReady = false;

@@ -19,6 +19,7 @@ import { cidrFromString } from '../stack/ip.ts';
 import { NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';
 import { macFromString } from '../wire/address.ts';
+import { type ArbiterIntent, arbitrateNow, type MemoryArbiter } from './arbiter.ts';
 import { beaconKey, isBeaconFrame } from './beacon.ts';
 import { type HaDriver, HaNode, type HaNodeOptions, nodeMac, type PeerLink } from './node.ts';
 
@@ -107,6 +108,13 @@ export interface HaSimOptions {
   snoop?: boolean;
   /** Send and hear beacons on the data link (default true; the key is the simulator's). */
   beacons?: boolean;
+  /**
+   * The arbiter this node asks (each node its own `MemoryArbiter` on one shared `ArbiterStore`,
+   * so that each path has its own faults): a call applies half `arbiterLatencyUs` after it is
+   * made, its answer arrives the other half later (a timeout: `timeoutMs` after the call).
+   */
+  arbiter?: MemoryArbiter;
+  arbiterLatencyUs?: number;
 }
 
 /** The simulated pair's beacon key (a fixed PSK: the simulator is not a place for secrets). */
@@ -168,6 +176,8 @@ export class HaSimNode implements SimNode {
       restored: () => {},
       log: (line) => this.logs.push(`${(h.now / 1000).toFixed(1)} ms ${this.opts.nodeId}: ${line}`),
     };
+    const arb = this.opts.arbiter;
+    if (arb) driver.arbitrate = (intent) => this.arbitrate(arb, intent);
     const nonce = new Uint8Array(8);
     for (let i = 0; i < 8; i++) nonce[i] = h.rng.nextU32() & 0xff;
     this.ha = new HaNode(
@@ -183,6 +193,27 @@ export class HaSimNode implements SimNode {
       driver,
       h.now,
     );
+  }
+
+  /** One intent: applied at the store half a round trip on, answered the other half later. */
+  private arbitrate(arb: MemoryArbiter, intent: ArbiterIntent): void {
+    const h = this.handle;
+    const ha = this.ha;
+    const half = (this.opts.arbiterLatencyUs ?? 1000) / 2;
+    const sent = h.now;
+    h.net.after(half, () => {
+      const v = arbitrateNow(arb, intent);
+      const answerAt =
+        v.kind === 'unavailable' && v.error.kind === 'timeout' ? sent + arb.timeoutMs * 1000 : h.now + half;
+      h.net.after(Math.max(0, answerAt - h.now), (now) => {
+        // A crashed node's request may have reached the store; its answer reaches no one.
+        if (!h.alive || this.ha !== ha) return;
+        this.deliver(now, (t) => {
+          ha.arbiterVerdict(intent, v, t);
+          this.turn(t);
+        });
+      });
+    });
   }
 
   get muted(): boolean {

@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { ArbiterStore, decodeRecord, MemoryArbiter } from '../../src/ha/arbiter.ts';
 import {
   type Batch,
   type ConnTuple,
@@ -28,6 +29,7 @@ import {
   MSG_DROP,
   MSG_HEARTBEAT,
   MSG_ROLE,
+  nodeMac,
   type PeerLink,
 } from '../../src/ha/node.ts';
 import { Replicator } from '../../src/ha/replicator.ts';
@@ -1305,11 +1307,11 @@ function cutReplication(a: HaSimNode, b: HaSimNode): void {
 
 describe('faults on the simulator: pauses, isolation, standby churn (the nemesis in miniature)', () => {
   /** A pair that listens and beacons, a paced echo stream and a paced download from 5 ms. */
-  const pair = (seed: number) => {
+  const pair = (seed: number, extra: { a?: Partial<HaSimOptions>; b?: Partial<HaSimOptions> } = {}) => {
     const w = world({
       seed,
-      a: { snoop: true },
-      b: { snoop: true },
+      a: { snoop: true, ...extra.a },
+      b: { snoop: true, ...extra.b },
       echoBytes: 1_500_000,
       downloadBytes: 1_500_000,
       pace: 2000,
@@ -1539,5 +1541,161 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     // The paced stream moves every 1-2 ms; a standby lost or joining may cost a round trip.
     assert.ok(maxGap <= 20_000, `the client waited ${maxGap} µs: ${ctx()}`);
     assertStreams(w, w.streams.values(), ctx);
+  });
+
+  /** Each node's own path to one store (the paths fail apart). */
+  const arbiters = () => {
+    const store = new ArbiterStore();
+    const a = new MemoryArbiter({ store, name: 'a', timeoutMs: 50 });
+    const b = new MemoryArbiter({ store, name: 'b', timeoutMs: 50 });
+    const record = () => (store.value === undefined ? undefined : decodeRecord(store.value));
+    return { a, b, store, record };
+  };
+
+  /** Frames from the other node's own MAC (its beacons, its data frames) are dropped while `cut()`. */
+  const deafTo = (n: HaSimNode, other: HaSimNode, cut: () => boolean) => {
+    const inner = n.receive.bind(n);
+    const mac = nodeMac(other.opts.nodeId);
+    n.receive = (port, frame, now) => {
+      let src = 0;
+      for (let i = 6; i < 12; i++) src = src * 256 + frame[i];
+      if (cut() && src === mac) return;
+      inner(port, frame, now);
+    };
+  };
+
+  test('the two nodes cannot hear each other, both reach the clients: alone each would serve (a split brain); with the arbiter exactly one does, the streams stay byte-exact, the other rejoins', () => {
+    const run = (withArbiter: boolean) => {
+      const arb = arbiters();
+      const { w, stale, ctx } = pair(48, withArbiter ? { a: { arbiter: arb.a }, b: { arbiter: arb.b } } : {});
+      const { net, a, b } = w;
+      linkNodes(a, b, 200, 0);
+      let split = false;
+      deafTo(a, b, () => split);
+      deafTo(b, a, () => split);
+      net.at(30_000, () => {
+        split = true;
+        cutReplication(a, b);
+      });
+      net.at(1_030_000, (now) => {
+        split = false;
+        linkNodes(a, b, 200, now);
+      });
+      // Both nodes entitled to send at one instant: a split brain.
+      let both = 0;
+      const check = (now: number) => {
+        if (a.ha.sendUntil() > now && b.ha.sendUntil() > now) both++;
+        if (now < 1_500_000) net.after(500, check);
+      };
+      net.at(30_000, check);
+      net.run({ until: 8_000_000 });
+      return { w, both, stale, ctx, arb };
+    };
+    const control = run(false);
+    assert.ok(control.both > 0, `control: both nodes served at once: ${control.ctx()}`);
+    const r = run(true);
+    const { a, b } = r.w;
+    assert.equal(r.both, 0, `two senders: ${r.ctx()}`);
+    assert.equal(r.stale(a), 0, r.ctx());
+    assert.equal(r.stale(b), 0, r.ctx());
+    // Whichever won, the other lost at the arbiter and rejoined as a synced standby.
+    const [winner, loser] = b.ha.takeovers.length > 0 ? [b, a] : [a, b];
+    assert.equal(winner.ha.role, 'active', r.ctx());
+    assert.equal(loser.ha.role, 'standby', r.ctx());
+    assert.ok(loser.ha.mirror.synced, `the loser rejoined: ${r.ctx()}`);
+    assert.ok(loser.ha.arbiter.lost >= 1, r.ctx());
+    const rec = r.arb.record();
+    assert.ok(rec !== undefined && typeof rec !== 'string', String(rec));
+    assert.equal(rec.active, winner.opts.nodeId);
+    assert.equal(rec.epoch, winner.ha.epoch);
+    assert.deepEqual(rec.standby, { node: loser.opts.nodeId, session: winner.ha.replicator!.session });
+    assertStreams(r.w, r.w.streams.values(), r.ctx);
+  });
+
+  test('with the arbiter, kill -9 twice (the restarted node joins, is registered, takes over at epoch 3): byte-exact, the record follows every step', () => {
+    const arb = arbiters();
+    const { w, stale, ctx } = pair(49, { a: { arbiter: arb.a }, b: { arbiter: arb.b } });
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    const newA = new HaSimNode({
+      nodeId: 'a',
+      role: 'active',
+      downloadBytes: 1_500_000,
+      snoop: true,
+      arbiter: arb.a,
+    });
+    const seen: Record<string, unknown> = {};
+    net.at(20_000, () => {
+      seen.start = arb.record();
+      crashNode(a);
+    });
+    net.at(400_000, (now) => {
+      seen.tookOver = arb.record();
+      w.ha.restart(newA);
+      linkNodes(newA, b, 200, now);
+    });
+    net.at(900_000, () => {
+      seen.registered = arb.record();
+      crashNode(b);
+    });
+    net.run({ until: 8_000_000 });
+    assert.deepEqual(seen.start, { epoch: 1, active: 'a', standby: { node: 'b', session: 1 } }, ctx());
+    assert.deepEqual(seen.tookOver, { epoch: 2, active: 'b', standby: null }, ctx());
+    assert.deepEqual(seen.registered, { epoch: 2, active: 'b', standby: { node: 'a', session: 1 } }, ctx());
+    assert.deepEqual(arb.record(), { epoch: 3, active: 'a', standby: null }, ctx());
+    assert.equal(newA.ha.role, 'active');
+    assert.equal(newA.ha.epoch, 3);
+    const det = b.ha.takeovers[0].at - b.ha.takeovers[0].lastHeardAt;
+    // The lease, the margin and one round trip to the store (1 ms here).
+    assert.ok(det <= 60_000, `detection ${det} µs: ${ctx()}`);
+    assert.equal(stale(b), 0, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('with the arbiter unreachable nothing changes hands: the standby of a dead active waits for the store, then takes over; an active that lost its standby holds until it can drop it', () => {
+    const run = (kill: 'a' | 'b') => {
+      const arb = arbiters();
+      const { w, ctx } = pair(50, { a: { arbiter: arb.a }, b: { arbiter: arb.b } });
+      const { net, a, b } = w;
+      linkNodes(a, b, 200, 0);
+      const seen: Record<string, unknown> = {};
+      // The store hangs for the survivor while the other node dies.
+      net.at(20_000, () => {
+        (kill === 'a' ? arb.b : arb.a).fault = 'hang';
+        crashNode(kill === 'a' ? a : b);
+      });
+      net.at(300_000, () => {
+        seen.during = {
+          aRole: a.ha.role,
+          aLease: a.ha.leaseState(net.now),
+          bRole: b.ha.role,
+          unavailable: (kill === 'a' ? b : a).ha.arbiter.unavailable >= 2,
+        };
+        (kill === 'a' ? arb.b : arb.a).fault = 'none';
+      });
+      net.run({ until: 8_000_000 });
+      return { w, ctx, seen, arb };
+    };
+    const dead = run('a');
+    const { b } = dead.w;
+    assert.deepEqual(
+      dead.seen.during,
+      { aRole: 'active', aLease: 'expired', bRole: 'standby', unavailable: true },
+      dead.ctx(),
+    );
+    assert.equal(b.ha.takeovers.length, 1, dead.ctx());
+    assert.ok(b.ha.takeovers[0].at >= 300_000, dead.ctx());
+    assert.deepEqual(dead.arb.record(), { epoch: 2, active: 'b', standby: null }, dead.ctx());
+    assertStreams(dead.w, dead.w.streams.values(), dead.ctx);
+
+    const lost = run('b');
+    assert.deepEqual(
+      lost.seen.during,
+      { aRole: 'active', aLease: 'expired', bRole: 'standby', unavailable: true },
+      `held, not serving alone: ${lost.ctx()}`,
+    );
+    assert.equal(lost.w.a.ha.leaseState(8_000_000), 'alone', lost.ctx());
+    assert.deepEqual(lost.arb.record(), { epoch: 1, active: 'a', standby: null }, lost.ctx());
+    assertStreams(lost.w, lost.w.streams.values(), lost.ctx);
   });
 });

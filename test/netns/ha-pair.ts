@@ -67,6 +67,8 @@ export interface PairOptions {
   hostNamespaces?: boolean;
   /** Modules every node process loads with `--import` after tsx (test hooks such as a clock step). */
   preload?: string[];
+  /** The config's `arbiter.etcd` of each node (README "Partitions"). */
+  arbiter?: (name: string) => { endpoints: string[]; cluster: string; timeoutMs?: number };
 }
 
 export interface StartOptions {
@@ -130,6 +132,7 @@ export class HaPair {
   private readonly ending = new Set<Spawned>();
   private healReplication: (() => Promise<void>) | undefined;
   private readonly dataCut = new Set<string>();
+  private betweenCut = false;
 
   private constructor(
     readonly topo: Topology,
@@ -187,6 +190,7 @@ export class HaPair {
         },
         app: { module: join(ROOT, 'examples/all.ts') },
         status: { socket: join(dir, `${name}.sock`) },
+        ...(opts.arbiter ? { arbiter: { etcd: opts.arbiter(name) } } : {}),
       };
       writeFileSync(join(dir, `${name}.json`), JSON.stringify(cfg, null, 2));
     }
@@ -314,8 +318,20 @@ export class HaPair {
     this.healReplication = await cutInput([...this.hosts.values()], 'repl0');
   }
 
-  /** Heals every cut this pair made (data ports and the replication link). */
+  /**
+   * Cuts the data link between the two nodes only (each still reaches the clients, which the
+   * switch floods to both), or heals it: with `cutReplication`, two nodes that cannot hear each
+   * other at all while both hear the clients.
+   */
+  async cutBetween(cut = true): Promise<void> {
+    const [a, b] = this.names.map((n) => this.taps.get(n)!.tap);
+    await this.topo.setPairCut(a, b, cut);
+    this.betweenCut = cut;
+  }
+
+  /** Heals every cut this pair made (data ports, between the nodes, the replication link). */
   async healAll(): Promise<void> {
+    if (this.betweenCut) await this.cutBetween(false);
     for (const n of [...this.dataCut]) await this.cutData(n, false);
     await this.cutReplication(false);
   }

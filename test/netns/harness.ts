@@ -650,6 +650,29 @@ export class Topology {
   }
 
   /**
+   * Cuts the bridge between two of its ports, both ways (ebtables, as `setPortCut`): what one
+   * sends never reaches the other, floods included, while both still reach every other port.
+   */
+  async setPairCut(p1: string, p2: string, cut: boolean): Promise<void> {
+    const key = `${p1}|${p2}`;
+    if (cut === this.cutPorts.has(key)) return;
+    await must([
+      'ip',
+      'netns',
+      'exec',
+      this.switch.ns,
+      'sh',
+      '-c',
+      'ebtables "$0" FORWARD -i "$1" -o "$2" -j DROP && ebtables "$0" FORWARD -i "$2" -o "$1" -j DROP',
+      cut ? '-I' : '-D',
+      p1,
+      p2,
+    ]);
+    if (cut) this.cutPorts.add(key);
+    else this.cutPorts.delete(key);
+  }
+
+  /**
    * Cuts a port of the bridge (a TAP, or a kernel host's veth end) both ways without touching the
    * device: ebtables drops every frame the bridge would forward from it or to it (floods
    * included), so the process behind it writes into the void with no error and its carrier stays

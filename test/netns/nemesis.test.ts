@@ -11,13 +11,13 @@
  * NEMESIS_KEEP=1 keeps the directory with each run's capture, node log and result.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CUT_TOOLS, rootSkipReason } from './harness.ts';
-import { describeRun, Nemesis, type RunResult } from './nemesis/runner.ts';
-import { SCENARIOS } from './nemesis/scenarios.ts';
+import { describeRun, ETCD_BIN, Nemesis, type RunResult } from './nemesis/runner.ts';
+import { PLAIN_SCENARIOS, SCENARIOS, type Scenario } from './nemesis/scenarios.ts';
 
 const skip = rootSkipReason([...CUT_TOOLS, 'ss']);
 const RUNS = Number(process.env.NEMESIS_RUNS ?? 2);
@@ -38,52 +38,70 @@ const TARGET_TODO: Record<string, string> = {
     "issue 12: a killed standby's link closes only once its kernel has freed its memory (10-50 ms), and sync output waits for it meanwhile: `npm run bench -- nemesis --runs 10` measured an added stall p50 10 ms, p99 24 ms (1 of 10 runs over 20 ms)",
 };
 
-describe('nemesis: one fault at a time under kernel clients (issue 12)', { skip }, () => {
-  let nem: Nemesis | undefined;
-  let dir: string;
-  let seed = SEED;
+/** The scenarios run again on a pair with the etcd arbiter: the split it exists for, and the faults whose take-over it now decides. */
+const WITH_ARBITER = ['node-split', 'kill9', 'repl-partition', 'sigstop'];
 
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'takeover-nemesis-'));
-    nem = await Nemesis.create({ dir });
-  });
+function suite(
+  title: string,
+  scenarios: Scenario[],
+  arbiter: boolean,
+  skip: string | false | undefined,
+): void {
+  describe(title, { skip }, () => {
+    let nem: Nemesis | undefined;
+    let dir: string;
+    let seed = SEED;
 
-  after(async () => {
-    await nem?.destroy();
-    if (process.env.NEMESIS_KEEP) console.log(`kept ${dir}`);
-    else if (dir) rmSync(dir, { recursive: true, force: true });
-  });
-
-  for (const s of SCENARIOS) {
-    test(`${s.name}: ${s.about}`, { todo: TODO[s.name], timeout: 240_000 }, async (t) => {
-      assert.ok(nem, 'the pair did not start');
-      const runs: RunResult[] = [];
-      for (let i = 0; i < RUNS; i++) {
-        const r = await nem.run(s.name, seed++);
-        t.diagnostic(describeRun(r));
-        runs.push(r);
-      }
-      // The stall target of standby churn is a figure at its edge, not a safety property: judged
-      // apart (see TARGET_TODO); every other anomaly fails the test.
-      const target = (r: RunResult) => r.kinds[TARGET] ?? 0;
-      if (s.name in TARGET_TODO)
-        await t.test(`the stall it adds stays within the target`, { todo: TARGET_TODO[s.name] }, () => {
-          assert.deepEqual(
-            runs.filter((r) => target(r) > 0).map((r) => `${r.scenario} seed ${r.seed}`),
-            [],
-          );
-        });
-      const bad = runs.filter((r) => r.violations - (s.name in TARGET_TODO ? target(r) : 0) > 0);
-      assert.deepEqual(
-        bad.map((r) => `${r.scenario} seed ${r.seed}: ${JSON.stringify(r.kinds)}`),
-        [],
-        bad
-          .map(
-            (r) =>
-              `${describeRun(r)}\n  ${r.examples.join('\n  ')}\n  nodes:\n    ${r.evidence.join('\n    ')}`,
-          )
-          .join('\n'),
-      );
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'takeover-nemesis-'));
+      nem = await Nemesis.create({ dir, arbiter });
     });
-  }
-});
+
+    after(async () => {
+      await nem?.destroy();
+      if (process.env.NEMESIS_KEEP) console.log(`kept ${dir}`);
+      else if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    for (const s of scenarios) {
+      test(`${s.name}: ${s.about}`, { todo: TODO[s.name], timeout: 240_000 }, async (t) => {
+        assert.ok(nem, 'the pair did not start');
+        const runs: RunResult[] = [];
+        for (let i = 0; i < RUNS; i++) {
+          const r = await nem.run(s.name, seed++);
+          t.diagnostic(describeRun(r));
+          runs.push(r);
+        }
+        // The stall target of standby churn is a figure at its edge, not a safety property: judged
+        // apart (see TARGET_TODO); every other anomaly fails the test.
+        const target = (r: RunResult) => r.kinds[TARGET] ?? 0;
+        if (s.name in TARGET_TODO)
+          await t.test(`the stall it adds stays within the target`, { todo: TARGET_TODO[s.name] }, () => {
+            assert.deepEqual(
+              runs.filter((r) => target(r) > 0).map((r) => `${r.scenario} seed ${r.seed}`),
+              [],
+            );
+          });
+        const bad = runs.filter((r) => r.violations - (s.name in TARGET_TODO ? target(r) : 0) > 0);
+        assert.deepEqual(
+          bad.map((r) => `${r.scenario} seed ${r.seed}: ${JSON.stringify(r.kinds)}`),
+          [],
+          bad
+            .map(
+              (r) =>
+                `${describeRun(r)}\n  ${r.examples.join('\n  ')}\n  nodes:\n    ${r.evidence.join('\n    ')}`,
+            )
+            .join('\n'),
+        );
+      });
+    }
+  });
+}
+
+suite('nemesis: one fault at a time under kernel clients (issue 12)', PLAIN_SCENARIOS, false, skip);
+suite(
+  'nemesis with the etcd arbiter: the nodes cut apart, and faults whose take-over it decides',
+  SCENARIOS.filter((s) => WITH_ARBITER.includes(s.name)),
+  true,
+  skip ?? (existsSync(ETCD_BIN) ? false : `needs ${ETCD_BIN} (Debian package etcd-server)`),
+);

@@ -129,8 +129,19 @@ export interface NemesisOptions {
    */
   heartbeatMs?: number | null;
   timeoutMs?: number | null;
+  /**
+   * An etcd arbiter for the pair (README "Partitions"): one etcd member in a namespace of its
+   * own, linked to each node's namespace by a veth of its own, so that cutting the nodes apart
+   * leaves each its path to etcd. Needs /usr/bin/etcd (`ETCD_BIN`).
+   */
+  arbiter?: boolean;
   log?: (line: string) => void;
 }
+
+/** Debian's etcd-server. */
+export const ETCD_BIN = '/usr/bin/etcd';
+/** etcd's client URL as each node reaches it (the arbiter namespace's end of each node's veth). */
+const ETCD_URL: Record<string, string> = { a: 'http://198.18.2.2:2379', b: 'http://198.18.2.6:2379' };
 
 /**
  * A node's own announcement that it became active (`<time> <node>: active at epoch N`), not
@@ -160,7 +171,11 @@ export class Nemesis {
         heartbeatMs: o.heartbeatMs === undefined ? null : o.heartbeatMs,
         timeoutMs: o.timeoutMs === undefined ? null : o.timeoutMs,
         preload: [join(here, 'wallclock.ts')],
+        ...(o.arbiter
+          ? { arbiter: (name: string) => ({ endpoints: [ETCD_URL[name]], cluster: 'nemesis' }) }
+          : {}),
       });
+      if (o.arbiter) await startEtcd(topo, pair, o.dir);
       const n = new Nemesis(topo, pair, o);
       await n.startNode('a');
       await n.startNode('b');
@@ -302,6 +317,8 @@ export class Nemesis {
   async run(scenarioName: string, seed: number): Promise<RunResult> {
     const scenario = SCENARIOS.find((s) => s.name === scenarioName);
     if (!scenario) throw new Error(`no scenario '${scenarioName}'`);
+    if (scenario.arbiter && !this.o.arbiter)
+      throw new Error(`scenario '${scenarioName}' needs the pair's etcd arbiter (--arbiter)`);
     const index = ++this.runs;
     const t0 = Date.now();
     const rand = seeded(seed);
@@ -618,6 +635,17 @@ export class Nemesis {
         await pair.cutReplication(cut);
         this.mark(`${cut ? 'cut' : 'healed'} the replication link`);
       },
+      cutBetween: async (cut = true) => {
+        await pair.cutBetween(cut);
+        this.mark(`${cut ? 'cut' : 'healed'} the data path between the nodes`);
+      },
+      sendersNow: async () => {
+        const out: string[] = [];
+        for (const [n, st] of await this.statuses())
+          if (st?.role === 'active' && (st.lease?.state === 'held' || st.lease?.state === 'alone'))
+            out.push(`${n} (epoch ${st.epoch}, lease ${st.lease.state})`);
+        return out;
+      },
       stepWallClock: async (name, ms) => {
         writeFileSync(join(this.o.dir, `${name}.wallclock`), String(ms));
         pair.signal(name, 'SIGUSR2');
@@ -636,6 +664,36 @@ export class Nemesis {
       },
     };
   }
+}
+
+/**
+ * One etcd member in namespace `<id>-ne`, a veth to each node's namespace (198.18.2.1/30 ↔ .2
+ * for a, 198.18.2.5/30 ↔ .6 for b), listening on both ends; its data in `dir`. The topology
+ * stops it with everything else.
+ */
+async function startEtcd(topo: Topology, pair: HaPair, dir: string): Promise<void> {
+  const ne = await topo.addNamespaceHost('ne');
+  await topo.link(pair.hosts.get('a')!, ne, '198.18.2.1/30', '198.18.2.2/30', 'arba');
+  await topo.link(pair.hosts.get('b')!, ne, '198.18.2.5/30', '198.18.2.6/30', 'arbb');
+  await ne.exec('ip', ['link', 'set', 'lo', 'up']);
+  const urls = Object.values(ETCD_URL).join(',');
+  const peer = 'http://127.0.0.1:2380';
+  const p = ne.spawn(ETCD_BIN, [
+    ...['--name', 'nemesis', '--data-dir', join(dir, 'etcd')],
+    ...['--listen-client-urls', urls, '--advertise-client-urls', urls],
+    ...['--listen-peer-urls', peer, '--initial-advertise-peer-urls', peer],
+    ...['--initial-cluster', `nemesis=${peer}`],
+    ...['--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn'],
+  ]);
+  await waitUntil(
+    'etcd to answer in the arbiter namespace',
+    async () => {
+      if (exited(p)) throw new Error(`etcd exited: ${p.output().stderr.slice(-1500)}`);
+      const r = await ne.exec('curl', ['-sf', '-m', '1', `${ETCD_URL.a}/health`]);
+      return r.code === 0 && r.stdout.includes('true');
+    },
+    { timeoutMs: 20_000, tries: 200, intervalMs: 100 },
+  );
 }
 
 function exited(p: Spawned): boolean {

@@ -49,6 +49,10 @@ export interface FaultContext {
   resume(name: string): void;
   cutData(name: string, cut?: boolean): Promise<void>;
   cutReplication(cut?: boolean): Promise<void>;
+  /** Cuts the data path between the two nodes only (both still reach the clients), or heals it. */
+  cutBetween(cut?: boolean): Promise<void>;
+  /** The nodes that are active with a lease that lets them send (held, or alone), as statuses say. */
+  sendersNow(): Promise<string[]>;
   /** Steps node `name`'s wall clock (what its JavaScript sees) by `ms` (wallclock.ts). */
   stepWallClock(name: string, ms: number): Promise<void>;
   /** What node `name`'s status says of its right to send (state, kernel fence, frames it held back). */
@@ -67,6 +71,8 @@ export interface Scenario {
   takeover: 'required' | 'forbidden' | 'any';
   /** Changes to the default client load. */
   load?: Partial<ClientConfig>;
+  /** Only with the pair's etcd arbiter (NemesisOptions.arbiter): without it the fault is a split brain. */
+  arbiter?: boolean;
   /** How long the load runs before the fault (ms). Default 300. */
   baselineMs?: number;
   fault(x: FaultContext): Promise<void>;
@@ -166,6 +172,27 @@ export const SCENARIOS: Scenario[] = [
       await x.cutReplication();
       await x.sleep(ms);
       await x.cutReplication(false);
+      await x.sleep(1000);
+    },
+  },
+  {
+    name: 'node-split',
+    about:
+      'the two nodes cut apart (replication link and the data path between them), each still reaching the clients: the etcd arbiter lets exactly one serve',
+    takeover: 'any',
+    arbiter: true,
+    async fault(x) {
+      const ms = faultMs(x, 2000, 3000);
+      x.note(`split ${ms} ms`);
+      await Promise.all([x.cutReplication(), x.cutBetween()]);
+      const end = Date.now() + ms;
+      // Two nodes entitled to send at once is the split brain the arbiter exists to prevent.
+      for (let i = 0; i < 200 && Date.now() < end; i++) {
+        const senders = await x.sendersNow();
+        if (senders.length > 1) x.violation('split-brain', `both send: ${senders.join(', ')}`);
+        await x.sleep(Math.min(50, Math.max(0, end - Date.now())));
+      }
+      await Promise.all([x.cutReplication(false), x.cutBetween(false)]);
       await x.sleep(1000);
     },
   },
@@ -287,3 +314,5 @@ export const SCENARIOS: Scenario[] = [
 ];
 
 export const SCENARIO_NAMES = SCENARIOS.map((s) => s.name);
+/** The scenarios a pair without an arbiter runs. */
+export const PLAIN_SCENARIOS = SCENARIOS.filter((s) => !s.arbiter);
