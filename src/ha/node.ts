@@ -40,6 +40,13 @@
  *   the data link after its last word (an isolated standby does not take over).
  * A node that hears a higher epoch (replication link or beacon) while active is superseded: it
  * drops its connections silently, and rejoins as standby (fenced, then bootstrapped again).
+ *
+ * With an arbiter (`HaDriver.arbitrate`, docs/ARCHITECTURE.md §7), each change of who may be
+ * active is also a compare-and-swap of the pair's record, and the verdict decides: a candidate
+ * becomes active only by writing a new epoch (`start`), the active names its synced standby
+ * (`register`) and withdraws it before serving alone (`drop`, whatever the loss), a standby
+ * takes over only by swapping that entitlement for the next epoch (`takeover`). Of two nodes
+ * that cannot hear each other exactly one wins; the other fences or drops its mirror.
  */
 import { connKey, type NetStack, type StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';

@@ -171,6 +171,34 @@ describe('parseNodeConfig: valid configs', () => {
     const c = ok(set(full(), 'replication.listen', '[fd00:0:0::1]:7400'));
     assert.equal(c.replication.listen.host, 'fd00::1');
   });
+
+  test('an etcd arbiter, with its defaults; absent, none', () => {
+    const c = ok(
+      set(minimal(), 'arbiter', { etcd: { endpoints: ['http://198.18.2.2:2379'], cluster: 'pair1' } }),
+    );
+    assert.deepEqual(c.arbiter, {
+      etcd: { endpoints: ['http://198.18.2.2:2379'], prefix: '/takeover', cluster: 'pair1', timeoutMs: 500 },
+    });
+    assert.equal(ok(minimal()).arbiter, undefined);
+  });
+
+  test("a bad arbiter is reported with the config's other errors, each field named", () => {
+    const raw = set(minimal(), 'arbiter', { etcd: { endpoints: ['etcd:2379'] } });
+    set(raw, 'replication.mode', 'fast');
+    const errors = errorsOf(raw);
+    assert.ok(
+      errors.some((e) => e.startsWith('config field "arbiter.etcd.endpoints[0]"')),
+      errors.join('\n'),
+    );
+    assert.ok(
+      errors.some((e) => e.startsWith('config field "arbiter.etcd.cluster"')),
+      errors.join('\n'),
+    );
+    assert.ok(
+      errors.some((e) => e.includes('replication.mode')),
+      errors.join('\n'),
+    );
+  });
 });
 
 interface Case {
