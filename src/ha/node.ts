@@ -844,6 +844,7 @@ export class HaNode {
       if (this.rxSinceLoss.first === INF) this.rxSinceLoss.first = now;
       this.rxSinceLoss.last = now;
       this.decideLoss(now);
+      this.askArbiter(now);
     }
   }
 
@@ -1203,7 +1204,13 @@ export class HaNode {
     let intent: ArbiterIntent | undefined;
     if (this.role === 'candidate' && this.wantsStart)
       intent = { kind: 'start', node, minEpoch: this.epoch, steal: now >= this.stealAt };
-    else if (this.role === 'active' && this.lossAt !== INF)
+    else if (
+      this.role === 'active' &&
+      this.lossAt !== INF &&
+      // An active cut off from its data link must not keep the record from a standby that hears
+      // the clients (a host going down link by link): it asks once a frame proves its link works.
+      (!this.o.dataLinkProof || this.rxSinceLoss.first !== INF)
+    )
       intent = { kind: 'drop', node, epoch: this.epoch };
     else if (this.registrationDue())
       intent = {

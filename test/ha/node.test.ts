@@ -1652,6 +1652,26 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     assertStreams(w, w.streams.values(), ctx);
   });
 
+  test('with the arbiter, a host going down link by link (data link, then the replication link, then the process): the active, deaf to its clients, leaves the record to the standby that hears them', () => {
+    const arb = arbiters();
+    const { w, stale, ctx } = pair(51, { a: { arbiter: arb.a }, b: { arbiter: arb.b } });
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    net.at(30_000, () => w.la.setUp(false));
+    net.at(60_000, () => cutReplication(a, b));
+    // No FIN, no closed link: the host is gone.
+    net.at(120_000, () => a.handle.crash());
+    net.run({ until: 8_000_000 });
+    assert.equal(b.ha.takeovers.length, 1, ctx());
+    assert.ok(
+      !a.logs.some((l) => l.includes('may no longer take over')),
+      `the deaf active never withdrew the standby: ${ctx()}`,
+    );
+    assert.deepEqual(arb.record(), { epoch: 2, active: 'b', standby: null }, ctx());
+    assert.equal(stale(a), 0, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
   test('with the arbiter unreachable nothing changes hands: the standby of a dead active waits for the store, then takes over; an active that lost its standby holds until it can drop it', () => {
     const run = (kill: 'a' | 'b') => {
       const arb = arbiters();
