@@ -35,6 +35,11 @@ export interface NetApi {
   ): Socket;
   Socket: new () => Socket;
   Server: new (options?: ServerOptions, listener?: (s: Socket) => void) => Server;
+  /**
+   * Connections a take-over restored that no server of ours listens for: the ones the
+   * application opened itself (`connect`), as sockets (half-open allowed); see `restoreTag`.
+   */
+  onRestored(listener: (s: Socket) => void): void;
 }
 
 /** node:net's functions bound to one runtime (stack + device). */
@@ -56,6 +61,9 @@ export function netApi(rt: Runtime): NetApi {
       constructor(options?: ServerOptions, listener?: (s: Socket) => void) {
         super(rt, options, listener);
       }
+    },
+    onRestored(listener) {
+      rt.restoredOutbound = (c) => listener(new Socket(rt, c, { allowHalfOpen: true }));
     },
   };
 }

@@ -53,8 +53,13 @@ export class Runtime {
   private afterTurnQueued = false;
   private lastAfterTurnAt = 0;
   private hookPollQueued = false;
-  /** Set by the HA layer: replicates a socket's checkpoint. */
-  checkpointSink: ((c: StackConnection, value: unknown) => void) | undefined;
+  /** Set by the HA layer: replicates a socket's checkpoint (or, with `tag`, its restore tag). */
+  checkpointSink: ((c: StackConnection, value: unknown, tag?: boolean) => void) | undefined;
+  /**
+   * Restored connections no listener claims (ones this node's application opened: a relay's
+   * server legs), for the application (`NetApi.onRestored`); without it they are left alone.
+   */
+  restoredOutbound: ((c: StackConnection) => void) | undefined;
   private timer: NodeJS.Timeout | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
   private immediate: NodeJS.Immediate | undefined;
@@ -147,6 +152,10 @@ export class Runtime {
       // A poison pill (a request that made the old node's application throw) throws here
       // again: that connection is dropped (isolation.restoredDropped), the take-over goes on.
       if (accept) this.isolation.run(c, () => accept(c));
+      else if (this.restoredOutbound) {
+        const take = this.restoredOutbound;
+        this.isolation.run(c, () => take(c));
+      }
     }
     this.kick();
   }

@@ -137,6 +137,20 @@ export class Socket extends Duplex {
     return this.conn?.restored?.checkpoint;
   }
 
+  /** The value of the last `setRestoreTag()` before the take-over (undefined if none). */
+  get restoreTag(): unknown {
+    return this.conn?.restored?.tag;
+  }
+
+  /**
+   * Replicates `value` (JSON) as this connection's tag, atomically with this turn, and to every
+   * standby that joins later: after a take-over the restored socket has it as `restoreTag`.
+   * Unlike a checkpoint it rewinds nothing (what a relay uses to pair its two legs again).
+   */
+  setRestoreTag(value: unknown): void {
+    if (this.conn) this.runtime.checkpointSink?.(this.conn, value, true);
+  }
+
   /**
    * Replicates `value` (JSON) with the current read and write offsets, atomically with this turn.
    * After a take-over the restored socket has it as `lastCheckpoint`, bytes read after it are

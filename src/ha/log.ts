@@ -12,7 +12,9 @@
  *   The standby trims them by the offsets the next `conn` carries: consumption (readOffset) and
  *   the peer's ACK (sndUna).
  * - `gone`: the connection left the active's table.
- * - `ckpt`: an application checkpoint: a value with the read and write offsets it belongs to.
+ * - `ckpt`: an application checkpoint: a value with the read and write offsets it belongs to; with
+ *   both offsets `TAG_OFFSET`, the connection's restore tag instead (a value that rewinds nothing,
+ *   carried again in every bootstrap).
  *
  * Decoding never throws: a malformed batch yields a reason, and the caller drops the link.
  */
@@ -23,6 +25,8 @@ export const REC_RECV = 2;
 export const REC_SEND = 3;
 export const REC_GONE = 4;
 export const REC_CKPT = 5;
+/** Both offsets of a `ckpt` record that is a restore tag. */
+export const TAG_OFFSET = -1;
 
 export interface ConnTuple {
   local: IpAddr;

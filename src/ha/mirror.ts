@@ -22,6 +22,7 @@ import {
   REC_GONE,
   REC_RECV,
   REC_SEND,
+  TAG_OFFSET,
 } from './log.ts';
 
 const NONE = -1;
@@ -116,6 +117,8 @@ export class MirrorConn {
   state: TcpSnapshot & { appReadOffset?: number; writePosition?: number; nextHopMac?: number };
   /** The application's last checkpoint, if it took one. */
   checkpoint: { value: unknown; readOffset: number; writeOffset: number } | undefined;
+  /** The application's restore tag (`Socket.setRestoreTag`): a value that rewinds nothing. */
+  tag: unknown;
   /**
    * Bytes the peer sent past the mirror's `rcvNxt`, overheard on the data link (`snoop`): what
    * the active received but had not replicated, or what reached nobody while it died. At the
@@ -361,6 +364,10 @@ export class Mirror {
           break;
         case REC_CKPT: {
           const c = this.conns.get(r.id)!;
+          if (r.readOffset === TAG_OFFSET && r.writeOffset === TAG_OFFSET) {
+            c.tag = parseJsonBytes(r.value);
+            break;
+          }
           c.checkpoint = {
             value: parseJsonBytes(r.value),
             readOffset: r.readOffset,

@@ -1365,7 +1365,11 @@ export class HaNode {
           r.tcp,
         );
         r.tcp.kickStart(now);
-        c.restored = { checkpoint: r.mirror.checkpoint?.value, skipWrite: r.mirror.skipWrite() };
+        c.restored = {
+          checkpoint: r.mirror.checkpoint?.value,
+          skipWrite: r.mirror.skipWrite(),
+          tag: r.mirror.tag,
+        };
         conns.push({ c, checkpoint: r.mirror.checkpoint?.value });
       } catch (e) {
         failed.push((e as Error).message);

@@ -26,6 +26,7 @@ import {
   REC_GONE,
   REC_RECV,
   REC_SEND,
+  TAG_OFFSET,
 } from './log.ts';
 
 const INF = Number.POSITIVE_INFINITY;
@@ -48,6 +49,14 @@ interface Replicated {
   opened: boolean;
   /** The state the standby holds for it (the last one sent): the next goes as a delta of it. */
   last: Record<string, unknown> | undefined;
+  /** Its restore tag (JSON bytes), sent again in every bootstrap. */
+  tag?: Uint8Array;
+  /** Its last checkpoint, sent again in a bootstrap that still holds the bytes read after it. */
+  ckpt?: LogRecord & { type: typeof REC_CKPT };
+}
+
+function tagRecord(id: number, value: Uint8Array): LogRecord {
+  return { type: REC_CKPT, id, readOffset: TAG_OFFSET, writeOffset: TAG_OFFSET, value };
 }
 
 interface Commit {
@@ -60,10 +69,18 @@ export interface ReplicatorCounters {
   records: number;
   bytes: number;
   commits: number;
+  /** Checkpoints a bootstrap could not carry (older than the bytes the active still holds). */
+  checkpointsLost: number;
 }
 
 export class Replicator implements StackObserver {
-  readonly counters: ReplicatorCounters = { batches: 0, records: 0, bytes: 0, commits: 0 };
+  readonly counters: ReplicatorCounters = {
+    batches: 0,
+    records: 0,
+    bytes: 0,
+    commits: 0,
+    checkpointsLost: 0,
+  };
   private readonly conns = new Map<StackConnection, Replicated>();
   private readonly dirty = new Set<StackConnection>();
   private gone: number[] = [];
@@ -152,6 +169,19 @@ export class Replicator implements StackObserver {
     if (this.conns.has(c)) this.dirty.add(c);
   }
 
+  /**
+   * A restore tag of `c` (`Socket.setRestoreTag`): replicated in this turn's batch and again in
+   * every bootstrap, so that any standby restores it.
+   */
+  tag(c: StackConnection, value: Uint8Array): void {
+    const r = this.conns.get(c);
+    if (!r) return;
+    r.tag = value;
+    if (!this.attached) return;
+    this.dirty.add(c);
+    this.checkpoints.push(tagRecord(r.id, value));
+  }
+
   /** An application checkpoint of `c`: replicated in this turn's batch, with the state. */
   checkpoint(c: StackConnection, value: Uint8Array): void {
     const r = this.conns.get(c);
@@ -162,13 +192,14 @@ export class Replicator implements StackObserver {
     const t = c.tcp;
     let writeOffset = t.writePosition;
     for (const u of c.app?.unsent() ?? []) writeOffset += u.length;
-    this.checkpoints.push({
+    r.ckpt = {
       type: REC_CKPT,
       id: r.id,
       readOffset: c.app ? Math.min(t.readPosition, c.app.consumed()) : t.readPosition,
       writeOffset,
       value,
-    });
+    };
+    this.checkpoints.push(r.ckpt);
   }
 
   /**
@@ -202,6 +233,11 @@ export class Replicator implements StackObserver {
       r.recvEnd = recvFrom + received.length;
       if (sendData.length > 0) records.push({ type: REC_SEND, id: r.id, offset: sendStart, data: sendData });
       r.sendEnd = sendStart + sendData.length;
+      if (r.tag) records.push(tagRecord(r.id, r.tag));
+      // The last checkpoint, if the bytes read after it are still here to deliver again (the
+      // engine drops what the application consumed); else the application's next one counts.
+      if (r.ckpt && r.ckpt.readOffset >= recvFrom) records.push(r.ckpt);
+      else if (r.ckpt) this.counters.checkpointsLost++;
       // Nothing is held while the standby catches up (it cannot take over yet).
       this.unhold(c, CATCHING_UP_ACK_LIMIT);
     }

@@ -188,7 +188,7 @@ export class StackConnection {
    */
   app: { consumed(): number; unsent(): Uint8Array[] } | undefined;
   /** Set on a connection restored by a take-over: the application's last checkpoint, if any. */
-  restored: { checkpoint: unknown; skipWrite: number } | undefined;
+  restored: { checkpoint: unknown; skipWrite: number; tag?: unknown } | undefined;
 
   constructor(
     readonly key: string,
