@@ -160,9 +160,13 @@ const TCP_FIELDS = Object.keys(DEFAULT_TCP_CONFIG) as (keyof TcpConfig)[];
  * Validates parsed JSON. Relative paths (`replication.keyFile`, `app.module`, `status.socket`) are
  * taken relative to `configDir`, the directory of the config file. Never throws.
  */
-export function parseNodeConfig(raw: unknown, configDir: string): NodeConfig | ConfigError {
+export function parseNodeConfig(
+  raw: unknown,
+  configDir: string,
+  opts: { builtinApp?: string } = {},
+): NodeConfig | ConfigError {
   try {
-    return new Checker(configDir).node(raw);
+    return new Checker(configDir, opts.builtinApp).node(raw);
   } catch (e) {
     // A bug here must not take the process down with a stack trace instead of a message.
     return new ConfigError([`config: internal error while validating (${describeError(e)})`]);
@@ -223,7 +227,11 @@ export function exampleNodeConfig(module = './app.ts'): string {
 class Checker {
   readonly errors: string[] = [];
 
-  constructor(readonly configDir: string) {}
+  /** `builtinApp`: the application is built in (`takeover relay`): no `app` field. */
+  constructor(
+    readonly configDir: string,
+    readonly builtinApp?: string,
+  ) {}
 
   node(raw: unknown): NodeConfig | ConfigError {
     if (!isObj(raw)) {
@@ -257,7 +265,11 @@ class Checker {
           `must be true (the standby listens on the data link; switches flood the virtual MAC) or false; got ${show(snoopRaw)}`,
         );
     }
-    const app = this.app(get(raw, 'app'));
+    let app: NodeConfig['app'] | undefined;
+    if (this.builtinApp === undefined) app = this.app(get(raw, 'app'));
+    else if (get(raw, 'app') !== undefined)
+      this.fail('app', `not used here: the application is the ${this.builtinApp}; remove the field`);
+    else app = { module: this.builtinApp, options: {} };
     const status = this.status(get(raw, 'status'), nodeId);
     const tcp = this.tcp(get(raw, 'tcp'));
     const arbiterRaw = get(raw, 'arbiter');

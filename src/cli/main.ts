@@ -11,6 +11,10 @@ commands:
               the standby taking over every connection (no root needed)
   node --config <file>
               run one node of a pair on a TAP device (root or CAP_NET_ADMIN)
+  relay --config <file>
+              a node of a pair whose application is a TCP relay to unmodified servers
+  config schema
+              print the JSON Schema of the relay's config sections (for editors)
   status (--socket <path> | --config <file>) [--json]
               role, epoch, connections, replication lag and last take-over of a running node
   version     print the version
@@ -36,13 +40,23 @@ export async function main(argv: string[]): Promise<number> {
     case '--version':
       console.log(version());
       return 0;
-    case 'node': {
+    case 'node':
+    case 'relay': {
       if (rest[0] !== '--config' || rest[1] === undefined || rest.length !== 2) {
-        console.error('takeover node: give the config file: takeover node --config <file>.');
+        console.error(`takeover ${cmd}: give the config file: takeover ${cmd} --config <file>.`);
         return 2;
       }
       const { runNode } = await import('./node.ts');
-      return runNode(rest[1]);
+      return runNode(rest[1], cmd);
+    }
+    case 'config': {
+      if (rest.length !== 1 || rest[0] !== 'schema') {
+        console.error('takeover config: the one sub-command is `takeover config schema`.');
+        return 2;
+      }
+      const { relayJsonSchema } = await import('../relay/config.ts');
+      console.log(JSON.stringify(relayJsonSchema(), null, 2));
+      return 0;
     }
     case 'status': {
       const { runStatus } = await import('./status.ts');

@@ -27,6 +27,8 @@ import { ReplicationTransport } from '../ha/transport.ts';
 import { GatedDevice } from '../link/gate.ts';
 import { FenceError, KernelFence } from '../link/tap/fence.ts';
 import { TapDevice } from '../link/tap/index.ts';
+import { loadRelayConfig, type RelayNodeConfig } from '../relay/config.ts';
+import { Relay, type RelayStatus } from '../relay/relay.ts';
 import { ConfigError, loadNodeConfig, type NodeConfig, readKeyFile } from './config.ts';
 
 export interface NodeStatus {
@@ -71,6 +73,8 @@ export interface NodeStatus {
   fences?: { count: number; last: { at: string; epoch: number; reason: string; dropped: number } | null };
   /** Beacons on the data link: sent, accepted, refused (forged, replayed), grants given. */
   beacons?: { sent: number; heard: number; refused: number; grants: number };
+  /** `takeover relay`: frontends and servers (health, connections), restored pairs. */
+  relay?: RelayStatus;
   /** The etcd arbiter, when configured: where, what it holds (last read), and its verdicts. */
   arbiter?: {
     name: string;
@@ -95,9 +99,13 @@ export interface NodeStatus {
   };
 }
 
-/** Runs the node until a signal; returns the exit code for a startup failure. */
-export async function runNode(configPath: string): Promise<number> {
-  const cfg = loadNodeConfig(configPath);
+/**
+ * Runs the node until a signal; returns the exit code for a startup failure. `relay`: the
+ * application is the TCP relay (`takeover relay`), configured in the same file.
+ */
+export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node'): Promise<number> {
+  const cfg: NodeConfig | RelayNodeConfig | ConfigError =
+    kind === 'relay' ? loadRelayConfig(configPath) : loadNodeConfig(configPath);
   if (cfg instanceof ConfigError) {
     console.error(cfg.message);
     return 2;
@@ -249,7 +257,8 @@ export async function runNode(configPath: string): Promise<number> {
       ha.afterTurn(now);
     },
   });
-  rt.checkpointSink = (c, value) => ha.replicator?.checkpoint(c, jsonBytes(value));
+  rt.checkpointSink = (c, value, tag) =>
+    tag ? ha.replicator?.tag(c, jsonBytes(value)) : ha.replicator?.checkpoint(c, jsonBytes(value));
 
   const transport = new ReplicationTransport({
     nodeId: cfg.nodeId,
@@ -273,14 +282,25 @@ export async function runNode(configPath: string): Promise<number> {
     log,
   });
 
+  let relay: Relay | undefined;
   try {
-    const mod = (await import(pathToFileURL(cfg.app.module).href)) as {
-      default?: (net: ReturnType<typeof netApi>, options: Record<string, unknown>) => unknown;
-    };
-    if (typeof mod.default !== 'function')
-      throw new Error(`app.module ${cfg.app.module} has no default export function (net, options) => void.`);
     rt.isolation.log = log;
-    await mod.default(netApi(rt), cfg.app.options);
+    if (kind === 'relay') {
+      relay = new Relay(netApi(rt), (cfg as RelayNodeConfig).relay, {
+        log,
+        serving: () => ha.role === 'active',
+      });
+      await relay.start();
+    } else {
+      const mod = (await import(pathToFileURL(cfg.app.module).href)) as {
+        default?: (net: ReturnType<typeof netApi>, options: Record<string, unknown>) => unknown;
+      };
+      if (typeof mod.default !== 'function')
+        throw new Error(
+          `app.module ${cfg.app.module} has no default export function (net, options) => void.`,
+        );
+      await mod.default(netApi(rt), cfg.app.options);
+    }
     await transport.start();
   } catch (e) {
     console.error((e as Error).message);
@@ -364,6 +384,7 @@ export async function runNode(configPath: string): Promise<number> {
               : null,
           }
         : undefined,
+      relay: relay?.status(),
     };
   };
   const statusServer = await serveStatus(cfg, status, log);
@@ -379,6 +400,7 @@ export async function runNode(configPath: string): Promise<number> {
     await pulse?.close();
     if (arbTimer) clearInterval(arbTimer);
     await arb?.close();
+    relay?.close();
     fence?.close();
     await rt.close();
     process.exit(0);

@@ -1,0 +1,463 @@
+/**
+ * The TCP relay (`takeover relay`, README "Relay"): an application on our node:net API
+ * (DESIGN.md: `relay/` is an app on top of `api/`), so both of its legs are connections of our
+ * stack, replicated like any other, and survive a take-over.
+ *
+ * For each client connection a frontend accepts, a server of its backend is chosen (balance,
+ * health, backup), a server leg opened from the pair's floating `source` address (retried on
+ * other servers on refusal or timeout, then the client is closed), an optional PROXY header sent,
+ * and bytes flow both ways. A byte read from one leg is written to the other in the same turn
+ * (`'data'` → `write`), so each batch the standby acknowledges holds both: the relay keeps
+ * nothing the standby lacks, and needs no checkpoint. Back-pressure pauses the reading leg. As
+ * HAProxy's TCP mode: a FIN passes as a half-close; a reset, an error or an idle timeout of one leg
+ * resets the other.
+ *
+ * The two legs carry a restore tag (`Socket.setRestoreTag`) naming their session: after a
+ * take-over the client leg comes back through its frontend's server and the server leg through
+ * `net.onRestored`, and the relay pairs them again by that name. A leg whose partner did not come
+ * back (its server leg was still connecting at the failure) is reset.
+ *
+ * Health checks (HAProxy's `check`, `tcp-check send/expect`) run only while this node serves
+ * (`serving()`): a standby's stack is muted. A node that becomes active starts with every server
+ * up, as HAProxy does, and the checks take them down within `fall` intervals.
+ */
+import { randomBytes } from 'node:crypto';
+import type { NetApi, Server, Socket } from '../api/index.ts';
+import { ipFromString, ipToString, isV4 } from '../stack/ip.ts';
+import { candidates, pick, type ServerState } from './balance.ts';
+import type { BackendConfig, FrontendConfig, HealthConfig, RelayConfig } from './config.ts';
+import { proxyHeader } from './proxy.ts';
+
+export interface RelayOptions {
+  log: (line: string) => void;
+  /** Whether this node is the active one (health checks run only then). Default: always. */
+  serving?: () => boolean;
+}
+
+/** One server of one backend, as `takeover status` shows it. */
+export interface ServerStatus {
+  backend: string;
+  name: string;
+  address: string;
+  up: boolean;
+  backup: boolean;
+  active: number;
+  total: number;
+  connectFailures: number;
+  checks: { ok: number; failed: number; last: string | null };
+}
+
+export interface FrontendStatus {
+  name: string;
+  active: number;
+  total: number;
+  refused: number;
+}
+
+export interface RelayStatus {
+  frontends: FrontendStatus[];
+  servers: ServerStatus[];
+  /** Sessions paired again after a take-over, and legs reset because their partner was lost. */
+  restored: { paired: number; orphaned: number };
+}
+
+/** A restore tag: the session's name and which leg this is. */
+interface Tag {
+  relay: string;
+  leg: 'client' | 'server';
+  backend: string;
+  server: string;
+}
+
+function isTag(v: unknown): v is Tag {
+  const t = v as Tag;
+  return (
+    typeof t === 'object' &&
+    t !== null &&
+    typeof t.relay === 'string' &&
+    (t.leg === 'client' || t.leg === 'server') &&
+    typeof t.backend === 'string' &&
+    typeof t.server === 'string'
+  );
+}
+
+interface ServerEntry extends ServerState {
+  readonly backend: BackendRt;
+  total: number;
+  connectFailures: number;
+  rises: number;
+  falls: number;
+  checksOk: number;
+  checksFailed: number;
+  lastCheck: string | null;
+}
+
+interface BackendRt {
+  cfg: BackendConfig;
+  servers: ServerEntry[];
+}
+
+interface FrontendRt {
+  cfg: FrontendConfig;
+  active: number;
+  total: number;
+  refused: number;
+}
+
+export class Relay {
+  private readonly backends = new Map<string, BackendRt>();
+  private readonly frontends: FrontendRt[] = [];
+  private readonly servers: Server[] = [];
+  private readonly checkTimers: NodeJS.Timeout[] = [];
+  /** Names sessions: a prefix of this process, then a counter. */
+  private readonly prefix = randomBytes(4).toString('hex');
+  private next = 0;
+  /** Restored legs waiting for their partner (by session name). */
+  private readonly unpaired = new Map<string, { leg: Socket; tag: Tag }>();
+  private sweepQueued = false;
+  readonly restored = { paired: 0, orphaned: 0 };
+  private closed = false;
+
+  constructor(
+    private readonly net: NetApi,
+    private readonly cfg: RelayConfig,
+    private readonly o: RelayOptions,
+  ) {
+    for (const b of cfg.backends) {
+      const rt: BackendRt = { cfg: b, servers: [] };
+      rt.servers = b.servers.map((s) => ({
+        cfg: s,
+        backend: rt,
+        up: true,
+        active: 0,
+        current: 0,
+        total: 0,
+        connectFailures: 0,
+        rises: 0,
+        falls: 0,
+        checksOk: 0,
+        checksFailed: 0,
+        lastCheck: null,
+      }));
+      this.backends.set(b.name, rt);
+    }
+  }
+
+  /** Listens on every bind and starts the health checks. */
+  async start(): Promise<void> {
+    this.net.onRestored((s) => this.restoredLeg(s));
+    for (const f of this.cfg.frontends) {
+      const fr: FrontendRt = { cfg: f, active: 0, total: 0, refused: 0 };
+      this.frontends.push(fr);
+      for (const b of f.bind) {
+        const srv = this.net.createServer({ allowHalfOpen: true }, (c) => this.accepted(fr, c));
+        await new Promise<void>((resolve, reject) => {
+          srv.once('error', reject);
+          srv.listen(b.port, ipToString(b.host), () => resolve());
+        });
+        this.servers.push(srv);
+      }
+    }
+    for (const b of this.backends.values())
+      for (const s of b.servers) this.scheduleCheck(s, b.cfg.health, Math.random() * b.cfg.health.intervalMs);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const t of this.checkTimers) clearTimeout(t);
+    for (const s of this.servers) s.close();
+  }
+
+  status(): RelayStatus {
+    const servers: ServerStatus[] = [];
+    for (const b of this.backends.values())
+      for (const s of b.servers)
+        servers.push({
+          backend: b.cfg.name,
+          name: s.cfg.name,
+          address: `${isV4(s.cfg.host) ? ipToString(s.cfg.host) : `[${ipToString(s.cfg.host)}]`}:${s.cfg.port}`,
+          up: s.up,
+          backup: s.cfg.backup,
+          active: s.active,
+          total: s.total,
+          connectFailures: s.connectFailures,
+          checks: { ok: s.checksOk, failed: s.checksFailed, last: s.lastCheck },
+        });
+    return {
+      frontends: this.frontends.map((f) => ({
+        name: f.cfg.name,
+        active: f.active,
+        total: f.total,
+        refused: f.refused,
+      })),
+      servers,
+      restored: { ...this.restored },
+    };
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Sessions
+
+  private accepted(f: FrontendRt, client: Socket): void {
+    client.on('error', () => {});
+    if (client.restored) {
+      this.restoredLeg(client, f);
+      return;
+    }
+    if (f.active >= f.cfg.maxconn) {
+      f.refused++;
+      client.resetAndDestroy();
+      return;
+    }
+    f.active++;
+    f.total++;
+    client.once('close', () => f.active--);
+    // Nothing is read from the client until its server leg is up.
+    client.pause();
+    const b = this.backends.get(f.cfg.backend)!;
+    this.connect(b, client, `${this.prefix}-${this.next++}`, new Set(), b.cfg.retries);
+  }
+
+  /** Opens a server leg for `client`: a server not tried yet, then `retries` more. */
+  private connect(b: BackendRt, client: Socket, id: string, tried: Set<ServerState>, retries: number): void {
+    if (client.destroyed) return;
+    let list = candidates(b.servers, tried);
+    // Every server tried once: a retry may go to one tried already (HAProxy redispatches too).
+    if (list.length === 0 && tried.size > 0) list = candidates(b.servers, new Set());
+    if (list.length === 0) {
+      this.o.log(`relay: backend ${b.cfg.name} has no server up: closing ${describe(client)}`);
+      client.end();
+      return;
+    }
+    const s = pick(list, b.cfg.balance, client.remoteAddress ?? '') as ServerEntry;
+    tried.add(s);
+    const remote = ipFromString(client.remoteAddress ?? '');
+    const source = this.cfg.source.find((a) => isV4(a) === isV4(s.cfg.host))!;
+    const server = this.net.connect({
+      host: ipToString(s.cfg.host),
+      port: s.cfg.port,
+      localAddress: ipToString(source),
+    });
+    const tag: Tag = { relay: id, leg: 'server', backend: b.cfg.name, server: s.cfg.name };
+    let settled = false;
+    const timer = setTimeout(() => fail('timeout'), this.cfg.timeouts.connectMs);
+    const fail = (why: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      server.destroy();
+      s.connectFailures++;
+      if (retries > 0 && !client.destroyed) {
+        this.o.log(`relay: ${b.cfg.name}/${s.cfg.name} ${why}: retrying on another server`);
+        this.connect(b, client, id, tried, retries - 1);
+      } else {
+        this.o.log(`relay: ${b.cfg.name}/${s.cfg.name} ${why}, no retry left: closing ${describe(client)}`);
+        client.end();
+      }
+    };
+    server.once('error', (e: NodeJS.ErrnoException) => fail(e.code ?? e.message));
+    server.once('connect', () => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (client.destroyed) {
+        server.destroy();
+        return;
+      }
+      if (b.cfg.proxyProtocol !== 'off' && remote !== undefined) {
+        const local = ipFromString(client.localAddress ?? '');
+        if (local !== undefined)
+          server.write(
+            proxyHeader(b.cfg.proxyProtocol, {
+              client: remote,
+              clientPort: client.remotePort ?? 0,
+              local,
+              localPort: client.localPort ?? 0,
+            }),
+          );
+      }
+      // Both tags in the turn the pair is made: a standby holds both legs or neither paired.
+      server.setRestoreTag(tag);
+      client.setRestoreTag({ ...tag, leg: 'client' });
+      this.wire(client, server, s);
+    });
+  }
+
+  /** Bytes both ways, FIN as half-close, a reset or timeout of one leg resetting the other. */
+  private wire(client: Socket, server: Socket, s: ServerEntry | undefined): void {
+    if (s) {
+      s.active++;
+      s.total++;
+    }
+    let done = false;
+    const finish = () => {
+      if (done || !s) return;
+      done = true;
+      s.active--;
+    };
+    client.on('error', () => server.resetAndDestroy());
+    server.on('error', () => client.resetAndDestroy());
+    client.on('data', (d: Buffer) => {
+      if (!server.write(d)) client.pause();
+    });
+    server.on('data', (d: Buffer) => {
+      if (!client.write(d)) server.pause();
+    });
+    server.on('drain', () => client.resume());
+    client.on('drain', () => server.resume());
+    client.on('end', () => server.end());
+    server.on('end', () => client.end());
+    client.on('close', (hadError: boolean) => {
+      finish();
+      if (hadError) server.resetAndDestroy();
+    });
+    server.on('close', (hadError: boolean) => {
+      finish();
+      if (hadError) client.resetAndDestroy();
+    });
+    const t = this.cfg.timeouts;
+    if (t.clientMs > 0)
+      client.setTimeout(t.clientMs, () => {
+        client.resetAndDestroy();
+        server.resetAndDestroy();
+      });
+    if (t.serverMs > 0)
+      server.setTimeout(t.serverMs, () => {
+        server.resetAndDestroy();
+        client.resetAndDestroy();
+      });
+    client.resume();
+    server.resume();
+  }
+
+  /** A leg restored by a take-over: paired with its partner when that one comes back too. */
+  private restoredLeg(leg: Socket, _f?: FrontendRt): void {
+    leg.on('error', () => {});
+    const tag = leg.restoreTag;
+    if (!isTag(tag)) {
+      // A health check, or a client whose server leg never connected: nothing to resume.
+      this.restored.orphaned++;
+      leg.resetAndDestroy();
+      return;
+    }
+    leg.pause();
+    const other = this.unpaired.get(tag.relay);
+    if (!other) {
+      this.unpaired.set(tag.relay, { leg, tag });
+      this.queueSweep();
+      return;
+    }
+    this.unpaired.delete(tag.relay);
+    const [client, server] = tag.leg === 'client' ? [leg, other.leg] : [other.leg, leg];
+    const s = this.backends.get(tag.backend)?.servers.find((x) => x.cfg.name === tag.server);
+    this.restored.paired++;
+    // A server the config no longer names (it changed across the take-over) still relays, uncounted.
+    const f = this.frontends.find((x) => x.cfg.backend === tag.backend);
+    if (f) {
+      f.active++;
+      f.total++;
+      client.once('close', () => f.active--);
+    }
+    this.wire(client, server, s);
+  }
+
+  /** After the take-over's restore: legs whose partner never came are reset. */
+  private queueSweep(): void {
+    if (this.sweepQueued) return;
+    this.sweepQueued = true;
+    setImmediate(() => {
+      this.sweepQueued = false;
+      for (const [id, { leg, tag }] of this.unpaired) {
+        this.unpaired.delete(id);
+        this.restored.orphaned++;
+        this.o.log(
+          `relay: restored ${tag.leg} leg of ${tag.backend}/${tag.server} without its partner: reset`,
+        );
+        leg.resetAndDestroy();
+      }
+    });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Health checks
+
+  private scheduleCheck(s: ServerEntry, h: HealthConfig, delayMs: number): void {
+    if (this.closed) return;
+    const t = setTimeout(() => {
+      const i = this.checkTimers.indexOf(t);
+      if (i >= 0) this.checkTimers.splice(i, 1);
+      this.check(s, h);
+    }, delayMs);
+    t.unref?.();
+    this.checkTimers.push(t);
+  }
+
+  private check(s: ServerEntry, h: HealthConfig): void {
+    const serving = this.o.serving?.() ?? true;
+    if (!serving) {
+      // A standby's stack is muted: it checks nothing, and starts with every server up.
+      s.up = true;
+      s.rises = 0;
+      s.falls = 0;
+      this.scheduleCheck(s, h, h.intervalMs);
+      return;
+    }
+    const source = this.cfg.source.find((a) => isV4(a) === isV4(s.cfg.host))!;
+    const sock = this.net.connect({
+      host: ipToString(s.cfg.host),
+      port: s.cfg.port,
+      localAddress: ipToString(source),
+    });
+    let got = '';
+    let settled = false;
+    const end = (ok: boolean, why: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      sock.resetAndDestroy();
+      this.checked(s, h, ok, why);
+      this.scheduleCheck(s, h, h.intervalMs);
+    };
+    const timer = setTimeout(
+      () => end(false, `no ${h.expect ? 'expected reply' : 'connection'} within ${h.timeoutMs} ms`),
+      h.timeoutMs,
+    );
+    sock.on('error', (e: NodeJS.ErrnoException) => end(false, e.code ?? e.message));
+    sock.on('connect', () => {
+      if (h.send !== undefined) sock.write(h.send);
+      if (h.expect === undefined) end(true, 'connected');
+    });
+    sock.on('data', (d: Buffer) => {
+      got = (got + d.toString('latin1')).slice(-8192);
+      if (h.expect !== undefined && got.includes(h.expect)) end(true, 'expected reply');
+    });
+    sock.on('end', () => end(false, 'closed before the expected reply'));
+  }
+
+  private checked(s: ServerEntry, h: HealthConfig, ok: boolean, why: string): void {
+    s.lastCheck = `${ok ? 'ok' : 'failed'}: ${why}`;
+    if (ok) {
+      s.checksOk++;
+      s.falls = 0;
+      if (!s.up && ++s.rises >= h.rise) {
+        s.up = true;
+        s.rises = 0;
+        this.o.log(`relay: server ${s.backend.cfg.name}/${s.cfg.name} is up (${h.rise} check(s) passed)`);
+      }
+    } else {
+      s.checksFailed++;
+      s.rises = 0;
+      if (s.up && ++s.falls >= h.fall) {
+        s.up = false;
+        s.falls = 0;
+        this.o.log(
+          `relay: server ${s.backend.cfg.name}/${s.cfg.name} is down (${h.fall} check(s) failed: ${why})`,
+        );
+      }
+    }
+  }
+}
+
+function describe(s: Socket): string {
+  return `the connection from ${s.remoteAddress}:${s.remotePort}`;
+}
