@@ -1091,6 +1091,8 @@ export class TcpConnection {
     if (this.synNeedsSend)
       return !(this.sendLimit < 0 || (this.state === TcpState.SynReceived && this.ackLimit < 0));
     if (!isSynchronized(this.state) || this.state === TcpState.TimeWait) return this.ackNow;
+    // An active open whose peer's SYN may not be acknowledged yet (see `output`): wait.
+    if (this.ackField() < 0) return false;
     if (this.ackNow || this.ackOwed()) return true;
     return this.nextSpan() !== undefined;
   }
@@ -1306,6 +1308,11 @@ export class TcpConnection {
       return;
     }
 
+    // An active open that got its SYN-ACK before `ackLimit` covers the peer's SYN (receive offset
+    // 0: the standby does not hold the initial sequence number yet): every segment would carry
+    // the ACK of the SYN itself, which the peer answers with a RST (RFC 9293 3.10.7.3). Nothing
+    // leaves until the limit is raised, as a passive open holds its SYN-ACK.
+    if (this.ackField() < 0) return;
     let sent = 0;
     if (this.state !== TcpState.TimeWait) {
       let span = this.nextSpan();

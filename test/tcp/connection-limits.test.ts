@@ -90,6 +90,28 @@ describe('ackLimit', () => {
     assert.equal(c.pollAt(), T0);
     recvOne(c, T0 + 1 * MS, { flags: SYN | ACK, seq: LOCAL_ISS, ack: REMOTE_ISS + 1 });
   });
+
+  test("ackLimit < 0 holds an active open's first ACK after the SYN-ACK (acknowledging the SYN itself draws a RST)", () => {
+    const c = TcpConnection.connect({
+      localPort: LOCAL_PORT,
+      remotePort: REMOTE_PORT,
+      now: T0,
+      rng: rngOf(LOCAL_ISS),
+    });
+    c.ackLimit = -1;
+    c.sendLimit = 0;
+    recvOne(c, T0, { flags: SYN, seq: LOCAL_ISS });
+    send(c, T0 + 1 * MS, { seq: REMOTE_ISS, ack: LOCAL_ISS + 1, flags: SYN | ACK, mss: 1460 });
+    assert.equal(c.state, TcpState.Established);
+    c.write(bytes(100));
+    recvNothing(c, T0 + 1 * MS);
+    assert.equal(c.pollAt(), undefined, 'a held ACK is no reason to wake');
+    c.ackLimit = 0;
+    c.sendLimit = Number.POSITIVE_INFINITY;
+    const segs = recv(c, T0 + 2 * MS);
+    assert.ok(segs.length > 0);
+    for (const s of segs) assert.equal(s.ack, REMOTE_ISS + 1, 'every segment acknowledges the SYN');
+  });
 });
 
 describe('sendLimit', () => {
