@@ -137,6 +137,9 @@ export class Replicator implements StackObserver {
     let r = this.conns.get(c);
     if (!r) {
       r = { id: this.nextId++, recvEnd: 0, sendEnd: 0, opened: false, last: undefined };
+      // A connection restored by a take-over keeps its tag for the standbys of this node.
+      const tag = c.restored?.tag;
+      if (tag !== undefined) r.tag = jsonBytes(tag);
       this.conns.set(c, r);
       c.tcp.observeArrivals(true);
     }

@@ -414,7 +414,12 @@ export class Relay {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      sock.resetAndDestroy();
+      // A passed check closes with a FIN (no RST reaches a healthy server from us); a failed one
+      // is reset.
+      if (ok) {
+        sock.end();
+        setTimeout(() => sock.destroy(), 2000).unref?.();
+      } else sock.resetAndDestroy();
       this.checked(s, h, ok, why);
       this.scheduleCheck(s, h, h.intervalMs);
     };

@@ -67,6 +67,11 @@ export interface PairOptions {
   hostNamespaces?: boolean;
   /** Modules every node process loads with `--import` after tsx (test hooks such as a clock step). */
   preload?: string[];
+  /**
+   * `takeover relay` nodes in place of the example apps: the relay's config sections (README
+   * "Relay") and the virtual addresses they need besides the client side's (the servers' side).
+   */
+  relay?: { sections: Record<string, unknown>; vip: string[] };
   /** The config's `arbiter.etcd` of each node (README "Partitions"). */
   arbiter?: (name: string) => { endpoints: string[]; cluster: string; timeoutMs?: number };
 }
@@ -180,7 +185,7 @@ export class HaPair {
         nodeId: name,
         role,
         tap: opts.hostNamespaces ? { name: tap.tap, netns: topo.switch.ns } : { name: tap.tap },
-        vip: [`${VIP}/24`],
+        vip: [`${VIP}/24`, ...(opts.relay?.vip ?? [])],
         replication: {
           listen: `${me}:7400`,
           peer: `${peer}:7400`,
@@ -188,7 +193,7 @@ export class HaPair {
           mode: opts.mode ?? 'sync',
           ...timing,
         },
-        app: { module: join(ROOT, 'examples/all.ts') },
+        ...(opts.relay ? opts.relay.sections : { app: { module: join(ROOT, 'examples/all.ts') } }),
         status: { socket: join(dir, `${name}.sock`) },
         ...(opts.arbiter ? { arbiter: { etcd: opts.arbiter(name) } } : {}),
       };
@@ -215,7 +220,7 @@ export class HaPair {
       'tsx',
       ...(this.opts.preload ?? []).flatMap((m) => ['--import', m]),
       join(ROOT, 'src/cli/main.ts'),
-      'node',
+      this.opts.relay ? 'relay' : 'node',
       '--config',
       join(this.dir, `${name}.json`),
     ];
