@@ -78,6 +78,17 @@ export function formatStatus(st: NodeStatus): string {
       `arbiter     ${st.arbiter.name}: ${st.arbiter.record}`,
       `            ${st.arbiter.asked} intent(s): ${st.arbiter.won} won, ${st.arbiter.lost} lost, ${st.arbiter.unavailable} unanswered${st.arbiter.last ? `; last ${st.arbiter.last}` : ''}`,
     );
+  if (st.relay) {
+    for (const f of st.relay.frontends)
+      lines.push(`frontend    ${f.name}: ${f.active} open, ${f.total} in all, ${f.refused} refused (maxconn)`);
+    for (const s of st.relay.servers)
+      lines.push(
+        `server      ${s.backend}/${s.name} ${s.address} ${s.up ? 'UP' : 'DOWN'}${s.backup ? ' (backup)' : ''}: ${s.active} open, ${s.total} in all, ${s.connectFailures} failed connect(s); checks ${s.checks.ok} ok, ${s.checks.failed} failed${s.checks.last ? ` (last ${s.checks.last})` : ''}`,
+      );
+    lines.push(
+      `relayed     after take-overs: ${st.relay.restored.paired} session(s) paired again, ${st.relay.restored.orphaned} leg(s) without a partner reset`,
+    );
+  }
   if (st.isolation)
     lines.push(
       `isolation   ${st.isolation.appErrors} app error(s), ${st.isolation.socketErrors} socket error(s), ${st.isolation.restoredDropped} restored dropped, ${st.isolation.unattributed} unattributed`,
