@@ -80,7 +80,9 @@ export function formatStatus(st: NodeStatus): string {
     );
   if (st.relay) {
     for (const f of st.relay.frontends)
-      lines.push(`frontend    ${f.name}: ${f.active} open, ${f.total} in all, ${f.refused} refused (maxconn)`);
+      lines.push(
+        `frontend    ${f.name}: ${f.active} open, ${f.total} in all, ${f.refused} refused (maxconn)`,
+      );
     for (const s of st.relay.servers)
       lines.push(
         `server      ${s.backend}/${s.name} ${s.address} ${s.up ? 'UP' : 'DOWN'}${s.backup ? ' (backup)' : ''}: ${s.active} open, ${s.total} in all, ${s.connectFailures} failed connect(s); checks ${s.checks.ok} ok, ${s.checks.failed} failed${s.checks.last ? ` (last ${s.checks.last})` : ''}`,
