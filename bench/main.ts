@@ -38,6 +38,11 @@ const BENCHES: Record<
       'replication link: AES-256-GCM seal+open vs HMAC (v1) vs copy, 64 B to 1 MiB; loopback TCP (--mb N)',
     load: () => import('./channel.ts'),
   },
+  relay: {
+    about:
+      'takeover relay vs HAProxy in front of redis, nginx, PostgreSQL: MB/s, ops/s, tps, RTT, CPU/GB; failover stall over kill -9s (--kills N, --mb N)',
+    load: () => import('./relay.ts'),
+  },
   fuzz: {
     about: 'mutated and random frames into every parser (default 2M cases; --cases N)',
     load: () => import('./fuzz.ts'),

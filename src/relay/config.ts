@@ -44,30 +44,33 @@ const hostPort = (example: string) =>
 const name = (what: string) =>
   z.string().regex(NAME, { error: `must name the ${what}: 1 to 64 characters of A-Z a-z 0-9 _ . -` });
 
-const ms = (lo: number, hi: number, dflt: number) =>
+const msOf = (lo: number, hi: number) =>
   z
     .number({ error: `must be a number of milliseconds from ${lo} to ${hi}` })
     .int({ error: `must be a whole number of milliseconds from ${lo} to ${hi}` })
     .min(lo, { error: `must be from ${lo} to ${hi} ms` })
-    .max(hi, { error: `must be from ${lo} to ${hi} ms` })
-    .default(dflt);
+    .max(hi, { error: `must be from ${lo} to ${hi} ms` });
+const ms = (lo: number, hi: number, dflt: number) => msOf(lo, hi).default(dflt);
 
-const count = (lo: number, hi: number, dflt: number) =>
+const countOf = (lo: number, hi: number) =>
   z
     .number({ error: `must be a whole number from ${lo} to ${hi}` })
     .int({ error: `must be a whole number from ${lo} to ${hi}` })
     .min(lo, { error: `must be from ${lo} to ${hi}` })
-    .max(hi, { error: `must be from ${lo} to ${hi}` })
-    .default(dflt);
+    .max(hi, { error: `must be from ${lo} to ${hi}` });
+const count = (lo: number, hi: number, dflt: number) => countOf(lo, hi).default(dflt);
 
 const HEALTH_DEFAULTS = { intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3 } as const;
 
-/** HAProxy's `check` and `tcp-check send/expect`: a TCP connect, optionally a request and a reply. */
+/**
+ * HAProxy's `check` and `tcp-check send/expect`: a TCP connect, optionally a request and a reply.
+ * Every field is optional at both levels (backend over top level over `HEALTH_DEFAULTS`).
+ */
 const healthFields = {
-  intervalMs: ms(100, 3_600_000, HEALTH_DEFAULTS.intervalMs),
-  timeoutMs: ms(10, 60_000, HEALTH_DEFAULTS.timeoutMs),
-  rise: count(1, 100, HEALTH_DEFAULTS.rise),
-  fall: count(1, 100, HEALTH_DEFAULTS.fall),
+  intervalMs: msOf(100, 3_600_000).optional(),
+  timeoutMs: msOf(10, 60_000).optional(),
+  rise: countOf(1, 100).optional(),
+  fall: countOf(1, 100).optional(),
   /** Sent once connected (JSON escapes: "PING\r\n"). */
   send: z.string().max(4096).optional(),
   /** The reply must contain this within `timeoutMs`. */
@@ -96,8 +99,12 @@ const Backend = z.strictObject({
   proxyProtocol: z
     .enum(['off', 'v1', 'v2'], { error: 'must be "off", "v1" (text) or "v2" (binary)' })
     .default('off'),
-  /** This backend's checks, over the top-level `health`. */
-  health: Health.partial().optional(),
+  /**
+   * Check this backend's servers (HAProxy's `check`): these fields over the top-level `health`
+   * (`{}`: its values). A backend without it is not checked, unless the top-level `health` is
+   * given, which checks every backend.
+   */
+  health: Health.optional(),
 });
 
 const Frontend = z.strictObject({
@@ -122,13 +129,21 @@ export const RelaySections = z.strictObject({
     .min(1, { error: 'must list the floating address(es) server legs leave from' }),
   frontends: z.array(Frontend).min(1, { error: 'must list at least one frontend' }),
   backends: z.array(Backend).min(1, { error: 'must list at least one backend' }),
-  health: Health.default({ ...HEALTH_DEFAULTS }),
+  health: Health.optional(),
   timeouts: Timeouts.default({ connectMs: 5000, clientMs: 0, serverMs: 0 }),
 });
 
 export type RelaySectionsInput = z.input<typeof RelaySections>;
 type Sections = z.output<typeof RelaySections>;
-export type HealthConfig = z.output<typeof Health>;
+/** A backend's checks as they run: every field resolved. */
+export interface HealthConfig {
+  intervalMs: number;
+  timeoutMs: number;
+  rise: number;
+  fall: number;
+  send?: string;
+  expect?: string;
+}
 export type TimeoutsConfig = z.output<typeof Timeouts>;
 
 /** A server as the relay uses it. */
@@ -146,7 +161,8 @@ export interface BackendConfig {
   balance: 'roundrobin' | 'leastconn' | 'source';
   retries: number;
   proxyProtocol: 'off' | 'v1' | 'v2';
-  health: HealthConfig;
+  /** Undefined: its servers are not checked (always up). */
+  health: HealthConfig | undefined;
 }
 
 export interface FrontendConfig {
@@ -320,7 +336,10 @@ function build(s: Sections): RelayConfig {
       balance: b.balance,
       retries: b.retries,
       proxyProtocol: b.proxyProtocol,
-      health: { ...s.health, ...stripUndefined(b.health ?? {}) },
+      health:
+        b.health === undefined && s.health === undefined
+          ? undefined
+          : { ...HEALTH_DEFAULTS, ...stripUndefined(s.health ?? {}), ...stripUndefined(b.health ?? {}) },
     })),
     timeouts: s.timeouts,
   };

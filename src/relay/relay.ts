@@ -158,8 +158,10 @@ export class Relay {
         this.servers.push(srv);
       }
     }
-    for (const b of this.backends.values())
-      for (const s of b.servers) this.scheduleCheck(s, b.cfg.health, Math.random() * b.cfg.health.intervalMs);
+    for (const b of this.backends.values()) {
+      const h = b.cfg.health;
+      if (h) for (const s of b.servers) this.scheduleCheck(s, h, Math.random() * h.intervalMs);
+    }
   }
 
   close(): void {

@@ -2,13 +2,24 @@
  * `takeover relay` in front of unmodified Debian servers (issue 13), on a real network of
  * namespaces: kernel clients on the client side, the relay pair (two processes, TAPs) holding
  * the client VIP and the servers' side floating address on one bridge, and a backend namespace
- * running the server. During the workload the active relay is killed with SIGKILL, restarted
- * (it rejoins as standby and syncs), and the other killed: three take-overs per workload.
- * Judged from the clients (every reply checked; the final count equal to the replies), the
- * client side's capture (no RST) and the server side's (no RST from the relay).
+ * running the servers (redis-server; PostgreSQL, initdb'd in a temp dir). During each workload
+ * the active relay is killed with SIGKILL, restarted (it rejoins as standby and syncs), and the
+ * other killed: three take-overs per workload. Judged from the clients (every reply checked; the
+ * totals consistent), the client side's capture (no RST) and the server side's (no RST).
+ * RELAY_KEEP=1 keeps the directory (captures, configs).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  appendFileSync,
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -16,9 +27,28 @@ import { HaPair, VIP } from './ha-pair.ts';
 import { expertSummary, type Host, rootSkipReason, type Spawned, Topology, waitUntil } from './harness.ts';
 
 const skip = rootSkipReason(['redis-server', 'redis-cli', 'redis-benchmark']);
+/** Debian's PostgreSQL (package postgresql): its own binaries, run as its own user. */
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+const pgSkip =
+  existsSync(`${PG_BIN}/postgres`) && existsSync('/usr/bin/pgbench')
+    ? false
+    : `needs ${PG_BIN} and pgbench (Debian package postgresql)`;
 const SERVER = '198.18.3.10';
+/** The file nginx serves through the relay (RELAY_FILE_MB to change; the issue asks for 1 GB). */
+const FILE_MB = Number(process.env.RELAY_FILE_MB ?? 1024);
 const SOURCE = '198.18.3.100';
 const APPS = new URL('./apps/', import.meta.url).pathname;
+/**
+ * What the captures keep: on the client side what reaches the client, on the server side what
+ * the relay sends (the bridge floods the other side's frames to both: a refused health check's
+ * RST from a server, say, is not one that reaches a client).
+ */
+const TO_CLIENT = 'tcp and dst host 198.18.0.1';
+const FROM_RELAY = `tcp and src host ${SOURCE}`;
+
+function idOf(flag: '-u' | '-g', user: string): number {
+  return Number(spawnSync('id', [flag, user], { encoding: 'utf8' }).stdout.trim());
+}
 
 describe(
   'takeover relay in front of unmodified servers: kill -9 of the active relay, three times under load',
@@ -37,13 +67,21 @@ describe(
           vip: [`${SOURCE}/24`],
           sections: {
             source: [SOURCE],
-            frontends: [{ name: 'redis', bind: [`${VIP}:6379`], backend: 'redis' }],
+            frontends: [
+              { name: 'redis', bind: [`${VIP}:6379`], backend: 'redis' },
+              { name: 'pg', bind: [`${VIP}:5432`], backend: 'pg' },
+              { name: 'web', bind: [`${VIP}:80`], backend: 'web' },
+              { name: 'iperf', bind: [`${VIP}:5201`], backend: 'iperf' },
+            ],
             backends: [
               {
                 name: 'redis',
                 servers: [{ name: 'r1', address: `${SERVER}:6379` }],
                 health: { send: 'PING\r\n', expect: '+PONG' },
               },
+              { name: 'pg', servers: [{ name: 'p1', address: `${SERVER}:5432` }] },
+              { name: 'web', servers: [{ name: 'n1', address: `${SERVER}:80` }] },
+              { name: 'iperf', servers: [{ name: 'i1', address: `${SERVER}:5201` }] },
             ],
             timeouts: { connectMs: 2000 },
           },
@@ -70,18 +108,48 @@ describe(
       else if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
-    /** Waits until `name` is active; returns the ms it took. */
+    /** Waits until `name` is active. */
     async function active(name: string): Promise<void> {
       await waitUntil(
         `${name} to be active`,
         async () => (await pair.tryStatus(name, 1000))?.role === 'active',
-        { timeoutMs: 10_000, tries: 200, intervalMs: 50 },
+        {
+          timeoutMs: 10_000,
+          tries: 200,
+          intervalMs: 50,
+        },
       );
     }
 
+    /**
+     * Kills the active relay with SIGKILL, waits for the other to take over, restarts the killed
+     * one (it joins as standby and syncs), three times; one line per take-over.
+     */
+    async function threeTakeovers(): Promise<string[]> {
+      const rounds: string[] = [];
+      let victim = (await pair.tryStatus('a', 1000))?.role === 'active' ? 'a' : 'b';
+      for (let i = 0; i < 3; i++) {
+        await new Promise((r) => setTimeout(r, 700));
+        const survivor = pair.peerOf(victim);
+        pair.kill(victim);
+        await active(survivor);
+        const st = await pair.status(survivor);
+        rounds.push(
+          `${survivor} took over (epoch ${st.epoch}, ${st.lastTakeover?.connections} connection(s) in ${st.lastTakeover?.detectionMs} ms, stall ${st.lastTakeover?.stallMs} ms; relay restored ${JSON.stringify(st.relay?.restored)})`,
+        );
+        await pair.start(victim);
+        await pair.synced(victim);
+        victim = survivor;
+      }
+      return rounds;
+    }
+
     test('redis: INCR from 8 connections (16 in flight each) and redis-benchmark -P 16 -c 50 through three take-overs: every reply, the count exact, no RST either side', async (t) => {
-      const clientCap = await pair.client.capture(join(dir, 'client.pcap'), { snaplen: 128 });
-      const serverCap = await backend.capture(join(dir, 'server.pcap'), { snaplen: 128 });
+      const clientCap = await pair.client.capture(join(dir, 'client.pcap'), {
+        snaplen: 128,
+        filter: TO_CLIENT,
+      });
+      const serverCap = await backend.capture(join(dir, 'server.pcap'), { snaplen: 128, filter: FROM_RELAY });
       const incr: Spawned = pair.client.spawn(
         process.execPath,
         ['--import', 'tsx', join(APPS, 'redis-incr.ts'), VIP, '6379', 'counter', '8', '16'],
@@ -96,21 +164,7 @@ describe(
       const bench = pair.client.spawn('redis-benchmark', [
         ...['-h', VIP, '-p', '6379', '-P', '16', '-c', '50', '-n', '400000', '-t', 'set,get,incr', '-q'],
       ]);
-      const rounds: string[] = [];
-      let victim = 'a';
-      for (let i = 0; i < 3; i++) {
-        await new Promise((r) => setTimeout(r, 700));
-        const survivor = pair.peerOf(victim);
-        pair.kill(victim);
-        await active(survivor);
-        const st = await pair.status(survivor);
-        rounds.push(
-          `${survivor} took over (epoch ${st.epoch}, ${st.lastTakeover?.connections} connection(s) in ${st.lastTakeover?.detectionMs} ms, stall ${st.lastTakeover?.stallMs} ms; relay restored ${JSON.stringify(st.relay?.restored)})`,
-        );
-        await pair.start(victim);
-        await pair.synced(victim);
-        victim = survivor;
-      }
+      const rounds = await threeTakeovers();
       incr.stdin?.write('stop\n');
       const r = await pair.result(incr, 'INCR client', 30_000).catch((e: Error) => {
         throw new Error(
@@ -136,5 +190,227 @@ describe(
       assert.equal(c.resets, 0, `RST reached a client: ${c.report}\n${ctx}`);
       assert.equal(s.resets, 0, `RST reached the server: ${s.report}\n${ctx}`);
     });
+
+    test(
+      'postgresql: pgbench -c 8 -j 2 -T 30 (TPC-B) through three take-overs: no failed transaction, no connection error, the balances add up, no RST either side',
+      { skip: pgSkip },
+      async (t) => {
+        const pgDir = join(dir, 'pg');
+        mkdirSync(pgDir);
+        chmodSync(dir, 0o755);
+        chownSync(pgDir, idOf('-u', 'postgres'), idOf('-g', 'postgres'));
+        const data = join(pgDir, 'data');
+        const init = await backend.exec(
+          'runuser',
+          ['-u', 'postgres', '--', `${PG_BIN}/initdb`, '-D', data, '-U', 'postgres', '--auth=trust'],
+          { timeoutMs: 60_000 },
+        );
+        assert.equal(init.code, 0, init.stderr);
+        // The relay's source address connects over the network: trust it as the local socket is.
+        appendFileSync(
+          join(data, 'pg_hba.conf'),
+          `host all all ${SOURCE}/32 trust\nhost all all ${SERVER}/32 trust\n`,
+        );
+        const pg = backend.spawn('runuser', [
+          ...['-u', 'postgres', '--', `${PG_BIN}/postgres`, '-D', data],
+          ...['-c', `listen_addresses=${SERVER}`, '-c', `unix_socket_directories=${pgDir}`],
+          ...['-c', 'fsync=off', '-c', 'max_connections=50'],
+        ]);
+        await waitUntil(
+          'postgres to accept connections',
+          async () => (await backend.exec(`${PG_BIN}/pg_isready`, ['-h', SERVER])).code === 0,
+          { timeoutMs: 30_000, tries: 300, intervalMs: 100 },
+        );
+        const ini = await backend.exec(
+          'pgbench',
+          ['-i', '-s', '2', '-h', SERVER, '-U', 'postgres', 'postgres'],
+          {
+            timeoutMs: 120_000,
+          },
+        );
+        assert.equal(ini.code, 0, ini.stderr);
+        const clientCap = await pair.client.capture(join(dir, 'pg-client.pcap'), {
+          snaplen: 128,
+          filter: TO_CLIENT,
+        });
+        const serverCap = await backend.capture(join(dir, 'pg-server.pcap'), {
+          snaplen: 128,
+          filter: FROM_RELAY,
+        });
+        const bench = pair.client.spawn('pgbench', [
+          ...['-h', VIP, '-p', '5432', '-U', 'postgres', '-c', '8', '-j', '2', '-T', '30', 'postgres'],
+        ]);
+        await new Promise((r) => setTimeout(r, 2000));
+        const rounds = await threeTakeovers();
+        const b = await bench.exited;
+        const out = bench.output();
+        await clientCap.stop();
+        await serverCap.stop();
+        const q = async (sql: string) =>
+          (
+            await backend.exec(`${PG_BIN}/psql`, [
+              '-h',
+              SERVER,
+              '-U',
+              'postgres',
+              '-At',
+              '-c',
+              sql,
+              'postgres',
+            ])
+          ).stdout.trim();
+        const accounts = await q('select sum(abalance) from pgbench_accounts');
+        const tellers = await q('select sum(tbalance) from pgbench_tellers');
+        const branches = await q('select sum(bbalance) from pgbench_branches');
+        const history = await q('select coalesce(sum(delta), 0) from pgbench_history');
+        const txns = await q('select count(*) from pgbench_history');
+        const c = await expertSummary(join(dir, 'pg-client.pcap'), { timeoutMs: 120_000 });
+        const s = await expertSummary(join(dir, 'pg-server.pcap'), { timeoutMs: 120_000 });
+        pg.kill('SIGTERM');
+        for (const line of rounds) t.diagnostic(line);
+        for (const line of out.stdout.split('\n').filter((l) => /^(number of|tps|latency average)/.test(l)))
+          t.diagnostic(`pgbench ${line}`);
+        t.diagnostic(
+          `balances: accounts ${accounts}, tellers ${tellers}, branches ${branches}; history ${history} over ${txns} transactions`,
+        );
+        const ctx = `${rounds.join('\n')}\npgbench (exit ${b.code}): ${out.stdout.slice(-1500)}\n${out.stderr.slice(-1500)}\n${pair.logs()}`;
+        assert.equal(b.code, 0, ctx);
+        assert.doesNotMatch(out.stderr, /aborted|error|could not/i, ctx);
+        assert.match(out.stdout, /number of failed transactions: 0 /, ctx);
+        assert.ok(Number(txns) > 100, ctx);
+        assert.equal(accounts, history, ctx);
+        assert.equal(tellers, history, ctx);
+        assert.equal(branches, history, ctx);
+        assert.equal(c.resets, 0, `RST reached a client: ${c.report}\n${ctx}`);
+        assert.equal(s.resets, 0, `RST reached the server: ${s.report}\n${ctx}`);
+      },
+    );
+
+    test(
+      `nginx: curl of a ${FILE_MB} MB file through three take-overs: the sha256 matches, no RST either side`,
+      { skip: existsSync('/usr/sbin/nginx') ? false : 'needs /usr/sbin/nginx (Debian package nginx-light)' },
+      async (t) => {
+        const www = join(dir, 'www');
+        mkdirSync(www, { recursive: true });
+        chmodSync(dir, 0o755);
+        const file = join(www, 'big');
+        const mk = spawnSync(
+          'sh',
+          [
+            '-c',
+            `openssl enc -aes-128-ctr -nosalt -pass pass:relay -in /dev/zero 2>/dev/null | head -c ${FILE_MB}M > "$0"`,
+            file,
+          ],
+          { timeout: 120_000 },
+        );
+        assert.equal(mk.status, 0, String(mk.stderr));
+        const want = spawnSync('sha256sum', [file], { encoding: 'utf8', timeout: 120_000 }).stdout.split(
+          ' ',
+        )[0];
+        const conf = join(dir, 'nginx.conf');
+        writeFileSync(
+          conf,
+          `worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err; daemon off;
+events { worker_connections 256; }
+http { access_log off; sendfile on; client_body_temp_path ${dir}/nx-body; proxy_temp_path ${dir}/nx-proxy;
+  fastcgi_temp_path ${dir}/nx-fcgi; uwsgi_temp_path ${dir}/nx-uwsgi; scgi_temp_path ${dir}/nx-scgi;
+  server { listen ${SERVER}:80; root ${www}; } }
+`,
+        );
+        backend.spawn('nginx', ['-c', conf, '-p', dir]);
+        await waitUntil(
+          'nginx to answer',
+          async () =>
+            (await backend.exec('curl', ['-sf', '-o', '/dev/null', '-r', '0-0', `http://${SERVER}/big`]))
+              .code === 0,
+          { timeoutMs: 10_000, tries: 100, intervalMs: 100 },
+        );
+        const clientCap = await pair.client.capture(join(dir, 'web-client.pcap'), {
+          snaplen: 96,
+          filter: TO_CLIENT,
+        });
+        const serverCap = await backend.capture(join(dir, 'web-server.pcap'), {
+          snaplen: 96,
+          filter: FROM_RELAY,
+        });
+        const got = join(dir, 'got');
+        const curl = pair.client.spawn('curl', [
+          '-sS',
+          '--max-time',
+          '600',
+          '-o',
+          got,
+          '-w',
+          '%{speed_download}',
+          `http://${VIP}/big`,
+        ]);
+        await new Promise((r) => setTimeout(r, 1500));
+        const rounds = await threeTakeovers();
+        const c = await curl.exited;
+        const sha = spawnSync('sha256sum', [got], { encoding: 'utf8', timeout: 120_000 }).stdout.split(
+          ' ',
+        )[0];
+        await clientCap.stop();
+        await serverCap.stop();
+        const cs = await expertSummary(join(dir, 'web-client.pcap'), { timeoutMs: 300_000 });
+        const ss = await expertSummary(join(dir, 'web-server.pcap'), { timeoutMs: 300_000 });
+        for (const line of rounds) t.diagnostic(line);
+        t.diagnostic(
+          `curl: exit ${c.code}, ${(Number(curl.output().stdout) / 1e6).toFixed(1)} MB/s over the whole download`,
+        );
+        const ctx = `${rounds.join('\n')}\ncurl exit ${c.code}: ${curl.output().stderr}\n${pair.logs()}`;
+        assert.equal(c.code, 0, ctx);
+        assert.equal(sha, want, `sha256 differs\n${ctx}`);
+        assert.equal(cs.resets, 0, `RST reached a client: ${cs.report}\n${ctx}`);
+        assert.equal(ss.resets, 0, `RST reached the server: ${ss.report}\n${ctx}`);
+      },
+    );
+
+    test(
+      'iperf3: 20 s each way (-R too) through three take-overs each: both complete, no RST on the client side',
+      { skip: existsSync('/usr/bin/iperf3') ? false : 'needs iperf3' },
+      async (t) => {
+        backend.spawn('iperf3', ['-s', '-B', SERVER, '-p', '5201']);
+        await new Promise((r) => setTimeout(r, 500));
+        for (const reverse of [false, true]) {
+          const tag = reverse ? 'iperf3 -R' : 'iperf3';
+          const pcap = join(dir, `${reverse ? 'iperf-r' : 'iperf'}-client.pcap`);
+          const cap = await pair.client.capture(pcap, { snaplen: 96, filter: TO_CLIENT });
+          const p = pair.client.spawn('iperf3', [
+            '-c',
+            VIP,
+            '-p',
+            '5201',
+            '-t',
+            '20',
+            '-J',
+            ...(reverse ? ['-R'] : []),
+          ]);
+          await new Promise((r) => setTimeout(r, 1500));
+          const rounds = await threeTakeovers();
+          const e = await p.exited;
+          await cap.stop();
+          const s = await expertSummary(pcap, { timeoutMs: 300_000 });
+          let mbps = Number.NaN;
+          let error = '';
+          try {
+            const j = JSON.parse(p.output().stdout) as {
+              end?: { sum_received?: { bits_per_second: number } };
+              error?: string;
+            };
+            mbps = (j.end?.sum_received?.bits_per_second ?? Number.NaN) / 8e6;
+            error = j.error ?? '';
+          } catch {
+            error = 'no JSON';
+          }
+          for (const line of rounds) t.diagnostic(`${tag}: ${line}`);
+          t.diagnostic(`${tag}: exit ${e.code}, ${mbps.toFixed(1)} MB/s received over 20 s`);
+          const ctx = `${tag}\n${rounds.join('\n')}\nexit ${e.code} ${error}: ${p.output().stderr.slice(-800)}\n${pair.logs()}`;
+          assert.equal(e.code, 0, ctx);
+          assert.equal(error, '', ctx);
+          assert.equal(s.resets, 0, `RST reached the client: ${s.report}\n${ctx}`);
+        }
+      },
+    );
   },
 );

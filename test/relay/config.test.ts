@@ -79,6 +79,19 @@ describe('relay config', () => {
     assert.deepEqual(r.relay.timeouts, { connectMs: 5000, clientMs: 0, serverMs: 0 });
   });
 
+  test('checks are opt-in: a backend without health is not checked, unless the top-level health is given', () => {
+    const raw = valid();
+    (raw.backends as Record<string, unknown>[]).push({ name: 'plain', servers: [{ name: 'x', address: '198.18.3.20:80' }] });
+    let r = parseRelayConfig(raw, dir);
+    if (r instanceof ConfigError) assert.fail(r.message);
+    assert.equal(r.relay.backends[1].health, undefined);
+    raw.health = { intervalMs: 500 };
+    r = parseRelayConfig(raw, dir);
+    if (r instanceof ConfigError) assert.fail(r.message);
+    assert.deepEqual(r.relay.backends[1].health, { intervalMs: 500, timeoutMs: 1000, rise: 2, fall: 3 });
+    assert.equal(r.relay.backends[0].health?.intervalMs, 500);
+  });
+
   test("the issue's bad inputs, and the node's, all reported at once, each naming its field and the fix", () => {
     const raw = valid();
     (raw.frontends as unknown[]).push({ name: 'dup', bind: ['198.18.0.100:6379'], backend: 'nope' });

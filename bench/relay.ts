@@ -1,0 +1,340 @@
+/**
+ * `npm run bench -- relay [--kills N] [--mb N] [--json]` (root): `takeover relay` side by side
+ * with HAProxy (Debian's, kernel TCP) on one real network of namespaces, in one run, in front of
+ * the same unmodified servers (redis-server, nginx; PostgreSQL when installed):
+ *
+ * - targets: HAProxy; our relay serving alone (its standby stopped); our relay in sync mode with
+ *   a synced standby;
+ * - single-connection download MB/s (curl of an `--mb` MB file from nginx), redis-benchmark
+ *   ops/s (`-P 16 -c 50`, GET), pgbench tps (`-c 8 -j 2`, 10 s), 1-byte request RTT p50/p99
+ *   (redis-benchmark `-c 1` PING), and the CPU seconds the relay process (or HAProxy) used per GB
+ *   downloaded; ratios to HAProxy;
+ * - the failover stall per client connection over `--kills` SIGKILLs of the active relay (each
+ *   with 8 Redis connections issuing INCR, 16 in flight; the stall is each connection's longest
+ *   wait for a reply), and whether any reply was lost, repeated or reset.
+ *
+ * With --json one line: {"targets": {name: {downloadMBs, redisOps, pgTps, rttMsP50, rttMsP99,
+ * cpuSecPerGB}}, "ratios": {name: {...}}, "failover": {"kills", "errors", "stallMsP50",
+ * "stallMsP99"}}.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { HaPair, VIP } from '../test/netns/ha-pair.ts';
+import { type Host, rootSkipReason, type Spawned, Topology, waitUntil } from '../test/netns/harness.ts';
+import { type BenchOptions, printTable } from './harness.ts';
+import { percentile } from './nemesis.ts';
+
+const SERVER = '198.18.3.10';
+const SOURCE = '198.18.3.100';
+const HAPROXY_FRONT = '198.18.0.200';
+const HAPROXY_SOURCE = '198.18.3.200';
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+const APPS = new URL('../test/netns/apps/', import.meta.url).pathname;
+
+interface Figures {
+  downloadMBs: number;
+  redisOps: number;
+  pgTps: number;
+  rttMsP50: number;
+  rttMsP99: number;
+  cpuSecPerGB: number;
+}
+
+/** utime + stime of a process, in seconds. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
+export async function run(o: BenchOptions): Promise<number> {
+  let flags: { kills: number; mb: number };
+  try {
+    const { values } = parseArgs({
+      args: o.args,
+      options: { kills: { type: 'string', default: '20' }, mb: { type: 'string', default: '300' } },
+      strict: true,
+    });
+    flags = { kills: Number(values.kills), mb: Number(values.mb) };
+    if (!(flags.kills >= 1 && flags.mb >= 1)) throw new Error('--kills and --mb take positive numbers');
+  } catch (e) {
+    console.error(
+      `bench relay: ${(e as Error).message}.\nusage: npm run bench -- relay [--kills N] [--mb N] [--json]`,
+    );
+    return 2;
+  }
+  const skip = rootSkipReason(['redis-server', 'redis-benchmark', 'haproxy', 'nginx', 'curl']);
+  if (skip) {
+    console.error(`bench relay: ${skip}`);
+    return 2;
+  }
+  const log = (s: string) => {
+    if (!o.json) console.error(s);
+  };
+  const dir = mkdtempSync(join(tmpdir(), 'takeover-bench-relay-'));
+  const topo = await Topology.create({ prefix: 'brl' });
+  try {
+    const pair = await HaPair.create(topo, dir, {
+      relay: {
+        vip: [`${SOURCE}/24`],
+        sections: {
+          source: [SOURCE],
+          frontends: [
+            { name: 'redis', bind: [`${VIP}:6379`], backend: 'redis' },
+            { name: 'web', bind: [`${VIP}:80`], backend: 'web' },
+            { name: 'pg', bind: [`${VIP}:5432`], backend: 'pg' },
+          ],
+          backends: [
+            { name: 'redis', servers: [{ name: 'r1', address: `${SERVER}:6379` }] },
+            { name: 'web', servers: [{ name: 'n1', address: `${SERVER}:80` }] },
+            { name: 'pg', servers: [{ name: 'p1', address: `${SERVER}:5432` }] },
+          ],
+        },
+      },
+    });
+    const backend = await topo.addHost('backend', { ipv4: `${SERVER}/24`, offloads: false });
+    const hap = await topo.addHost('haproxy', { ipv4: `${HAPROXY_FRONT}/24`, offloads: false });
+    await hap.exec('ip', ['addr', 'add', `${HAPROXY_SOURCE}/24`, 'dev', 'eth0']);
+    const pg = await startServers(backend, dir, flags.mb, log);
+    writeFileSync(
+      join(dir, 'haproxy.cfg'),
+      `global\n  maxconn 20000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n${[
+        ['redis', 6379],
+        ['web', 80],
+        ['pg', 5432],
+      ]
+        .map(
+          ([n, p]) =>
+            `frontend f_${n}\n  bind ${HAPROXY_FRONT}:${p}\n  default_backend b_${n}\nbackend b_${n}\n  source ${HAPROXY_SOURCE}\n  server s ${SERVER}:${p}\n`,
+        )
+        .join('')}`,
+    );
+    const haproxy = hap.spawn('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
+    await new Promise((r) => setTimeout(r, 500));
+    const client = pair.client;
+    const targets: Record<string, Figures> = {};
+    log('HAProxy …');
+    targets.haproxy = await measure(client, HAPROXY_FRONT, haproxy.pid!, flags.mb, pg, log);
+    await pair.start('a');
+    log('relay alone (no standby) …');
+    targets['relay-alone'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
+    await pair.start('b');
+    await pair.synced('b');
+    log('relay in sync mode, standby synced …');
+    targets['relay-sync'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
+    const failover = await kills(pair, flags.kills, log);
+    const ratios: Record<string, Record<string, number>> = {};
+    for (const [name, f] of Object.entries(targets))
+      ratios[name] = Object.fromEntries(
+        Object.entries(f).map(([k, v]) => [
+          k,
+          Math.round((v / targets.haproxy[k as keyof Figures]) * 100) / 100,
+        ]),
+      );
+    if (o.json) console.log(JSON.stringify({ targets, ratios, failover }));
+    else {
+      const r1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+      printTable(
+        ['target', 'download MB/s', 'redis ops/s', 'pgbench tps', 'RTT p50/p99 ms', 'CPU s/GB'],
+        Object.entries(targets).map(([n, f]) => [
+          n,
+          `${r1(f.downloadMBs)} (${ratios[n].downloadMBs}×)`,
+          `${Math.round(f.redisOps)} (${ratios[n].redisOps}×)`,
+          `${r1(f.pgTps)} (${ratios[n].pgTps}×)`,
+          `${f.rttMsP50.toFixed(3)}/${f.rttMsP99.toFixed(3)}`,
+          `${r1(f.cpuSecPerGB)} (${ratios[n].cpuSecPerGB}×)`,
+        ]),
+      );
+      console.log(
+        `\nfailover: ${failover.kills} kill -9 of the active relay under 8 INCR connections: ${failover.errors} error(s); stall per connection p50 ${failover.stallMsP50} ms, p99 ${failover.stallMsP99} ms`,
+      );
+    }
+    return 0;
+  } finally {
+    await topo.destroy();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** redis-server, nginx with an `mb` MB file, PostgreSQL if installed (pgbench -i -s 4); true if PostgreSQL runs. */
+async function startServers(
+  backend: Host,
+  dir: string,
+  mb: number,
+  log: (s: string) => void,
+): Promise<boolean> {
+  backend.spawn('redis-server', [
+    ...['--port', '6379', '--bind', SERVER, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
+  ]);
+  const www = join(dir, 'www');
+  mkdirSync(www);
+  await backend.exec('sh', ['-c', `head -c ${mb}M /dev/zero > "$0"`, join(www, 'big')], {
+    timeoutMs: 120_000,
+  });
+  const conf = join(dir, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1; pid ${dir}/nginx.pid; error_log ${dir}/nginx.err; daemon off;\nevents { worker_connections 256; }\nhttp { access_log off; sendfile on; client_body_temp_path ${dir}/nb; proxy_temp_path ${dir}/np; fastcgi_temp_path ${dir}/nf; uwsgi_temp_path ${dir}/nu; scgi_temp_path ${dir}/ns;\n  server { listen ${SERVER}:80; root ${www}; } }\n`,
+  );
+  backend.spawn('nginx', ['-c', conf, '-p', dir]);
+  let pg = false;
+  try {
+    const data = join(dir, 'pgdata');
+    await backend.exec('sh', ['-c', `chmod 755 "$0" && mkdir -p "$1" && chown postgres: "$1"`, dir, data]);
+    const asPg = ['runuser', '-u', 'postgres', '--'];
+    const init = await backend.exec(
+      asPg[0],
+      [...asPg.slice(1), `${PG_BIN}/initdb`, '-D', data, '-U', 'postgres', '--auth=trust'],
+      {
+        timeoutMs: 60_000,
+      },
+    );
+    if (init.code !== 0) throw new Error(init.stderr);
+    backend.spawn(asPg[0], [
+      ...asPg.slice(1),
+      ...[
+        `${PG_BIN}/postgres`,
+        '-D',
+        data,
+        '-c',
+        `listen_addresses=${SERVER}`,
+        '-c',
+        `unix_socket_directories=${dir}`,
+      ],
+      ...['-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+    ]);
+    await waitUntil(
+      'postgres',
+      async () => (await backend.exec(`${PG_BIN}/pg_isready`, ['-h', SERVER])).code === 0,
+      {
+        timeoutMs: 30_000,
+        tries: 300,
+        intervalMs: 100,
+      },
+    );
+    const i = await backend.exec('pgbench', ['-i', '-s', '4', '-h', SERVER, '-U', 'postgres', 'postgres'], {
+      timeoutMs: 120_000,
+    });
+    pg = i.code === 0;
+  } catch (e) {
+    log(`PostgreSQL not measured: ${(e as Error).message.split('\n')[0]}`);
+  }
+  await waitUntil(
+    'redis and nginx',
+    async () =>
+      (await backend.exec('curl', ['-sf', '-o', '/dev/null', '-r', '0-0', `http://${SERVER}/big`])).code ===
+      0,
+    {
+      timeoutMs: 10_000,
+      tries: 100,
+      intervalMs: 100,
+    },
+  );
+  return pg;
+}
+
+async function measure(
+  client: Host,
+  host: string,
+  pid: number,
+  mb: number,
+  pg: boolean,
+  log: (s: string) => void,
+): Promise<Figures> {
+  const cpu0 = cpuSeconds(pid);
+  const dl = await client.exec(
+    'curl',
+    ['-sS', '-o', '/dev/null', '-w', '%{speed_download}', `http://${host}/big`],
+    {
+      timeoutMs: 600_000,
+    },
+  );
+  const cpu1 = cpuSeconds(pid);
+  const downloadMBs = Number(dl.stdout) / 1e6;
+  const cpuSecPerGB = ((cpu1 - cpu0) / mb) * 1024;
+  log(`  download ${downloadMBs.toFixed(1)} MB/s, ${cpuSecPerGB.toFixed(2)} CPU s/GB`);
+  const rb = await client.exec(
+    'redis-benchmark',
+    ['-h', host, '-P', '16', '-c', '50', '-n', '300000', '-t', 'get', '-q'],
+    {
+      timeoutMs: 300_000,
+    },
+  );
+  const redisOps = Number(
+    /GET: ([\d.]+) requests per second/.exec(rb.stdout.replace(/\r/g, '\n'))?.[1] ?? Number.NaN,
+  );
+  log(`  redis GET ${Math.round(redisOps)} ops/s`);
+  const rtt = await client.exec('redis-benchmark', ['-h', host, '-c', '1', '-n', '5000', '-t', 'ping'], {
+    timeoutMs: 120_000,
+  });
+  const sum =
+    /avg\s+min\s+p50\s+p95\s+p99\s+max\s*\n\s*([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)/.exec(
+      rtt.stdout.replace(/\r/g, '\n'),
+    );
+  const rttMsP50 = Number(sum?.[3] ?? Number.NaN);
+  const rttMsP99 = Number(sum?.[5] ?? Number.NaN);
+  log(`  RTT p50 ${rttMsP50} ms, p99 ${rttMsP99} ms`);
+  let pgTps = Number.NaN;
+  if (pg) {
+    const b = await client.exec(
+      'pgbench',
+      ['-h', host, '-U', 'postgres', '-c', '8', '-j', '2', '-T', '10', 'postgres'],
+      {
+        timeoutMs: 120_000,
+      },
+    );
+    pgTps = Number(/tps = ([\d.]+)/.exec(b.stdout)?.[1] ?? Number.NaN);
+    log(`  pgbench ${pgTps.toFixed(1)} tps`);
+  }
+  return { downloadMBs, redisOps, pgTps, rttMsP50, rttMsP99, cpuSecPerGB };
+}
+
+/** `n` kill -9 of the active relay, each under a fresh INCR client; stalls per connection. */
+async function kills(pair: HaPair, n: number, log: (s: string) => void) {
+  const stalls: number[] = [];
+  let errors = 0;
+  let victim = 'a';
+  for (let i = 0; i < n; i++) {
+    const incr: Spawned = pair.client.spawn(
+      process.execPath,
+      ['--import', 'tsx', join(APPS, 'redis-incr.ts'), VIP, '6379', `k${i}`, '8', '16'],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    incr.stdin?.on('error', () => {});
+    await waitUntil('the INCR client', () => incr.output().stdout.includes('started'), {
+      timeoutMs: 20_000,
+      tries: 400,
+      intervalMs: 50,
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const survivor = pair.peerOf(victim);
+    pair.kill(victim);
+    await waitUntil(
+      `${survivor} active`,
+      async () => (await pair.tryStatus(survivor, 1000))?.role === 'active',
+      {
+        timeoutMs: 10_000,
+        tries: 200,
+        intervalMs: 50,
+      },
+    );
+    await new Promise((r) => setTimeout(r, 1000));
+    incr.stdin?.write('stop\n');
+    const r = (await pair.result(incr, 'INCR client', 30_000)) as unknown as {
+      ok: boolean;
+      maxGapMs: number;
+      errors: string[];
+    };
+    stalls.push(r.maxGapMs);
+    if (!r.ok) errors++;
+    log(
+      `  kill ${i + 1}/${n}: ${victim} killed, ${survivor} took over; longest wait ${r.maxGapMs} ms${r.ok ? '' : `; ${r.errors[0]}`}`,
+    );
+    await pair.start(victim);
+    await pair.synced(victim);
+    victim = survivor;
+  }
+  return { kills: n, errors, stallMsP50: percentile(stalls, 50), stallMsP99: percentile(stalls, 99) };
+}
