@@ -338,8 +338,7 @@ export class Relay {
     const tag = leg.restoreTag;
     if (!isTag(tag)) {
       // A health check, or a client whose server leg never connected: nothing to resume.
-      this.restored.orphaned++;
-      leg.resetAndDestroy();
+      this.orphan(leg);
       return;
     }
     leg.pause();
@@ -363,7 +362,17 @@ export class Relay {
     this.wire(client, server, s);
   }
 
-  /** After the take-over's restore: legs whose partner never came are reset. */
+  /**
+   * A restored leg with nothing to relay to: reset if its peer may still wait for an answer; a
+   * leg that was closing already (its session ended before the take-over) just finishes closing.
+   */
+  private orphan(leg: Socket): void {
+    this.restored.orphaned++;
+    if (leg.readyState === 'open' || leg.readyState === 'opening') leg.resetAndDestroy();
+    else leg.destroy();
+  }
+
+  /** After the take-over's restore: legs whose partner never came are let go (`orphan`). */
   private queueSweep(): void {
     if (this.sweepQueued) return;
     this.sweepQueued = true;
@@ -371,11 +380,8 @@ export class Relay {
       this.sweepQueued = false;
       for (const [id, { leg, tag }] of this.unpaired) {
         this.unpaired.delete(id);
-        this.restored.orphaned++;
-        this.o.log(
-          `relay: restored ${tag.leg} leg of ${tag.backend}/${tag.server} without its partner: reset`,
-        );
-        leg.resetAndDestroy();
+        this.o.log(`relay: restored ${tag.leg} leg of ${tag.backend}/${tag.server} without its partner`);
+        this.orphan(leg);
       }
     });
   }
