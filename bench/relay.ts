@@ -17,7 +17,7 @@
  * cpuSecPerGB}}, "ratios": {name: {...}}, "failover": {"kills", "errors", "stallMsP50",
  * "stallMsP99"}}.
  */
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -100,7 +100,7 @@ export async function run(o: BenchOptions): Promise<number> {
     const pg = await startServers(backend, dir, flags.mb, log);
     writeFileSync(
       join(dir, 'haproxy.cfg'),
-      `global\n  maxconn 20000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n${[
+      `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n${[
         ['redis', 6379],
         ['web', 80],
         ['pg', 5432],
@@ -113,6 +113,8 @@ export async function run(o: BenchOptions): Promise<number> {
     );
     const haproxy = hap.spawn('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
     await new Promise((r) => setTimeout(r, 500));
+    if (haproxy.exitCode !== null || haproxy.signalCode !== null)
+      throw new Error(`haproxy exited: ${haproxy.output().stderr.slice(-1500)}`);
     const client = pair.client;
     const targets: Record<string, Figures> = {};
     log('HAProxy …');
@@ -181,8 +183,9 @@ async function startServers(
   backend.spawn('nginx', ['-c', conf, '-p', dir]);
   let pg = false;
   try {
-    const data = join(dir, 'pgdata');
-    await backend.exec('sh', ['-c', `chmod 755 "$0" && mkdir -p "$1" && chown postgres: "$1"`, dir, data]);
+    const pgDir = join(dir, 'pg');
+    const data = join(pgDir, 'data');
+    await backend.exec('sh', ['-c', `chmod 755 "$0" && mkdir -p "$1" && chown postgres: "$1"`, dir, pgDir]);
     const asPg = ['runuser', '-u', 'postgres', '--'];
     const init = await backend.exec(
       asPg[0],
@@ -192,6 +195,8 @@ async function startServers(
       },
     );
     if (init.code !== 0) throw new Error(init.stderr);
+    // The relay's and HAProxy's source addresses connect over the network: trusted.
+    appendFileSync(join(data, 'pg_hba.conf'), 'host all all 198.18.3.0/24 trust\n');
     backend.spawn(asPg[0], [
       ...asPg.slice(1),
       ...[
@@ -201,7 +206,7 @@ async function startServers(
         '-c',
         `listen_addresses=${SERVER}`,
         '-c',
-        `unix_socket_directories=${dir}`,
+        `unix_socket_directories=${pgDir}`,
       ],
       ...['-c', 'fsync=off', '-c', 'synchronous_commit=off'],
     ]);
