@@ -333,12 +333,12 @@ export class Relay {
   }
 
   /** A leg restored by a take-over: paired with its partner when that one comes back too. */
-  private restoredLeg(leg: Socket, _f?: FrontendRt): void {
+  private restoredLeg(leg: Socket, f?: FrontendRt): void {
     leg.on('error', () => {});
     const tag = leg.restoreTag;
     if (!isTag(tag)) {
       // A health check, or a client whose server leg never connected: nothing to resume.
-      this.orphan(leg);
+      this.orphan(leg, f ? 'client' : 'server');
       return;
     }
     leg.pause();
@@ -363,13 +363,20 @@ export class Relay {
   }
 
   /**
-   * A restored leg with nothing to relay to: reset if its peer may still wait for an answer; a
-   * leg that was closing already (its session ended before the take-over) just finishes closing.
+   * A restored leg with nothing to relay to: a client still waiting is reset; a server leg, or a
+   * leg that was closing already (its session ended before the take-over), is closed with a FIN.
    */
-  private orphan(leg: Socket): void {
+  private orphan(leg: Socket, side: 'client' | 'server'): void {
     this.restored.orphaned++;
-    if (leg.readyState === 'open' || leg.readyState === 'opening') leg.resetAndDestroy();
-    else leg.destroy();
+    const open = leg.readyState === 'open' || leg.readyState === 'opening';
+    if (side === 'client' && open) {
+      // The client may wait for an answer that will not come: tell it now.
+      leg.resetAndDestroy();
+      return;
+    }
+    // A server sees its client leave (a FIN), as when a client closes; a closing leg finishes.
+    leg.end();
+    setTimeout(() => leg.destroy(), 2000).unref?.();
   }
 
   /** After the take-over's restore: legs whose partner never came are let go (`orphan`). */
@@ -381,7 +388,7 @@ export class Relay {
       for (const [id, { leg, tag }] of this.unpaired) {
         this.unpaired.delete(id);
         this.o.log(`relay: restored ${tag.leg} leg of ${tag.backend}/${tag.server} without its partner`);
-        this.orphan(leg);
+        this.orphan(leg, tag.leg);
       }
     });
   }
