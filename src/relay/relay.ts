@@ -333,12 +333,12 @@ export class Relay {
   }
 
   /** A leg restored by a take-over: paired with its partner when that one comes back too. */
-  private restoredLeg(leg: Socket, f?: FrontendRt): void {
+  private restoredLeg(leg: Socket, from?: FrontendRt): void {
     leg.on('error', () => {});
     const tag = leg.restoreTag;
     if (!isTag(tag)) {
       // A health check, or a client whose server leg never connected: nothing to resume.
-      this.orphan(leg, f ? 'client' : 'server');
+      this.orphan(leg, from ? 'client' : 'server');
       return;
     }
     leg.pause();
