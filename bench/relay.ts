@@ -13,9 +13,14 @@
  *   with 8 Redis connections issuing INCR, 16 in flight; the stall is each connection's longest
  *   wait for a reply), and whether any reply was lost, repeated or reset.
  *
+ * - what clients see today with the usual pair: two HAProxy hosts behind one VRRP address
+ *   (keepalived, VRRPv3, 100 ms adverts), the master's haproxy and keepalived killed (a host
+ *   failure) up to 5 times under the same INCR client: connections broken, and how soon a new
+ *   connection is answered.
+ *
  * With --json one line: {"targets": {name: {downloadMBs, redisOps, pgTps, rttMsP50, rttMsP99,
  * cpuSecPerGB}}, "ratios": {name: {...}}, "failover": {"kills", "errors", "stallMsP50",
- * "stallMsP99"}}.
+ * "stallMsP99"}, "keepalived": {"kills", "connectionsBroken", "examples", "newConnectionMsP50"}}.
  */
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -127,6 +132,8 @@ export async function run(o: BenchOptions): Promise<number> {
     log('relay in sync mode, standby synced …');
     targets['relay-sync'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
     const failover = await kills(pair, flags.kills, log);
+    log('HAProxy + keepalived pair …');
+    const keepalived = await haproxyPairKills(topo, client, dir, Math.min(flags.kills, 5), log);
     const ratios: Record<string, Record<string, number>> = {};
     for (const [name, f] of Object.entries(targets))
       ratios[name] = Object.fromEntries(
@@ -135,7 +142,7 @@ export async function run(o: BenchOptions): Promise<number> {
           Math.round((v / targets.haproxy[k as keyof Figures]) * 100) / 100,
         ]),
       );
-    if (o.json) console.log(JSON.stringify({ targets, ratios, failover }));
+    if (o.json) console.log(JSON.stringify({ targets, ratios, failover, keepalived }));
     else {
       const r1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
       printTable(
@@ -151,6 +158,9 @@ export async function run(o: BenchOptions): Promise<number> {
       );
       console.log(
         `\nfailover: ${failover.kills} kill -9 of the active relay under 8 INCR connections: ${failover.errors} error(s); stall per connection p50 ${failover.stallMsP50} ms, p99 ${failover.stallMsP99} ms`,
+      );
+      console.log(
+        `HAProxy + keepalived: ${keepalived.kills} host failure(s) (haproxy and keepalived of the master killed) under 8 INCR connections: ${keepalived.connectionsBroken} of ${keepalived.kills * 8} connections broken (${keepalived.examples.join('; ')}); a new connection answered ${keepalived.newConnectionMsP50} ms after the kill (p50)`,
       );
     }
     return 0;
@@ -342,4 +352,123 @@ async function kills(pair: HaPair, n: number, log: (s: string) => void) {
     victim = survivor;
   }
   return { kills: n, errors, stallMsP50: percentile(stalls, 50), stallMsP99: percentile(stalls, 99) };
+}
+
+/**
+ * The baseline users run today: two HAProxy hosts behind one VRRP address (keepalived, VRRPv3,
+ * 100 ms adverts), the master's haproxy and keepalived killed (a host failure) under the same
+ * INCR client; what the clients see.
+ */
+async function haproxyPairKills(
+  topo: Topology,
+  client: Host,
+  dir: string,
+  n: number,
+  log: (s: string) => void,
+) {
+  const VRRP_VIP = '198.18.0.210';
+  const hosts: Host[] = [];
+  const procs: Spawned[][] = [];
+  for (const [i, name] of ['hka', 'hkb'].entries()) {
+    const h = await topo.addHost(name, { ipv4: `198.18.0.${221 + i}/24`, offloads: false });
+    await h.exec('ip', ['addr', 'add', `198.18.3.${221 + i}/24`, 'dev', 'eth0']);
+    await h.sysctl('net.ipv4.ip_nonlocal_bind', 1);
+    hosts.push(h);
+    writeFileSync(
+      join(dir, `${name}.cfg`),
+      `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind ${VRRP_VIP}:6379\n  default_backend b\nbackend b\n  server s ${SERVER}:6379\n`,
+    );
+    writeFileSync(
+      join(dir, `${name}.keepalived.conf`),
+      `global_defs {\n  router_id ${name}\n  vrrp_version 3\n}\nvrrp_instance VI_1 {\n  state BACKUP\n  nopreempt\n  interface eth0\n  virtual_router_id 51\n  priority ${i === 0 ? 150 : 100}\n  advert_int 0.1\n  virtual_ipaddress {\n    ${VRRP_VIP}/24\n  }\n}\n`,
+    );
+  }
+  const start = (i: number) => {
+    const h = hosts[i];
+    const name = ['hka', 'hkb'][i];
+    const k = h.spawn('keepalived', [
+      ...['-n', '-l', '-f', join(dir, `${name}.keepalived.conf`)],
+      ...[
+        '-p',
+        join(dir, `${name}.pid`),
+        '-r',
+        join(dir, `${name}.vrrp.pid`),
+        '-c',
+        join(dir, `${name}.chk.pid`),
+      ],
+    ]);
+    const p = h.spawn('haproxy', ['-db', '-f', join(dir, `${name}.cfg`)]);
+    procs[i] = [k, p];
+  };
+  start(0);
+  start(1);
+  const holder = async () => {
+    for (const [i, h] of hosts.entries())
+      if ((await h.exec('ip', ['-4', 'addr', 'show', 'dev', 'eth0'])).stdout.includes(VRRP_VIP)) return i;
+    return -1;
+  };
+  await waitUntil('keepalived to elect a master', async () => (await holder()) >= 0, {
+    timeoutMs: 20_000,
+    tries: 200,
+    intervalMs: 100,
+  });
+  let broken = 0;
+  const examples: string[] = [];
+  const reconnectMs: number[] = [];
+  for (let k = 0; k < n; k++) {
+    const master = await holder();
+    const incr: Spawned = client.spawn(
+      process.execPath,
+      ['--import', 'tsx', join(APPS, 'redis-incr.ts'), VRRP_VIP, '6379', `h${k}`, '8', '16'],
+      { stdio: ['pipe', 'pipe', 'pipe'] },
+    );
+    incr.stdin?.on('error', () => {});
+    await waitUntil('the INCR client', () => incr.output().stdout.includes('started'), {
+      timeoutMs: 20_000,
+      tries: 400,
+      intervalMs: 50,
+    });
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = performance.now();
+    for (const p of procs[master]) p.kill('SIGKILL');
+    // How long until a new connection gets an answer through the VRRP address.
+    let answered = Number.NaN;
+    for (let i = 0; i < 300; i++) {
+      const r = await client.exec('redis-cli', ['-h', VRRP_VIP, '-t', '1', 'ping'], { timeoutMs: 3000 });
+      if (r.stdout.includes('PONG')) {
+        answered = performance.now() - t0;
+        break;
+      }
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    reconnectMs.push(answered);
+    await new Promise((r) => setTimeout(r, 1000));
+    incr.stdin?.write('stop\n');
+    const r = (await incrResult(incr)) as { errors: string[] };
+    const conns = new Set(r.errors.map((e) => /^conn (\d+)/.exec(e)?.[1]).filter(Boolean));
+    broken += conns.size;
+    if (examples.length < 2 && r.errors.length > 0) examples.push(r.errors[0]);
+    log(
+      `  kill ${k + 1}/${n}: ${['hka', 'hkb'][master]} killed; ${conns.size} of 8 connections broken; a new connection answered after ${Math.round(answered)} ms`,
+    );
+    start(master);
+    await new Promise((res) => setTimeout(res, 1500));
+  }
+  return {
+    kills: n,
+    connectionsBroken: broken,
+    examples,
+    newConnectionMsP50: Math.round(percentile(reconnectMs, 50)),
+  };
+}
+
+/** The INCR client's JSON line once it exits (bounded). */
+async function incrResult(p: Spawned): Promise<unknown> {
+  await Promise.race([p.exited, new Promise((r) => setTimeout(r, 30_000))]);
+  const line = p.output().stdout.trim().split('\n').pop() ?? '{}';
+  try {
+    return JSON.parse(line);
+  } catch {
+    return { errors: [`no result: ${p.output().stderr.slice(-300)}`] };
+  }
 }
