@@ -430,11 +430,14 @@ async function haproxyPairKills(
     });
     await new Promise((r) => setTimeout(r, 500));
     const t0 = performance.now();
+    // A host failure: its processes die and its kernel answers nothing any more (a killed
+    // keepalived leaves the address configured, and that kernel would reset every connection).
     for (const p of procs[master]) p.kill('SIGKILL');
+    await hosts[master].exec('ip', ['link', 'set', 'eth0', 'down']);
     // How long until a new connection gets an answer through the VRRP address.
     let answered = Number.NaN;
     for (let i = 0; i < 300; i++) {
-      const r = await client.exec('redis-cli', ['-h', VRRP_VIP, '-t', '1', 'ping'], { timeoutMs: 3000 });
+      const r = await client.exec('redis-cli', ['-h', VRRP_VIP, 'ping'], { timeoutMs: 3000 });
       if (r.stdout.includes('PONG')) {
         answered = performance.now() - t0;
         break;
@@ -442,6 +445,13 @@ async function haproxyPairKills(
       await new Promise((res) => setTimeout(res, 20));
     }
     reconnectMs.push(answered);
+    if (Number.isNaN(answered)) {
+      const other = 1 - master;
+      const addr = await hosts[other].exec('ip', ['-4', 'addr', 'show', 'dev', 'eth0']);
+      log(
+        `  no answer through ${VRRP_VIP}: the other host has ${addr.stdout.includes(VRRP_VIP) ? '' : 'not '}taken the address; its haproxy says: ${procs[other][1].output().stderr.slice(-300)}; keepalived: ${procs[other][0].output().stderr.slice(-300)}${procs[other][0].output().stdout.slice(-300)}`,
+      );
+    }
     await new Promise((r) => setTimeout(r, 1000));
     incr.stdin?.write('stop\n');
     const r = (await incrResult(incr)) as { errors: string[] };
@@ -451,6 +461,8 @@ async function haproxyPairKills(
     log(
       `  kill ${k + 1}/${n}: ${['hka', 'hkb'][master]} killed; ${conns.size} of 8 connections broken; a new connection answered after ${Math.round(answered)} ms`,
     );
+    await hosts[master].exec('ip', ['addr', 'del', `${VRRP_VIP}/24`, 'dev', 'eth0']);
+    await hosts[master].exec('ip', ['link', 'set', 'eth0', 'up']);
     start(master);
     await new Promise((res) => setTimeout(res, 1500));
   }
