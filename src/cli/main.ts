@@ -9,9 +9,9 @@ commands:
   demo [--json] [--seed N] [--connections N] [--crash-at-ms N] [--loss P]
               an active/standby pair on a simulated network, the active killed mid-stream,
               the standby taking over every connection (no root needed)
-  node --config <file>
+  node --config <file> | --example-config
               run one node of a pair on a TAP device (root or CAP_NET_ADMIN)
-  relay --config <file>
+  relay --config <file> | --example-config
               a node of a pair whose application is a TCP relay to unmodified servers
   config schema
               print the JSON Schema of the relay's config sections (for editors)
@@ -42,6 +42,11 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'node':
     case 'relay': {
+      if (rest.length === 1 && rest[0] === '--example-config') {
+        const { NODE_EXAMPLE, RELAY_EXAMPLE } = await import('./examples.ts');
+        console.log(JSON.stringify(cmd === 'node' ? NODE_EXAMPLE : RELAY_EXAMPLE, null, 2));
+        return 0;
+      }
       if (rest[0] !== '--config' || rest[1] === undefined || rest.length !== 2) {
         console.error(`takeover ${cmd}: give the config file: takeover ${cmd} --config <file>.`);
         return 2;
