@@ -70,7 +70,7 @@ export async function run(o: BenchOptions): Promise<number> {
     );
     return 2;
   }
-  const skip = rootSkipReason(['redis-server', 'redis-benchmark', 'haproxy', 'nginx', 'curl']);
+  const skip = rootSkipReason(['redis-server', 'redis-benchmark', 'haproxy', 'keepalived', 'nginx', 'curl']);
   if (skip) {
     console.error(`bench relay: ${skip}`);
     return 2;
