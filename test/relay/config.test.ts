@@ -81,7 +81,10 @@ describe('relay config', () => {
 
   test('checks are opt-in: a backend without health is not checked, unless the top-level health is given', () => {
     const raw = valid();
-    (raw.backends as Record<string, unknown>[]).push({ name: 'plain', servers: [{ name: 'x', address: '198.18.3.20:80' }] });
+    (raw.backends as Record<string, unknown>[]).push({
+      name: 'plain',
+      servers: [{ name: 'x', address: '198.18.3.20:80' }],
+    });
     let r = parseRelayConfig(raw, dir);
     if (r instanceof ConfigError) assert.fail(r.message);
     assert.equal(r.relay.backends[1].health, undefined);
