@@ -26,6 +26,7 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { startRedisIncr } from '../test/netns/apps/launch.ts';
 import { HaPair, VIP } from '../test/netns/ha-pair.ts';
 import { type Host, rootSkipReason, type Spawned, Topology, waitUntil } from '../test/netns/harness.ts';
 import { type BenchOptions, printTable } from './harness.ts';
@@ -36,7 +37,6 @@ const SOURCE = '198.18.3.100';
 const HAPROXY_FRONT = '198.18.0.200';
 const HAPROXY_SOURCE = '198.18.3.200';
 const PG_BIN = '/usr/lib/postgresql/15/bin';
-const APPS = new URL('../test/netns/apps/', import.meta.url).pathname;
 
 interface Figures {
   downloadMBs: number;
@@ -312,17 +312,7 @@ async function kills(pair: HaPair, n: number, log: (s: string) => void) {
   let errors = 0;
   let victim = 'a';
   for (let i = 0; i < n; i++) {
-    const incr: Spawned = pair.client.spawn(
-      process.execPath,
-      ['--import', 'tsx', join(APPS, 'redis-incr.ts'), VIP, '6379', `k${i}`, '8', '16'],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    incr.stdin?.on('error', () => {});
-    await waitUntil('the INCR client', () => incr.output().stdout.includes('started'), {
-      timeoutMs: 20_000,
-      tries: 400,
-      intervalMs: 50,
-    });
+    const incr: Spawned = await startRedisIncr(pair.client, VIP, `k${i}`);
     await new Promise((r) => setTimeout(r, 500));
     const survivor = pair.peerOf(victim);
     pair.kill(victim);
@@ -417,17 +407,7 @@ async function haproxyPairKills(
   const reconnectMs: number[] = [];
   for (let k = 0; k < n; k++) {
     const master = await holder();
-    const incr: Spawned = client.spawn(
-      process.execPath,
-      ['--import', 'tsx', join(APPS, 'redis-incr.ts'), VRRP_VIP, '6379', `h${k}`, '8', '16'],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
-    );
-    incr.stdin?.on('error', () => {});
-    await waitUntil('the INCR client', () => incr.output().stdout.includes('started'), {
-      timeoutMs: 20_000,
-      tries: 400,
-      intervalMs: 50,
-    });
+    const incr: Spawned = await startRedisIncr(client, VRRP_VIP, `h${k}`);
     await new Promise((r) => setTimeout(r, 500));
     const t0 = performance.now();
     // A host failure: its processes die and its kernel answers nothing any more (a killed

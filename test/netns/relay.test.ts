@@ -23,6 +23,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { startRedisIncr } from './apps/launch.ts';
 import { HaPair, VIP } from './ha-pair.ts';
 import { expertSummary, type Host, rootSkipReason, type Spawned, Topology, waitUntil } from './harness.ts';
 
@@ -37,7 +38,6 @@ const SERVER = '198.18.3.10';
 /** The file nginx serves through the relay (RELAY_FILE_MB to change; the issue asks for 1 GB). */
 const FILE_MB = Number(process.env.RELAY_FILE_MB ?? 1024);
 const SOURCE = '198.18.3.100';
-const APPS = new URL('./apps/', import.meta.url).pathname;
 /**
  * What the captures keep: on the client side what reaches the client, on the server side what
  * the relay sends (the bridge floods the other side's frames to both: a refused health check's
@@ -163,17 +163,7 @@ describe(
         filter: TO_CLIENT,
       });
       const serverCap = await backend.capture(join(dir, 'server.pcap'), { snaplen: 128, filter: FROM_RELAY });
-      const incr: Spawned = pair.client.spawn(
-        process.execPath,
-        ['--import', 'tsx', join(APPS, 'redis-incr.ts'), VIP, '6379', 'counter', '8', '16'],
-        { stdio: ['pipe', 'pipe', 'pipe'] },
-      );
-      incr.stdin?.on('error', () => {});
-      await waitUntil('the INCR client to start', () => incr.output().stdout.includes('started'), {
-        timeoutMs: 20_000,
-        tries: 400,
-        intervalMs: 50,
-      });
+      const incr: Spawned = await startRedisIncr(pair.client, VIP, 'counter');
       const bench = pair.client.spawn('redis-benchmark', [
         ...['-h', VIP, '-p', '6379', '-P', '16', '-c', '50', '-n', '400000', '-t', 'set,get,incr', '-q'],
       ]);

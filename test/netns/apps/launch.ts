@@ -36,3 +36,24 @@ export async function startApp(
   await whenReady(p, what);
   return p;
 }
+
+/**
+ * Starts redis-incr.ts in `ns` (stdin a pipe: it stops on `stop`) against `host`:6379, key `key`,
+ * 8 connections with 16 commands in flight each; resolves once every connection is up.
+ */
+export async function startRedisIncr(ns: Namespace, host: string, key: string): Promise<Spawned> {
+  const p = ns.spawn(
+    process.execPath,
+    ['--import', 'tsx', `${dir}redis-incr.ts`, host, '6379', key, '8', '16'],
+    {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
+  p.stdin?.on('error', () => {});
+  await waitUntil('the INCR client to start', () => p.output().stdout.includes('started'), {
+    timeoutMs: 20_000,
+    tries: 400,
+    intervalMs: 50,
+  });
+  return p;
+}
