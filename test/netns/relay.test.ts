@@ -194,6 +194,38 @@ describe(
       assert.equal(s.resets, 0, `RST reached the server: ${s.report}\n${ctx}`);
     });
 
+    test('redis, a pause instead of a kill: SIGSTOP of the active relay for 1 s under INCR: the standby takes over, the resumed relay sends nothing, is fenced and rejoins; the count exact, no RST to a client', async (t) => {
+      const cap = await pair.client.capture(join(dir, 'stop-client.pcap'), {
+        snaplen: 128,
+        filter: TO_CLIENT,
+      });
+      const incr: Spawned = await startRedisIncr(pair.client, VIP, 'stopped');
+      await new Promise((r) => setTimeout(r, 700));
+      const victim = (await pair.tryStatus('a', 1000))?.role === 'active' ? 'a' : 'b';
+      const survivor = pair.peerOf(victim);
+      pair.pause(victim);
+      await active(survivor);
+      await new Promise((r) => setTimeout(r, 1000));
+      pair.resume(victim);
+      await pair.synced(victim);
+      incr.stdin?.write('stop\n');
+      const r = (await pair.result(incr, 'INCR client', 30_000)) as unknown as {
+        ok: boolean;
+        replies: number;
+      };
+      await cap.stop();
+      const c = await expertSummary(join(dir, 'stop-client.pcap'), { timeoutMs: 120_000 });
+      const st = await pair.status(victim);
+      t.diagnostic(
+        `INCR: ${JSON.stringify(r)}; ${victim} fenced ${st.fences?.count} time(s): ${st.fences?.last?.reason}`,
+      );
+      const ctx = `${JSON.stringify(r)}\n${pair.logs()}`;
+      assert.ok(r.ok, ctx);
+      assert.ok(r.replies > 1000, ctx);
+      assert.equal(st.role, 'standby', ctx);
+      assert.equal(c.resets, 0, `RST reached a client: ${c.report}\n${ctx}`);
+    });
+
     test(
       'postgresql: pgbench -c 8 -j 2 -T 30 (TPC-B) through three take-overs: no failed transaction, no connection error, the balances add up, no RST either side',
       { skip: pgSkip },
