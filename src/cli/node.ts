@@ -18,7 +18,6 @@ import { pathToFileURL } from 'node:url';
 import { installProcessGuard, netApi } from '../api/index.ts';
 import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
 import { type ArbiterState, arbitrate, describeRecord } from '../ha/arbiter.ts';
-import { EtcdArbiter } from '../ha/arbiter-etcd.ts';
 import { beaconKey, isBeaconFrame } from '../ha/beacon.ts';
 import { jsonBytes } from '../ha/log.ts';
 import { HaNode, nodeMac } from '../ha/node.ts';
@@ -165,7 +164,10 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
   // The witness for partitions (README "Partitions"): read once now, which connects and tells the
   // operator at once whether the endpoints are right, then every few seconds for the status,
   // which also keeps the connection warm for a take-over's one round trip.
-  const arb = cfg.arbiter ? new EtcdArbiter(cfg.arbiter.etcd) : undefined;
+  // Loaded only when configured: the etcd client (gRPC, protobufs) takes half a second to load.
+  const arb = cfg.arbiter
+    ? new (await import('../ha/arbiter-etcd.ts')).EtcdArbiter(cfg.arbiter.etcd)
+    : undefined;
   let arbRecord = 'not read yet';
   const readArbiter = async (): Promise<void> => {
     if (!arb) return;

@@ -781,13 +781,14 @@ export class HaNode {
     const rep = this.replicator!;
     rep.session = this.session;
     const b = rep.bootstrap(now);
-    this.sendBatch(b);
+    const size = this.sendBatch(b);
     this.driver.log(
-      `standby attached: bootstrap of ${b.records.length} records (session ${this.session}), serving on while it catches up`,
+      `standby attached: bootstrap of ${b.records.length} records, ${(size / 1e6).toFixed(1)} MB (session ${this.session}), serving on while it catches up`,
     );
   }
 
-  private sendBatch(b: Parameters<typeof encodeBatch>[0]): void {
+  /** Sends a batch; returns its encoded size. */
+  private sendBatch(b: Parameters<typeof encodeBatch>[0]): number {
     const bytes = encodeBatch(b);
     if (this.replicator) this.replicator.counters.bytes += bytes.length;
     this.send(MSG_BATCH, bytes);
@@ -799,6 +800,7 @@ export class HaNode {
       this.pushLease();
       this.askArbiter(this.clock);
     }
+    return bytes.length;
   }
 
   private onBatch(payload: Uint8Array, epoch: number, now: number): void {

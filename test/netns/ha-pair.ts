@@ -431,6 +431,10 @@ export class HaPair {
       { timeoutMs: 30_000, tries: 600, intervalMs: 50 },
     );
     await new Promise((r) => setTimeout(r, 300));
+    // The precondition of a take-over: a synced standby. On two busy cores the active may have
+    // dropped a standby that fell behind under this load (it rejoins and syncs in well under a
+    // second); a kill then would test a pair with no standby, which by design cannot take over.
+    await this.synced(survivor);
     const before = await this.status(victim);
     this.kill(victim);
     const failures: string[] = [];

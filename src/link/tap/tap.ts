@@ -7,6 +7,13 @@
  * in batches; writes are queued by `send` and written by `flush` (one write(2) per frame: a TAP
  * takes exactly one frame per write) at the end of the turn.
  *
+ * Batches are handed to the handler paced (`DELIVER_BUDGET_MS` of them per event-loop iteration,
+ * in the check phase), not as they arrive: Node drains up to a thousand worker messages in one
+ * callback, and under a flood that ran the stack for over half a second with no timer and no
+ * socket read in between (the replication link's acknowledgments waited, the standby was judged
+ * silent and dropped). Batches not yet handed over still count against the reader's
+ * `maxPendingBytes`, so a slow consumer backs the flood up into the kernel's queue.
+ *
  * With `offload` (the default) the device is opened with IFF_VNET_HDR: every read and write
  * carries a virtio_net_hdr, and a TCP frame of up to 64 KiB may be written with a segment size
  * for the kernel to cut (GSO, as a VM's virtio-net does): one write(2) and one pass through the
@@ -100,6 +107,11 @@ const VNET_GSO_TCPV6 = 4;
 const GSO_MAX_FRAME = 65535 + 14;
 const TX_FRAMES = 1024;
 const WORKER_READY_MS = 10_000;
+/**
+ * Longest run (ms) of batch deliveries in one event-loop iteration (at least one batch each):
+ * then timers and I/O (the replication link, the status socket) have their turn.
+ */
+const DELIVER_BUDGET_MS = 4;
 const WORKER_STOP_MS = 2_000;
 
 /** Wall clock in microseconds since the epoch, for capture timestamps. */
@@ -144,6 +156,23 @@ export class TapDevice implements LinkDevice {
   private txCount = 0;
   private txUsed = 0;
   private flushQueued = false;
+  /** Batches received from the reader and not yet handed to the handler (see module comment). */
+  private readonly inbox: ArrayBuffer[] = [];
+  private delivering: NodeJS.Immediate | undefined;
+  private readonly deliver = (): void => {
+    this.delivering = undefined;
+    const until = performance.now() + DELIVER_BUDGET_MS;
+    try {
+      do {
+        const m = this.inbox.shift();
+        if (m === undefined || this.closed) break;
+        this.deliverBatch(m);
+      } while (this.inbox.length > 0 && performance.now() < until);
+    } finally {
+      // Even when the handler threw (the process guard decides what that means): the rest waits.
+      if (this.inbox.length > 0 && !this.closed) this.delivering = setImmediate(this.deliver);
+    }
+  };
   private readonly autoFlush = (): void => {
     this.flushQueued = false;
     this.flush();
@@ -347,6 +376,9 @@ export class TapDevice implements LinkDevice {
     this.flush();
     this.closed = true;
     this.handler = undefined;
+    if (this.delivering) clearImmediate(this.delivering);
+    this.delivering = undefined;
+    for (const m of this.inbox.splice(0)) this.release(m);
     Atomics.store(this.ctl, CTL_STOP, 1);
     Atomics.notify(this.ctl, CTL_PENDING);
     const one = new Uint8Array(8);
@@ -375,7 +407,28 @@ export class TapDevice implements LinkDevice {
       if (m.kind === 'error') this.lastError = errnoName(m.errno);
       return;
     }
+    if (this.closed) {
+      this.release(m);
+      return;
+    }
+    this.inbox.push(m);
+    this.delivering ??= setImmediate(this.deliver);
+  }
+
+  /** Gives a batch's bytes back to the reader's pending count; returns the frame count. */
+  private release(m: ArrayBuffer): DataView {
     const dv = new DataView(m);
+    const count = dv.getUint32(0, true);
+    let off = BATCH_HEADER;
+    for (let i = 0; i < count; i++) off += 4 + this.vnet + dv.getUint32(off, true);
+    // `off` is the batch's used length, what the reader added to the pending count.
+    Atomics.sub(this.ctl, CTL_PENDING, off);
+    Atomics.notify(this.ctl, CTL_PENDING);
+    return dv;
+  }
+
+  private deliverBatch(m: ArrayBuffer): void {
+    const dv = this.release(m);
     const count = dv.getUint32(0, true);
     const frames: Uint8Array[] = new Array(count);
     const h = this.vnet;
@@ -387,10 +440,6 @@ export class TapDevice implements LinkDevice {
       off += 4 + h + n;
       bytes += n;
     }
-    // `off` is the batch's used length, what the reader added to the pending count.
-    Atomics.sub(this.ctl, CTL_PENDING, off);
-    Atomics.notify(this.ctl, CTL_PENDING);
-    if (this.closed) return;
     this.stats.drops += dv.getUint32(4, true);
     const handler = this.handler;
     if (!handler) {
