@@ -18,9 +18,9 @@ import { pathToFileURL } from 'node:url';
 import { installProcessGuard, netApi } from '../api/index.ts';
 import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
 import { type ArbiterState, arbitrate, describeRecord } from '../ha/arbiter.ts';
-import { beaconKey, isBeaconFrame } from '../ha/beacon.ts';
-import { jsonBytes } from '../ha/log.ts';
-import { HaNode, nodeMac } from '../ha/node.ts';
+import { beaconKey } from '../ha/beacon.ts';
+import { bindHa } from '../ha/bind.ts';
+import { HaNode } from '../ha/node.ts';
 import { Pulse } from '../ha/pulse.ts';
 import { ReplicationTransport } from '../ha/transport.ts';
 import { GatedDevice } from '../link/gate.ts';
@@ -230,37 +230,7 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
     },
     monotonicUs(),
   );
-  if (cfg.snoop) {
-    gate.sourceMac = nodeMac(cfg.nodeId);
-    gate.onMutedReceive = (f) => ha.snoop(f, monotonicUs());
-  }
-  gate.intercept = (f) => {
-    const now = monotonicUs();
-    if (isBeaconFrame(f)) {
-      ha.beacon(f, now);
-      rt.kick();
-      return true;
-    }
-    ha.heard(now);
-    return false;
-  };
-  rt.setHook({
-    pollAt: () => {
-      const t = ha.pollAt();
-      return Number.isFinite(t) ? t : undefined;
-    },
-    poll: (now) => {
-      // The node polls at least every heartbeat: an idle main thread still feeds the watchdog.
-      pulse?.tick();
-      ha.poll(now);
-    },
-    afterTurn: (now) => {
-      pulse?.tick();
-      ha.afterTurn(now);
-    },
-  });
-  rt.checkpointSink = (c, value, tag) =>
-    tag ? ha.replicator?.tag(c, jsonBytes(value)) : ha.replicator?.checkpoint(c, jsonBytes(value));
+  bindHa(rt, ha, gate, cfg.nodeId, { snoop: cfg.snoop, tick: () => pulse?.tick() });
 
   const transport = new ReplicationTransport({
     nodeId: cfg.nodeId,

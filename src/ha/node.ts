@@ -474,7 +474,8 @@ export class HaNode {
     this.peerRole = undefined;
     this.peerReady = false;
     this.peerClosedLink = false;
-    this.lastHeard = now;
+    // For a standby only the active's own words count as hearing it (see `message`).
+    if (this.role !== 'standby') this.lastHeard = now;
     this.lastHeardLink = now;
     this.clock = now;
     this.sendRole();
@@ -584,7 +585,9 @@ export class HaNode {
   /** A message from the peer. A bad one closes the link (the peer reconnects and starts over). */
   message(type: number, epoch: number, payload: Uint8Array, now: number): void {
     if (!this.link) return;
-    this.lastHeard = now;
+    // A standby's failure detector hears the active only: the peer on the link may be a new
+    // process of the node that died (restarted at once), not active, waiting for our take-over.
+    if (this.role !== 'standby' || this.peerRole === 'active') this.lastHeard = now;
     this.lastHeardLink = now;
     this.clock = now;
     // Superseded: fence, then take the message as the standby we now are (a ROLE from the
@@ -720,7 +723,7 @@ export class HaNode {
   }
 
   private onRole(payload: Uint8Array, epoch: number, now: number): void {
-    let body: { role?: unknown; nodeId?: unknown; leaseUs?: unknown };
+    let body: { role?: unknown; nodeId?: unknown; leaseUs?: unknown; ready?: unknown };
     try {
       body = JSON.parse(DEC.decode(payload));
     } catch {
@@ -766,7 +769,14 @@ export class HaNode {
       return;
     }
     if (role === 'standby') {
-      if (this.role === 'candidate') this.claimActive(now);
+      if (this.role === 'candidate' && body.ready === true) {
+        // A synced standby: an active died holding live connections (often this node's own last
+        // process, restarted at once). That standby takes them over; claiming the VIP now would
+        // answer their clients with resets. Wait as standby: its role message will bring us in.
+        this.role = 'standby';
+        this.driver.log(`peer ${String(body.nodeId)} is a synced standby: waiting for it to take over`);
+        this.sendRole();
+      } else if (this.role === 'candidate') this.claimActive(now);
       if (this.role === 'active' && !this.peerReady) this.attachStandby(now);
     }
   }
@@ -897,7 +907,9 @@ export class HaNode {
       return;
     }
     this.beacons.heard++;
-    this.lastHeard = now;
+    // A standby watches the active: a restarted peer process that is not (yet) active says
+    // nothing about the one that died (it would hold off the take-over for ever).
+    if (this.role !== 'standby' || b.role === 'active') this.lastHeard = now;
     this.lastDataRx = now;
     this.peerBeacon = {
       role: b.role,

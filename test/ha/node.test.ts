@@ -386,6 +386,57 @@ describe('HA node on the simulator', () => {
     assert.ok(newA.framesSent > 0);
   });
 
+  test('kill -9 and an immediate restart of the active (before the take-over): the new process waits for the synced standby to take over, then joins it; nothing is lost', () => {
+    const w = world({
+      seed: 12,
+      echoBytes: 400_000,
+      downloadBytes: 400_000,
+      pace: 2000,
+      paceUntilUs: 2_000_000,
+    });
+    const { net, a, b } = w;
+    const newA = new HaSimNode({ nodeId: 'a', role: 'active', downloadBytes: 400_000 });
+    const ctx = () => logsOf(a, b, newA);
+    linkNodes(a, b, 200, 0);
+    net.at(5_000, (now) => {
+      w.open('echo', now);
+      w.open('download', now);
+    });
+    const seen: Record<string, unknown> = {};
+    net.at(20_000, () => crashNode(a));
+    // systemd's Restart=always: the process is back 5 ms later, long before the standby's lease
+    // runs out, and its transport dials the standby at once.
+    net.at(25_000, (now) => {
+      w.ha.restart(newA);
+      linkNodes(newA, b, 200, now);
+    });
+    net.at(30_000, () => {
+      seen.waiting = { newARole: newA.ha.role, bRole: b.ha.role, muted: newA.muted };
+    });
+    // The take-over closes the link it was on (b's transport and newA's then dial again).
+    let relinked = false;
+    const relink = (now: number) => {
+      if (b.ha.role === 'active' && !relinked) {
+        relinked = true;
+        linkNodes(newA, b, 200, now);
+      } else if (!relinked) net.after(1000, relink);
+    };
+    net.at(31_000, relink);
+    net.run({ until: 3_000_000 });
+
+    // Before the fix the new process claimed the VIP on hearing a standby (epoch 1, empty): the
+    // standby joined it at that epoch, kept no take-over, and the clients got resets.
+    assert.deepEqual(seen.waiting, { newARole: 'standby', bRole: 'standby', muted: true }, ctx());
+    assert.equal(b.ha.role, 'active', ctx());
+    assert.equal(b.ha.epoch, 2, ctx());
+    assert.equal(b.ha.takeovers.length, 1, ctx());
+    assert.equal(b.ha.takeovers[0].connections, 2, ctx());
+    assert.equal(newA.ha.role, 'standby', ctx());
+    assert.ok(newA.ha.mirror.synced, `the restarted node joined and synced: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
+    assert.equal(a.framesWhileNotActive + b.framesWhileNotActive + newA.framesWhileNotActive, 0, ctx());
+  });
+
   test('a standby that has not applied its bootstrap does not take over when the active dies', () => {
     const w = world({
       seed: 12,
