@@ -16,12 +16,12 @@ import { TapDevice } from '../link/tap/index.ts';
 import { cidrFromString } from '../stack/ip.ts';
 import type { StackConfig } from '../stack/stack.ts';
 import { macFromString } from '../wire/address.ts';
-import { Runtime } from './runtime.ts';
+import { type Clock, Runtime } from './runtime.ts';
 import { Server, type ServerOptions } from './server.ts';
 import { Socket, type SocketConnectOptions } from './socket.ts';
 
 export { Isolation, type IsolationCounters, installProcessGuard } from './isolation.ts';
-export { CryptoRandom, monotonicUs, Runtime } from './runtime.ts';
+export { type Clock, type ClockTimer, CryptoRandom, monotonicUs, Runtime, realClock } from './runtime.ts';
 export { type ListenOptions, Server, type ServerOptions } from './server.ts';
 export { netError, Socket, type SocketConnectOptions } from './socket.ts';
 
@@ -40,6 +40,11 @@ export interface NetApi {
    * application opened itself (`connect`), as sockets (half-open allowed); see `restoreTag`.
    */
   onRestored(listener: (s: Socket) => void): void;
+  /**
+   * The runtime's time and timers: Node's own in a process, virtual ones on the simulator. An
+   * application that takes its timers from here runs unchanged on both (the relay does).
+   */
+  readonly clock: Clock;
 }
 
 /** node:net's functions bound to one runtime (stack + device). */
@@ -65,6 +70,7 @@ export function netApi(rt: Runtime): NetApi {
     onRestored(listener) {
       rt.restoredOutbound = (c) => listener(new Socket(rt, c, { allowHalfOpen: true }));
     },
+    clock: rt.clock,
   };
 }
 

@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { LinkDevice } from '../link/device.ts';
 import { type Listener, NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
 import type { RandomSource } from '../tcp/connection.ts';
+import { TcpState } from '../tcp/state.ts';
 import { Isolation, markInternal } from './isolation.ts';
 
 /** Unpredictable 32-bit values (RFC 6528 ISNs) from the OS, drawn in blocks. */
@@ -30,6 +31,33 @@ export class CryptoRandom implements RandomSource {
 export function monotonicUs(): number {
   return Math.floor(performance.now() * 1000);
 }
+
+/** A timer of a `Clock` (opaque; a real one may be `unref`ed). */
+export type ClockTimer = object & { unref?(): unknown };
+
+/**
+ * Time as the runtime and the applications on it see it: the monotonic clock and Node's timers
+ * (`realClock`), or a simulator's virtual time, so that the same application code (the relay)
+ * runs on the simulated network. Callbacks run outside any connection's scope.
+ */
+export interface Clock {
+  /** Monotonic microseconds. */
+  now(): number;
+  setTimeout(cb: () => void, ms: number): ClockTimer;
+  clearTimeout(t: ClockTimer | undefined): void;
+  /** After the current turn's I/O (Node's check phase); simulated: later at the same instant. */
+  setImmediate(cb: () => void): ClockTimer;
+  clearImmediate(t: ClockTimer | undefined): void;
+}
+
+/** The process's own time. */
+export const realClock: Clock = {
+  now: monotonicUs,
+  setTimeout: (cb, ms) => setTimeout(cb, ms),
+  clearTimeout: (t) => clearTimeout(t as NodeJS.Timeout | undefined),
+  setImmediate: (cb) => setImmediate(cb),
+  clearImmediate: (t) => clearImmediate(t as NodeJS.Immediate | undefined),
+};
 
 export interface ConnectionHooks {
   /** The connection changed (data, window, state): called between stack turns. */
@@ -60,9 +88,9 @@ export class Runtime {
    * server legs), for the application (`NetApi.onRestored`); without it they are left alone.
    */
   restoredOutbound: ((c: StackConnection) => void) | undefined;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: ClockTimer | undefined;
   private timerAt = Number.POSITIVE_INFINITY;
-  private immediate: NodeJS.Immediate | undefined;
+  private immediate: ClockTimer | undefined;
   private readonly acceptors = new Map<Listener, (c: StackConnection) => void>();
   private closed = false;
   /** The application's failures, per connection: counted, never the process's. */
@@ -76,13 +104,14 @@ export class Runtime {
     readonly device: LinkDevice,
     config: StackConfig,
     rng: RandomSource = new CryptoRandom(),
+    readonly clock: Clock = realClock,
   ) {
     // A link that segments TCP itself (a TAP with offload) gets 64 KiB frames unless the config says no.
     this.stack = new NetStack(
       { gsoMaxFrame: device.gsoMaxFrame ?? 0, ...config },
       rng,
       (f, segmentSize) => device.send(f, segmentSize),
-      monotonicUs(),
+      clock.now(),
     );
     this.isolation = new Isolation((c) => {
       c.tcp.abort();
@@ -91,7 +120,7 @@ export class Runtime {
     });
     device.onReceive((frames) => {
       if (this.closed) return;
-      const now = monotonicUs();
+      const now = clock.now();
       try {
         for (const f of frames) this.stack.receive(f, now);
       } catch (e) {
@@ -102,7 +131,7 @@ export class Runtime {
   }
 
   now(): number {
-    return monotonicUs();
+    return this.clock.now();
   }
 
   /** Schedules a stack turn soon (coalesced): after the application changed something. */
@@ -110,7 +139,7 @@ export class Runtime {
     if (this.immediate || this.closed) return;
     // Often called from an application's callback: the turn it schedules is no connection's.
     this.immediate = this.isolation.outside(() =>
-      setImmediate(() => {
+      this.clock.setImmediate(() => {
         this.immediate = undefined;
         this.service();
       }),
@@ -148,6 +177,8 @@ export class Runtime {
   adoptRestored(conns: StackConnection[]): void {
     for (const c of conns) {
       const l = this.stack.listenerFor(c.local, c.localPort);
+      // Still in its handshake: the stack hands it to the listener when it completes, as any.
+      if (l && c.tcp.state === TcpState.SynReceived) continue;
       const accept = l ? this.acceptors.get(l) : undefined;
       // A poison pill (a request that made the old node's application throw) throws here
       // again: that connection is dropped (isolation.restoredDropped), the take-over goes on.
@@ -174,16 +205,16 @@ export class Runtime {
     const hook = this.hook;
     if (hook && !this.hookPollQueued) {
       const at = hook.pollAt();
-      if (at !== undefined && at <= monotonicUs()) {
+      if (at !== undefined && at <= this.clock.now()) {
         // In the check phase, after this loop iteration's I/O: a failure detector must not judge
         // silence while the peer's messages wait unread behind a busy turn.
         this.hookPollQueued = true;
         this.isolation.outside(() =>
-          setImmediate(() => {
+          this.clock.setImmediate(() => {
             this.hookPollQueued = false;
             if (this.closed) return;
             try {
-              this.hook?.poll(monotonicUs());
+              this.hook?.poll(this.clock.now());
             } catch (e) {
               throw markInternal(e);
             }
@@ -193,7 +224,7 @@ export class Runtime {
       }
     }
     for (let round = 0; round < Runtime.MAX_ROUNDS; round++) {
-      const now = monotonicUs();
+      const now = this.clock.now();
       this.stack.poll(now);
       const ev = this.stack.takeEvents();
       if (ev.changed.length === 0 && ev.accepted.length === 0) break;
@@ -211,10 +242,10 @@ export class Runtime {
       // After this turn's nextTicks and promise jobs (stream callbacks write there), before I/O.
       this.afterTurnQueued = true;
       this.isolation.outside(() =>
-        setImmediate(() => {
+        this.clock.setImmediate(() => {
           this.afterTurnQueued = false;
           if (this.closed) return;
-          this.lastAfterTurnAt = monotonicUs();
+          this.lastAfterTurnAt = this.clock.now();
           try {
             this.hook?.afterTurn(this.lastAfterTurnAt);
             this.arm();
@@ -228,7 +259,7 @@ export class Runtime {
       // the queued call waits) starved, for hundreds of milliseconds: measured after a take-over
       // under load. The hook's turn work (the replication batch) must not wait that long; what
       // nextTicks write later goes in the next batch.
-      const now = monotonicUs();
+      const now = this.clock.now();
       if (now - this.lastAfterTurnAt > Runtime.AFTER_TURN_MAX_WAIT_US) {
         this.lastAfterTurnAt = now;
         hook.afterTurn(now);
@@ -242,21 +273,21 @@ export class Runtime {
     const h = this.hook?.pollAt();
     const at = h === undefined || (s !== undefined && s < h) ? s : h;
     if (at === undefined) {
-      if (this.timer) clearTimeout(this.timer);
+      if (this.timer) this.clock.clearTimeout(this.timer);
       this.timer = undefined;
       this.timerAt = Number.POSITIVE_INFINITY;
       return;
     }
-    const now = monotonicUs();
+    const now = this.clock.now();
     if (at <= now) {
       this.kick();
       return;
     }
     if (this.timer && this.timerAt <= at) return;
-    if (this.timer) clearTimeout(this.timer);
+    if (this.timer) this.clock.clearTimeout(this.timer);
     this.timerAt = at;
     this.timer = this.isolation.outside(() =>
-      setTimeout(
+      this.clock.setTimeout(
         () => {
           this.timer = undefined;
           this.timerAt = Number.POSITIVE_INFINITY;
@@ -275,8 +306,8 @@ export class Runtime {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    if (this.immediate) clearImmediate(this.immediate);
+    if (this.timer) this.clock.clearTimeout(this.timer);
+    if (this.immediate) this.clock.clearImmediate(this.immediate);
     await this.device.close();
   }
 }

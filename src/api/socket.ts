@@ -13,7 +13,7 @@ import { Duplex } from 'node:stream';
 import { type IpAddr, ipFromString, ipToString, isV4 } from '../stack/ip.ts';
 import type { StackConnection } from '../stack/stack.ts';
 import { isSynchronized, type TcpErrorCode, TcpState } from '../tcp/state.ts';
-import type { Runtime } from './runtime.ts';
+import type { ClockTimer, Runtime } from './runtime.ts';
 
 const MESSAGES: Record<TcpErrorCode, string> = {
   ECONNRESET: 'connection reset by peer',
@@ -73,7 +73,7 @@ export class Socket extends Duplex {
   private finSent = false;
   private pendingWrite: { data: Uint8Array; cb: (e?: Error | null) => void } | undefined;
   private idleMs = 0;
-  private idleTimer: NodeJS.Timeout | undefined;
+  private idleTimer: ClockTimer | undefined;
   bytesRead = 0;
   private written = 0;
   /** Bytes of output to drop: a restored application writing again what was already sent. */
@@ -100,6 +100,10 @@ export class Socket extends Duplex {
     if (conn.restored) {
       this.skip = conn.restored.skipWrite;
       this.written = conn.tcp.writePosition - this.skip;
+      // An open still under way at the take-over: 'connect' comes when it completes here.
+      if (conn.tcp.state === TcpState.SynSent) this.connecting = true;
+      // Closed for writing before the take-over (its FIN queued or sent): it stays closed.
+      if (conn.tcp.sendClosed) this.finSent = true;
     }
   }
 
@@ -334,7 +338,7 @@ export class Socket extends Duplex {
   }
 
   override _destroy(err: Error | null, cb: (e: Error | null) => void): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.idleTimer) this.runtime.clock.clearTimeout(this.idleTimer);
     const c = this.conn;
     if (c && c.tcp.state !== TcpState.Closed) {
       // As a kernel closing the descriptor: graceful when all was read, a RST when data was lost.
@@ -361,10 +365,10 @@ export class Socket extends Duplex {
   }
 
   private touchIdle(): void {
-    if (this.idleTimer) clearTimeout(this.idleTimer);
+    if (this.idleTimer) this.runtime.clock.clearTimeout(this.idleTimer);
     this.idleTimer = undefined;
     if (this.idleMs > 0 && !this.destroyed) {
-      this.idleTimer = setTimeout(() => this.emit('timeout'), this.idleMs);
+      this.idleTimer = this.runtime.clock.setTimeout(() => this.emit('timeout'), this.idleMs);
       this.idleTimer.unref?.();
     }
   }
@@ -418,7 +422,7 @@ export class Socket extends Duplex {
   private closeSoon(): void {
     if (this.closing) return;
     this.closing = true;
-    setImmediate(() => this.destroy());
+    this.runtime.clock.setImmediate(() => this.destroy());
   }
 
   private closing = false;

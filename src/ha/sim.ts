@@ -280,12 +280,23 @@ export class HaSimNode implements SimNode {
   }
 }
 
+/** A node at one end of a simulated replication link (HaSimNode, or a node on a Runtime). */
+export interface PipeHost {
+  readonly handle: NodeHandle;
+  readonly ha: HaNode;
+  link: SimPipeEnd | undefined;
+  /** Runs `f` now, or when the node resumes from a pause. */
+  deliver(now: number, f: (now: number) => void): void;
+  /** The node's turn after a message (its stack, application and replication batch). */
+  turn(now: number): void;
+}
+
 /** One end of the simulated replication link. */
 export class SimPipeEnd implements PeerLink {
   closed = false;
   peer!: SimPipeEnd;
   constructor(
-    readonly owner: HaSimNode,
+    readonly owner: PipeHost,
     private readonly latencyUs: number,
   ) {}
 
@@ -317,7 +328,7 @@ export class SimPipeEnd implements PeerLink {
 }
 
 /** Opens a replication link between two HA nodes (both see it open at once). */
-export function linkNodes(a: HaSimNode, b: HaSimNode, latencyUs: number, now: number): void {
+export function linkNodes(a: PipeHost, b: PipeHost, latencyUs: number, now: number): void {
   const ea = new SimPipeEnd(a, latencyUs);
   const eb = new SimPipeEnd(b, latencyUs);
   ea.peer = eb;
@@ -329,7 +340,7 @@ export function linkNodes(a: HaSimNode, b: HaSimNode, latencyUs: number, now: nu
 }
 
 /** Kill -9 of an HA node: it stops at once; its replication link closes for the peer. */
-export function crashNode(n: HaSimNode): void {
+export function crashNode(n: PipeHost): void {
   n.handle.crash();
   const l = n.link;
   if (l && !l.closed) {

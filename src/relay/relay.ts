@@ -14,15 +14,16 @@
  *
  * The two legs carry a restore tag (`Socket.setRestoreTag`) naming their session: after a
  * take-over the client leg comes back through its frontend's server and the server leg through
- * `net.onRestored`, and the relay pairs them again by that name. A leg whose partner did not come
- * back (its server leg was still connecting at the failure) is reset.
+ * `net.onRestored`, and the relay pairs them again by that name; a server leg that was still
+ * connecting at the failure finishes its connect on the new node (its SYN was replicated before
+ * it left). A leg whose partner did not come back is closed (a client still open is reset).
  *
  * Health checks (HAProxy's `check`, `tcp-check send/expect`) run only while this node serves
  * (`serving()`): a standby's stack is muted. A node that becomes active starts with every server
  * up, as HAProxy does, and the checks take them down within `fall` intervals.
  */
 import { randomBytes } from 'node:crypto';
-import type { NetApi, Server, Socket } from '../api/index.ts';
+import type { ClockTimer, NetApi, Server, Socket } from '../api/index.ts';
 import { ipFromString, ipToString, isV4 } from '../stack/ip.ts';
 import { candidates, pick, type ServerState } from './balance.ts';
 import type { BackendConfig, FrontendConfig, HealthConfig, RelayConfig } from './config.ts';
@@ -108,7 +109,7 @@ export class Relay {
   private readonly backends = new Map<string, BackendRt>();
   private readonly frontends: FrontendRt[] = [];
   private readonly servers: Server[] = [];
-  private readonly checkTimers: NodeJS.Timeout[] = [];
+  private readonly checkTimers: ClockTimer[] = [];
   /** Names sessions: a prefix of this process, then a counter. */
   private readonly prefix = randomBytes(4).toString('hex');
   private next = 0;
@@ -166,7 +167,7 @@ export class Relay {
 
   close(): void {
     this.closed = true;
-    for (const t of this.checkTimers) clearTimeout(t);
+    for (const t of this.checkTimers) this.net.clock.clearTimeout(t);
     for (const s of this.servers) s.close();
   }
 
@@ -202,10 +203,16 @@ export class Relay {
 
   private accepted(f: FrontendRt, client: Socket): void {
     client.on('error', () => {});
-    if (client.restored) {
+    // A restored client leg with no tag reached the old node's stack but not its relay (it was
+    // still in its handshake, or accepted in the very turn of the failure): no server leg was
+    // opened for it and nothing was read from it, so it starts here as a new session.
+    const fresh = client.restored && client.restoreTag === undefined && client.readyState === 'open';
+    if (client.restored && !fresh) {
       this.restoredLeg(client, f);
       return;
     }
+    if (fresh)
+      this.o.log(`relay: ${describe(client)} was restored before its relay session began: starting it`);
     if (f.active >= f.cfg.maxconn) {
       f.refused++;
       client.resetAndDestroy();
@@ -233,22 +240,18 @@ export class Relay {
     }
     const s = pick(list, b.cfg.balance, client.remoteAddress ?? '') as ServerEntry;
     tried.add(s);
-    const remote = ipFromString(client.remoteAddress ?? '');
     const source = this.cfg.source.find((a) => isV4(a) === isV4(s.cfg.host))!;
     const server = this.net.connect({
       host: ipToString(s.cfg.host),
       port: s.cfg.port,
       localAddress: ipToString(source),
     });
+    // Both tags in the turn the SYN is made: a standby holds both legs, paired, or neither; a
+    // take-over while the leg is still connecting finishes the connect (`established`).
     const tag: Tag = { relay: id, leg: 'server', backend: b.cfg.name, server: s.cfg.name };
-    let settled = false;
-    const timer = setTimeout(() => fail('timeout'), this.cfg.timeouts.connectMs);
-    const fail = (why: string) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      server.destroy();
-      s.connectFailures++;
+    server.setRestoreTag(tag);
+    client.setRestoreTag({ ...tag, leg: 'client' });
+    this.established(b, s, client, server, (why) => {
       if (retries > 0 && !client.destroyed) {
         this.o.log(`relay: ${b.cfg.name}/${s.cfg.name} ${why}: retrying on another server`);
         this.connect(b, client, id, tried, retries - 1);
@@ -256,32 +259,64 @@ export class Relay {
         this.o.log(`relay: ${b.cfg.name}/${s.cfg.name} ${why}, no retry left: closing ${describe(client)}`);
         client.end();
       }
+    });
+  }
+
+  /**
+   * Waits (at most the connect timeout) for `server` to connect, then sends the PROXY header if
+   * the backend wants one and none went out yet, and relays; `retry` hears a refusal or timeout.
+   */
+  private established(
+    b: BackendRt,
+    s: ServerEntry,
+    client: Socket,
+    server: Socket,
+    retry: (why: string) => void,
+  ): void {
+    const up = () => {
+      if (client.destroyed) {
+        server.destroy();
+        return;
+      }
+      const remote = ipFromString(client.remoteAddress ?? '');
+      const local = ipFromString(client.localAddress ?? '');
+      // The header is the leg's first bytes: a restored leg that sent any has sent it.
+      if (
+        b.cfg.proxyProtocol !== 'off' &&
+        remote !== undefined &&
+        local !== undefined &&
+        server.bytesWritten === 0
+      )
+        server.write(
+          proxyHeader(b.cfg.proxyProtocol, {
+            client: remote,
+            clientPort: client.remotePort ?? 0,
+            local,
+            localPort: client.localPort ?? 0,
+          }),
+        );
+      this.wire(client, server, s);
+    };
+    if (server.readyState !== 'opening') {
+      up();
+      return;
+    }
+    let settled = false;
+    const timer = this.net.clock.setTimeout(() => fail('timeout'), this.cfg.timeouts.connectMs);
+    const fail = (why: string) => {
+      if (settled) return;
+      settled = true;
+      this.net.clock.clearTimeout(timer);
+      server.destroy();
+      s.connectFailures++;
+      retry(why);
     };
     server.once('error', (e: NodeJS.ErrnoException) => fail(e.code ?? e.message));
     server.once('connect', () => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
-      if (client.destroyed) {
-        server.destroy();
-        return;
-      }
-      if (b.cfg.proxyProtocol !== 'off' && remote !== undefined) {
-        const local = ipFromString(client.localAddress ?? '');
-        if (local !== undefined)
-          server.write(
-            proxyHeader(b.cfg.proxyProtocol, {
-              client: remote,
-              clientPort: client.remotePort ?? 0,
-              local,
-              localPort: client.localPort ?? 0,
-            }),
-          );
-      }
-      // Both tags in the turn the pair is made: a standby holds both legs or neither paired.
-      server.setRestoreTag(tag);
-      client.setRestoreTag({ ...tag, leg: 'client' });
-      this.wire(client, server, s);
+      this.net.clock.clearTimeout(timer);
+      up();
     });
   }
 
@@ -350,16 +385,33 @@ export class Relay {
     }
     this.unpaired.delete(tag.relay);
     const [client, server] = tag.leg === 'client' ? [leg, other.leg] : [other.leg, leg];
-    const s = this.backends.get(tag.backend)?.servers.find((x) => x.cfg.name === tag.server);
+    const b = this.backends.get(tag.backend);
+    const s = b?.servers.find((x) => x.cfg.name === tag.server);
     this.restored.paired++;
-    // A server the config no longer names (it changed across the take-over) still relays, uncounted.
     const f = this.frontends.find((x) => x.cfg.backend === tag.backend);
     if (f) {
       f.active++;
       f.total++;
       client.once('close', () => f.active--);
     }
-    this.wire(client, server, s);
+    // A server the config no longer names (it changed across the take-over) still relays, uncounted.
+    if (!b || !s) {
+      this.wire(client, server, undefined);
+      return;
+    }
+    // Connected, or still connecting at the failure: the connect goes on here, with its timeout
+    // and, should it fail, the backend's retries (nothing was read from the client yet).
+    this.established(b, s, client, server, (why) => {
+      if (b.cfg.retries > 0 && !client.destroyed) {
+        this.o.log(`relay: ${b.cfg.name}/${s.cfg.name} ${why} after a take-over: retrying on another server`);
+        this.connect(b, client, tag.relay, new Set([s]), b.cfg.retries - 1);
+      } else {
+        this.o.log(
+          `relay: ${b.cfg.name}/${s.cfg.name} ${why} after a take-over: closing ${describe(client)}`,
+        );
+        client.end();
+      }
+    });
   }
 
   /**
@@ -374,16 +426,19 @@ export class Relay {
       leg.resetAndDestroy();
       return;
     }
-    // A server sees its client leave (a FIN), as when a client closes; a closing leg finishes.
+    // A server sees its client leave (a FIN), as when a client closes; a closing leg finishes:
+    // what it still owes goes out, what comes in is read and dropped (a RST would say data was
+    // lost). Bounded: a peer that never closes is let go after a minute.
+    leg.resume();
     leg.end();
-    setTimeout(() => leg.destroy(), 2000).unref?.();
+    this.net.clock.setTimeout(() => leg.destroy(), 60_000).unref?.();
   }
 
   /** After the take-over's restore: legs whose partner never came are let go (`orphan`). */
   private queueSweep(): void {
     if (this.sweepQueued) return;
     this.sweepQueued = true;
-    setImmediate(() => {
+    this.net.clock.setImmediate(() => {
       this.sweepQueued = false;
       for (const [id, { leg, tag }] of this.unpaired) {
         this.unpaired.delete(id);
@@ -398,7 +453,7 @@ export class Relay {
 
   private scheduleCheck(s: ServerEntry, h: HealthConfig, delayMs: number): void {
     if (this.closed) return;
-    const t = setTimeout(() => {
+    const t = this.net.clock.setTimeout(() => {
       const i = this.checkTimers.indexOf(t);
       if (i >= 0) this.checkTimers.splice(i, 1);
       this.check(s, h);
@@ -428,17 +483,17 @@ export class Relay {
     const end = (ok: boolean, why: string) => {
       if (settled) return;
       settled = true;
-      clearTimeout(timer);
+      this.net.clock.clearTimeout(timer);
       // A passed check closes with a FIN (no RST reaches a healthy server from us); a failed one
       // is reset.
       if (ok) {
         sock.end();
-        setTimeout(() => sock.destroy(), 2000).unref?.();
+        this.net.clock.setTimeout(() => sock.destroy(), 2000).unref?.();
       } else sock.resetAndDestroy();
       this.checked(s, h, ok, why);
       this.scheduleCheck(s, h, h.intervalMs);
     };
-    const timer = setTimeout(
+    const timer = this.net.clock.setTimeout(
       () => end(false, `no ${h.expect ? 'expected reply' : 'connection'} within ${h.timeoutMs} ms`),
       h.timeoutMs,
     );

@@ -366,6 +366,11 @@ export class TcpConnection {
     return this.sendBuf.free;
   }
 
+  /** Our side is closed: a FIN is queued after the bytes written (`close`), or already sent. */
+  get sendClosed(): boolean {
+    return this.finQueued;
+  }
+
   /** The peer's FIN has arrived and every byte before it has been read: end of stream. */
   get eof(): boolean {
     return this.peerFinOffset !== INF && this.rcvNxt > this.peerFinOffset && this.receivedBytes === 0;

@@ -22,7 +22,7 @@ function table(stream: number): Uint8Array {
     t = new Uint8Array(PERIOD + TAIL);
     for (let i = 0; i < PERIOD; i++)
       t[i] = (Math.imul(i ^ (i >>> 13), 0x9e3779b1) + Math.imul(stream, 0x85ebca6b)) >>> 24;
-    for (let i = PERIOD; i < t.length; i++) t[i] = t[i - PERIOD];
+    for (let i = PERIOD; i < t.length; i += PERIOD) t.copyWithin(i, 0, Math.min(PERIOD, t.length - i));
     // Bounded: a table is ~1 MB, and callers key streams by port (thousands in a long run).
     if (tables.size >= MAX_TABLES) tables.delete(tables.keys().next().value as number);
     tables.set(stream, t);

@@ -1,0 +1,4 @@
+/** The relay pair on the simulator, part 3 of 4 of the seeds (see sim-seeds.ts). */
+import { relaySeeds } from './sim-seeds.ts';
+
+relaySeeds(2, 4, import.meta.url);
