@@ -11,9 +11,19 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { type EtcdArbiterOptions, etcdArbiterConfig } from '../ha/arbiter-config.ts';
+import { z } from 'zod';
+import { ETCD_DEFAULTS, type EtcdArbiterOptions } from '../ha/arbiter-config.ts';
 import { keyId, MAX_KEYS } from '../ha/protocol.ts';
-import { cidrFromString, type IpCidr, inPrefix, ipFromString, ipKey, ipToString, isV4 } from '../stack/ip.ts';
+import {
+  cidrFromString,
+  type IpAddr,
+  type IpCidr,
+  inPrefix,
+  ipFromString,
+  ipKey,
+  ipToString,
+  isV4,
+} from '../stack/ip.ts';
 import { DEFAULT_TCP_CONFIG, type TcpConfig, tcpConfig } from '../tcp/config.ts';
 import {
   type Ipv4Addr,
@@ -25,6 +35,7 @@ import {
   macFromString,
 } from '../wire/address.ts';
 import { toHex } from '../wire/bytes.ts';
+import { bool, checked, int, issuesToErrors, obj, oneOf, sentence, show, text, wrong } from './schema.ts';
 
 export type NodeRole = 'active' | 'standby';
 export type ReplicationMode = 'sync' | 'async';
@@ -133,28 +144,266 @@ const MAX_SOCKET_PATH_BYTES = 107;
 
 type Obj = Record<string, unknown>;
 
-const TOP_FIELDS = [
-  'nodeId',
-  'role',
-  'tap',
-  'mac',
-  'vip',
-  'gateway4',
-  'gateway6',
-  'replication',
-  'degraded',
-  'snoop',
-  'app',
-  'status',
-  'tcp',
-  'arbiter',
-] as const;
-const TAP_FIELDS = ['name', 'netns', 'mtu'] as const;
-const REPLICATION_FIELDS = ['listen', 'peer', 'key', 'keyFile', 'mode', 'heartbeatMs', 'timeoutMs'] as const;
-const APP_FIELDS = ['module', 'options'] as const;
-const STATUS_FIELDS = ['socket'] as const;
-const KEEPALIVE_FIELDS = ['idleUs', 'intervalUs', 'count'] as const;
-const TCP_FIELDS = Object.keys(DEFAULT_TCP_CONFIG) as (keyof TcpConfig)[];
+const HEX_EXAMPLE = 'the output of `openssl rand -hex 32`';
+const ETCD_EXAMPLE = '{"etcd": {"endpoints": ["http://10.0.0.5:2379"], "cluster": "pair1"}}';
+const ENDPOINT_RULE =
+  'must be "address:port" with an IP address (IPv6 in brackets) and a port from 1 to 65535';
+
+/** An "address:port" endpoint of the replication link: its address and port, or the rule broken. */
+function endpointOf(s: string, isListen: boolean): (HostPort & { addr: IpAddr }) | string {
+  const m = /^\[([^\]]*)\]:(\d{1,5})$/.exec(s) ?? /^([^:[\]]*):(\d{1,5})$/.exec(s);
+  if (m === null) return ENDPOINT_RULE;
+  const a = ipFromString(m[1]);
+  const port = Number(m[2]);
+  if (a === undefined || isV4(a) === s.startsWith('[') || port < 1 || port > 65535) return ENDPOINT_RULE;
+  const unspecified = isV4(a) ? a === 0 : isUnspecifiedIpv6(a);
+  const multicast = isV4(a) ? a >>> 28 === 0xe || a === 0xffff_ffff : isMulticastIpv6(a);
+  if (multicast || (unspecified && !isListen))
+    return `must be a unicast address${isListen ? ' (or 0.0.0.0 / [::] to listen on all)' : ''}`;
+  return { host: ipToString(a), port, addr: a };
+}
+
+const endpoint = (example: string, isListen: boolean) =>
+  text(example).superRefine((s, ctx) => {
+    const e = endpointOf(s, isListen);
+    if (typeof e === 'string')
+      ctx.addIssue({
+        code: 'custom',
+        message: sentence(
+          `${e}; got ${show(s)}`,
+          e === ENDPOINT_RULE ? `${example} or "[fd00::1]:7400"` : example,
+        ),
+      });
+  });
+
+function cidrProblem(s: string): string | undefined {
+  const c = cidrFromString(s);
+  if (c === undefined || !s.includes('/')) return 'must be "address/prefix" (IPv4 prefix 0-32, IPv6 0-128)';
+  const a = c.address;
+  const unusable = isV4(a)
+    ? a === 0 || a >>> 28 === 0xe || a === 0xffff_ffff
+    : isUnspecifiedIpv6(a) || isMulticastIpv6(a);
+  return unusable ? 'must be a unicast address (not unspecified, multicast or broadcast)' : undefined;
+}
+
+const VIP_EXAMPLE = '["198.18.0.10/24", "fd00::10/64"]';
+const Vip = z
+  .array(checked('"198.18.0.10/24"', cidrProblem), {
+    error: wrong('must be an array of "address/prefix" strings', VIP_EXAMPLE),
+  })
+  .min(1, { error: sentence('must list at least one virtual address', VIP_EXAMPLE) })
+  .superRefine((list, ctx) => {
+    const seen = new Map<string, number>();
+    list.forEach((s, i) => {
+      // zod runs this even when an element failed its own check: skip those.
+      const c = cidrProblem(s) === undefined ? cidrFromString(s) : undefined;
+      if (c === undefined) return;
+      const key = ipKey(c.address);
+      const first = seen.get(key);
+      if (first === undefined) seen.set(key, i);
+      else
+        ctx.addIssue({
+          code: 'custom',
+          path: [i],
+          message: sentence(`duplicates vip[${first}] (${show(list[first])}); list each address once`),
+        });
+    });
+  });
+
+const gateway = (v4: boolean) =>
+  checked(v4 ? '"198.18.0.1"' : '"fd00::1"', (s) => {
+    const a = ipFromString(s);
+    return a === undefined || isV4(a) !== v4 ? `must be an ${v4 ? 'IPv4' : 'IPv6'} address` : undefined;
+  });
+
+function keyProblem(hex: string): string | undefined {
+  if (!HEX.test(hex) || hex.length % 2 !== 0)
+    return 'must be an even number of hex digits (0-9 a-f) and nothing else (the value is not shown: it is a secret)';
+  if (hex.length < MIN_KEY_BYTES * 2)
+    return `must be at least ${MIN_KEY_BYTES * 2} hex digits (${MIN_KEY_BYTES} bytes); got ${hex.length}`;
+  return undefined;
+}
+
+const Replication = obj(
+  {
+    /** Where this node accepts the peer's replication connection ("address:port"). */
+    listen: endpoint('"198.18.1.1:7400"', true),
+    /** The other node's `listen`. */
+    peer: endpoint('"198.18.1.2:7400"', false),
+    /** The pre-shared key in hex (≥ 32 digits); or `keyFile`. */
+    key: checked(HEX_EXAMPLE, keyProblem, true).optional(),
+    /** A file of hex keys, one per line, the current first (relative to the config file). */
+    keyFile: checked('"takeover.key"', (s) => (s === '' ? 'must be a file path' : undefined)).optional(),
+    mode: oneOf(['sync', 'async']).default(NODE_CONFIG_DEFAULTS.mode),
+    heartbeatMs: int(1, 10_000, '20').default(NODE_CONFIG_DEFAULTS.heartbeatMs),
+    /** At least 2 × heartbeatMs; default the larger of 50 and 5 × heartbeatMs. */
+    timeoutMs: z
+      .number({ error: wrong('must be an integer of at least 2 × heartbeatMs', '300') })
+      .int({ error: wrong('must be an integer of at least 2 × heartbeatMs', '300') })
+      .optional(),
+  },
+  '{"listen": "198.18.1.1:7400", "peer": "198.18.1.2:7400", "keyFile": "takeover.key"}',
+);
+
+const App = obj(
+  {
+    /** The application module (relative to the config file). */
+    module: checked('"./examples/echo.ts"', (s) =>
+      s === '' ? 'must be the path of the application module' : undefined,
+    ),
+    /** Handed to the application as is. */
+    options: z
+      .record(z.string(), z.unknown(), {
+        error: wrong('must be an object (handed to the application as is)', '{}'),
+      })
+      .default({}),
+  },
+  '{"module": "./examples/echo.ts"}',
+);
+
+const Status = obj(
+  {
+    /** The unix socket `takeover status` talks to (default /run/takeover/<nodeId>.sock). */
+    socket: checked('"/run/takeover/node-a.sock"', (s) =>
+      s === '' ? 'must be a unix socket path' : undefined,
+    ).optional(),
+  },
+  '{"socket": "/run/takeover/node-a.sock"}',
+);
+
+const KEEPALIVE_EXAMPLE = '{"idleUs": 7200000000, "intervalUs": 75000000, "count": 9}';
+/** The TCP engine's fields (tcp/config.ts, microseconds), each checked for its type here, for its range by tcpConfig(). */
+const tcpShape: Record<string, z.ZodType> = {};
+for (const [k, def] of Object.entries(DEFAULT_TCP_CONFIG)) {
+  if (k === 'keepAlive')
+    tcpShape[k] = obj(
+      {
+        idleUs: int(1, 2 ** 40, '7200000000'),
+        intervalUs: int(1, 2 ** 40, '75000000'),
+        count: int(1, 1000, '9'),
+      },
+      KEEPALIVE_EXAMPLE,
+    )
+      .nullable()
+      .optional();
+  else if (k === 'congestion')
+    tcpShape[k] = z
+      .enum(['cubic', 'newreno'], { error: wrong('must be "cubic" or "newreno"', '"cubic"') })
+      .optional();
+  else if (typeof def === 'boolean') tcpShape[k] = bool('must be true or false', String(def)).optional();
+  else
+    tcpShape[k] = int(0, Number.MAX_SAFE_INTEGER, String(def), 'must be a non-negative integer').optional();
+}
+const Tcp = obj(tcpShape, '{"noDelay": true}');
+
+const CLUSTER = /^[A-Za-z0-9_.-]{1,64}$/;
+const PREFIX = /^(\/[A-Za-z0-9_.-]+)+$/;
+const ETCD_ENDPOINT = /^http:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$/;
+const ETCD_ENDPOINTS_EXAMPLE = '["http://10.0.0.5:2379", "http://10.0.0.6:2379", "http://10.0.0.7:2379"]';
+
+/** The arbiter (README "Partitions"): an etcd cluster; the same `cluster` on both nodes. */
+const Arbiter = obj(
+  {
+    etcd: obj(
+      {
+        endpoints: z
+          .array(
+            checked('"http://10.0.0.5:2379"', (s) =>
+              ETCD_ENDPOINT.test(s)
+                ? undefined
+                : 'must be "http://host:port" (an etcd client URL; TLS is not supported yet)',
+            ),
+            { error: wrong('must be a non-empty array of etcd client URLs', ETCD_ENDPOINTS_EXAMPLE) },
+          )
+          .min(1, {
+            error: sentence('must be a non-empty array of etcd client URLs', ETCD_ENDPOINTS_EXAMPLE),
+          }),
+        prefix: checked('"/takeover"', (s) =>
+          PREFIX.test(s) ? undefined : 'must be "/name" or "/a/b" (A-Z a-z 0-9 _ . -, no trailing "/")',
+        ).default(ETCD_DEFAULTS.prefix),
+        cluster: checked('"pair1"', (s) =>
+          CLUSTER.test(s)
+            ? undefined
+            : "must be 1 to 64 characters of A-Z a-z 0-9 _ . - (the pair's name, the same on both nodes)",
+        ),
+        timeoutMs: int(10, 60_000, '500').default(ETCD_DEFAULTS.timeoutMs),
+      },
+      ETCD_EXAMPLE,
+    ),
+  },
+  ETCD_EXAMPLE,
+);
+
+/** The node's fields, declared once: the checks, the defaults, and the JSON Schema. */
+export const NodeSections = z.strictObject({
+  /** 1..32 characters of [A-Za-z0-9_.-]. */
+  nodeId: checked('"node-a"', (s) =>
+    NODE_ID.test(s) ? undefined : 'must be 1 to 32 characters of A-Z a-z 0-9 _ . -',
+  ).describe("This node's name: 1 to 32 characters of A-Z a-z 0-9 _ . -"),
+  /** The role the node starts in; a standby never preempts a running active. */
+  role: oneOf(['active', 'standby']).describe(
+    'The role the node starts in; a standby never preempts a running active',
+  ),
+  tap: obj(
+    {
+      /** The TAP device (≤ 15 bytes); created when missing. */
+      name: checked('"takeover0"', interfaceNameProblem),
+      /** The network namespace to open it in (`ip netns list`). */
+      netns: checked('"takeover-a"', (s) =>
+        s === '' || s === '.' || s === '..' || /[/\0]/.test(s)
+          ? 'must be a network namespace name (as in `ip netns list`), not a path'
+          : undefined,
+      ).optional(),
+      mtu: int(1280, 65521, '1500').default(NODE_CONFIG_DEFAULTS.mtu),
+    },
+    '{"name": "takeover0"}',
+  ),
+  /** The shared virtual MAC, unicast. */
+  mac: checked('"00:00:5e:00:01:01"', (s) => {
+    const mac = macFromString(s);
+    if (mac === undefined) return 'must be a MAC address "xx:xx:xx:xx:xx:xx"';
+    if (isMulticastMac(mac)) return 'must be a unicast MAC (the low bit of the first octet clear)';
+    return mac === 0 ? 'must not be all zeros' : undefined;
+  }).default(NODE_CONFIG_DEFAULTS.mac),
+  /** The virtual addresses with their on-link prefixes. */
+  vip: Vip.describe('The virtual addresses with their on-link prefixes, e.g. "198.18.0.10/24"'),
+  /** Default routers, on-link (inside a VIP prefix; IPv6 also link-local). */
+  gateway4: gateway(true).optional(),
+  gateway6: gateway(false).optional(),
+  replication: Replication.describe(
+    "The link to the peer node (kernel TCP on the hosts' own addresses): listen, peer, key or keyFile, mode, heartbeatMs, timeoutMs",
+  ),
+  /** With no standby: keep serving alone, or refuse new connections. */
+  degraded: oneOf(['serve', 'refuse']).default(NODE_CONFIG_DEFAULTS.degraded),
+  /** The standby listens on the data link (README "Standby listens"). */
+  snoop: bool(
+    'must be true (the standby listens on the data link; switches flood the virtual MAC) or false',
+  ).default(NODE_CONFIG_DEFAULTS.snoop),
+  app: App.describe('The application module (node:net style, see examples/) and its options'),
+  status: Status.optional().describe('The unix socket `takeover status` talks to'),
+  /** Overrides of the TCP engine's defaults (tcp/config.ts; microseconds). */
+  tcp: Tcp.optional(),
+  arbiter: Arbiter.optional().describe(
+    'The etcd witness deciding which node may be active when the two cannot hear each other',
+  ),
+});
+
+/** A node whose application is built in (`takeover relay`): no `app`. */
+export const BuiltinNodeSections = NodeSections.omit({ app: true });
+
+/** The config file as written (the type inferred from the schema). */
+export type NodeConfigInput = z.input<typeof NodeSections>;
+
+/** The JSON Schema of a node's config (`takeover config schema node`), for editors. */
+export function nodeJsonSchema(): unknown {
+  return z.toJSONSchema(NodeSections, { io: 'input' });
+}
+
+/** The value if `schema` accepts it (a field checked alone), else undefined. */
+function valid<T extends z.ZodType>(schema: T, v: unknown): z.output<T> | undefined {
+  const r = schema.safeParse(v);
+  return r.success ? r.data : undefined;
+}
 
 /**
  * Validates parsed JSON. Relative paths (`replication.keyFile`, `app.module`, `status.socket`) are
@@ -166,11 +415,287 @@ export function parseNodeConfig(
   opts: { builtinApp?: string } = {},
 ): NodeConfig | ConfigError {
   try {
-    return new Checker(configDir, opts.builtinApp).node(raw);
+    return checkNode(raw, configDir, opts.builtinApp);
   } catch (e) {
     // A bug here must not take the process down with a stack trace instead of a message.
     return new ConfigError([`config: internal error while validating (${describeError(e)})`]);
   }
+}
+
+function checkNode(
+  raw: unknown,
+  configDir: string,
+  builtinApp: string | undefined,
+): NodeConfig | ConfigError {
+  if (!isObj(raw))
+    return new ConfigError([
+      `config: the file must hold one JSON object with the node's fields; got ${show(raw)}. Start from \`takeover node --example-config\``,
+    ]);
+  const errors: string[] = [];
+  let input: Obj = raw;
+  if (builtinApp !== undefined) {
+    if (get(raw, 'app') !== undefined)
+      errors.push(
+        `config field "app": not used here: the application is the ${builtinApp}; remove the field.`,
+      );
+    input = { ...raw };
+    delete input.app;
+  }
+  const schema = builtinApp === undefined ? NodeSections : BuiltinNodeSections;
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) errors.push(...issuesToErrors(schema, parsed.error.issues));
+  const across = new Across(configDir, errors);
+  const derived = across.check(input);
+  if (errors.length > 0 || !parsed.success || derived === undefined) return new ConfigError(errors);
+  const d = parsed.data as z.output<typeof NodeSections>;
+  const nodeId = d.nodeId;
+  const config: NodeConfig = {
+    nodeId,
+    role: d.role,
+    tap:
+      d.tap.netns === undefined
+        ? { name: d.tap.name, mtu: d.tap.mtu }
+        : { name: d.tap.name, netns: d.tap.netns, mtu: d.tap.mtu },
+    mac: macFromString(d.mac)!,
+    vip: d.vip.map((s) => cidrFromString(s)!),
+    replication: {
+      listen: derived.listen,
+      peer: derived.peer,
+      key: derived.keys[0],
+      keys: derived.keys,
+      ...(derived.keyFile === undefined ? {} : { keyFile: derived.keyFile }),
+      mode: d.replication.mode,
+      heartbeatMs: d.replication.heartbeatMs,
+      timeoutMs: derived.timeoutMs,
+    },
+    degraded: d.degraded,
+    snoop: d.snoop,
+    app:
+      builtinApp === undefined
+        ? { module: derived.module!, options: d.app.options }
+        : { module: builtinApp, options: {} },
+    status: { socket: derived.socket ?? `${NODE_CONFIG_DEFAULTS.statusDir}/${nodeId}.sock` },
+  };
+  if (d.gateway4 !== undefined) config.gateway4 = ipFromString(d.gateway4) as Ipv4Addr;
+  if (d.gateway6 !== undefined) config.gateway6 = ipFromString(d.gateway6) as Ipv6Addr;
+  if (derived.tcp !== undefined) config.tcp = derived.tcp;
+  if (d.arbiter !== undefined) config.arbiter = { etcd: d.arbiter.etcd };
+  return config;
+}
+
+/**
+ * The rules that span fields or touch the file system (a gateway on-link, the replication link
+ * off the VIPs, one key source and its file, the module and socket paths, the timeout against
+ * the heartbeat, the TCP ranges), on each field that passed its own check, so that they are
+ * reported with the schema's errors.
+ */
+class Across {
+  constructor(
+    readonly configDir: string,
+    readonly errors: string[],
+  ) {}
+
+  private fail(path: string, text: string, example?: string): undefined {
+    this.errors.push(`config field "${path}": ${sentence(text, example)}`);
+    return undefined;
+  }
+
+  check(raw: Obj):
+    | {
+        listen: HostPort;
+        peer: HostPort;
+        keys: Uint8Array[];
+        keyFile?: string;
+        timeoutMs: number;
+        module?: string;
+        socket?: string;
+        tcp?: Partial<TcpConfig>;
+      }
+    | undefined {
+    const vipStrings = valid(Vip, get(raw, 'vip'));
+    const vip = vipStrings?.map((s) => cidrFromString(s)!);
+    for (const v4 of [true, false])
+      this.gateway(v4 ? 'gateway4' : 'gateway6', get(raw, v4 ? 'gateway4' : 'gateway6'), vip, v4);
+    const rep = get(raw, 'replication');
+    const r = isObj(rep) ? this.replication(rep, vip) : undefined;
+    const app = get(raw, 'app');
+    const module = isObj(app) ? this.module(get(app, 'module')) : undefined;
+    const status = get(raw, 'status');
+    const socket = isObj(status) ? this.socket(get(status, 'socket')) : undefined;
+    const tcpRaw = get(raw, 'tcp');
+    const tcp = isObj(tcpRaw) ? this.tcp(tcpRaw) : undefined;
+    if (r === undefined) return undefined;
+    return { ...r, module, socket, tcp };
+  }
+
+  private gateway(path: string, v: unknown, vip: IpCidr[] | undefined, v4: boolean): void {
+    const s = valid(gateway(v4), v);
+    if (s === undefined || vip === undefined) return;
+    const a = ipFromString(s)!;
+    const ex = v4 ? '"198.18.0.1"' : '"fd00::1"';
+    const family = vip.filter((c) => isV4(c.address) === v4);
+    if (family.length === 0) {
+      this.fail(
+        path,
+        `needs an ${v4 ? 'IPv4' : 'IPv6'} address in "vip" to be reached from; add one or drop ${path}`,
+      );
+      return;
+    }
+    if (family.some((c) => ipKey(c.address) === ipKey(a))) {
+      this.fail(path, `must not be one of the virtual addresses; got ${show(s)}`, ex);
+      return;
+    }
+    const linkLocal = !isV4(a) && a[0] === 0xfe && (a[1] & 0xc0) === 0x80;
+    if (!linkLocal && !family.some((c) => inPrefix(a, c)))
+      this.fail(
+        path,
+        `must be on-link: inside the prefix of a ${v4 ? 'IPv4' : 'IPv6'} vip${v4 ? '' : ', or link-local (fe80::/10)'}; got ${show(s)}`,
+        ex,
+      );
+  }
+
+  private replication(
+    o: Obj,
+    vip: IpCidr[] | undefined,
+  ):
+    | { listen: HostPort; peer: HostPort; keys: Uint8Array[]; keyFile?: string; timeoutMs: number }
+    | undefined {
+    const ends: (HostPort & { addr: IpAddr })[] = [];
+    for (const [field, isListen, ex] of [
+      ['listen', true, '"198.18.1.1:7400"'],
+      ['peer', false, '"198.18.1.2:7400"'],
+    ] as const) {
+      const s = valid(endpoint(ex, isListen), get(o, field));
+      const e = s === undefined ? undefined : endpointOf(s, isListen);
+      if (e === undefined || typeof e === 'string') continue;
+      if (vip?.some((c) => ipKey(c.address) === ipKey(e.addr))) {
+        this.fail(
+          `replication.${field}`,
+          `must not be a virtual address: the replication link runs on the hosts’ own addresses, outside the VIP; got ${show(s)}`,
+          ex,
+        );
+        continue;
+      }
+      ends[isListen ? 0 : 1] = e;
+    }
+    const [listen, peer] = ends;
+    if (listen && peer && ipKey(listen.addr) === ipKey(peer.addr) && listen.port === peer.port)
+      this.fail(
+        'replication.peer',
+        `must differ from replication.listen (both are ${show(get(o, 'peer'))}); it is the other node's listen address`,
+        '"198.18.1.2:7400"',
+      );
+    const key = this.key(o);
+    const timeoutMs = this.timeout(o);
+    if (!listen || !peer || key === undefined || timeoutMs === undefined) return undefined;
+    return {
+      listen: { host: listen.host, port: listen.port },
+      peer: { host: peer.host, port: peer.port },
+      ...key,
+      timeoutMs,
+    };
+  }
+
+  /** Exactly one of `key` (hex) and `keyFile` (see `readKeyFile`); the key is never echoed. */
+  private key(o: Obj): { keys: Uint8Array[]; keyFile?: string } | undefined {
+    const hex = get(o, 'key');
+    const file = get(o, 'keyFile');
+    if (hex !== undefined && file !== undefined)
+      return this.fail('replication.keyFile', 'give either replication.key or replication.keyFile, not both');
+    if (hex === undefined && file === undefined)
+      return this.fail(
+        'replication.key',
+        'missing: give the pre-shared key as replication.key (hex) or replication.keyFile (a path)',
+        '"keyFile": "takeover.key"',
+      );
+    if (typeof hex === 'string') return keyProblem(hex) === undefined ? { keys: [hexBytes(hex)] } : undefined;
+    if (typeof file !== 'string' || file === '') return undefined;
+    const abs = resolve(this.configDir, file);
+    const keys = readKeyFile(abs);
+    if (typeof keys === 'string')
+      return this.fail('replication.keyFile', keys, '`openssl rand -hex 32 > takeover.key`');
+    return { keys, keyFile: abs };
+  }
+
+  private timeout(o: Obj): number | undefined {
+    const hbRaw = get(o, 'heartbeatMs');
+    const heartbeatMs = valid(int(1, 10_000, '20').default(NODE_CONFIG_DEFAULTS.heartbeatMs), hbRaw);
+    const hb = heartbeatMs ?? NODE_CONFIG_DEFAULTS.heartbeatMs;
+    const v = get(o, 'timeoutMs');
+    if (v === undefined)
+      return Math.max(NODE_CONFIG_DEFAULTS.timeoutMs, NODE_CONFIG_DEFAULTS.timeoutHeartbeats * hb);
+    if (typeof v !== 'number' || !Number.isInteger(v)) return undefined; // the schema said so
+    const min = 2 * hb;
+    const ex = String(Math.max(min * 2, 300));
+    const path = 'replication.timeoutMs';
+    if (v < min) {
+      // Only blame the timeout when heartbeatMs itself is valid (or defaulted).
+      if (heartbeatMs === undefined) return undefined;
+      return this.fail(path, `must be an integer of at least 2 × heartbeatMs (${min}); got ${v}`, ex);
+    }
+    if (v > 600_000) return this.fail(path, `must be at most 600000 (10 minutes); got ${v}`, ex);
+    return v;
+  }
+
+  private module(v: unknown): string | undefined {
+    if (typeof v !== 'string' || v === '') return undefined;
+    const abs = resolve(this.configDir, v);
+    if (isFile(abs)) return abs;
+    return this.fail(
+      'app.module',
+      `no file at "${abs}" (from ${show(v)}; relative paths start at the config file's directory)`,
+      '"./examples/echo.ts"',
+    );
+  }
+
+  private socket(v: unknown): string | undefined {
+    if (typeof v !== 'string' || v === '') return undefined;
+    const abs = resolve(this.configDir, v);
+    const n = Buffer.byteLength(abs);
+    if (n <= MAX_SOCKET_PATH_BYTES) return abs;
+    return this.fail(
+      'status.socket',
+      `"${abs}" is ${n} bytes; a unix socket path holds at most ${MAX_SOCKET_PATH_BYTES}`,
+      '"/run/takeover/node-a.sock"',
+    );
+  }
+
+  /** The ranges (and the fields that bound each other) through tcpConfig itself, on the fields whose types were right. */
+  private tcp(o: Obj): Partial<TcpConfig> | undefined {
+    const out: Record<string, unknown> = {};
+    for (const k of Object.keys(o)) {
+      if (!Object.hasOwn(tcpShape, k)) continue;
+      const s = tcpShape[k];
+      const r = s.safeParse(o[k]);
+      if (r.success && r.data !== undefined) out[k] = r.data === null ? undefined : r.data;
+    }
+    try {
+      tcpConfig(out as Partial<TcpConfig>);
+    } catch (e) {
+      const msg = describeError(e);
+      const m = /^tcp config: (\w+) (.*?)\.?$/.exec(msg);
+      if (m !== null && Object.hasOwn(tcpShape, m[1]))
+        this.fail(
+          `tcp.${m[1]}`,
+          Object.hasOwn(out, m[1])
+            ? m[2]
+            : `${m[2]}: its default no longer fits the other tcp fields; set it too`,
+        );
+      else this.fail('tcp', msg.replace(/^tcp config: /, '').replace(/\.$/, ''));
+      return undefined;
+    }
+    return out as Partial<TcpConfig>;
+  }
+}
+
+/**
+ * The node config's `arbiter` section alone: the options, or every problem (one sentence each,
+ * `config field "arbiter.etcd.cluster": …`).
+ */
+export function etcdArbiterConfig(raw: unknown, path = 'arbiter'): EtcdArbiterOptions | string[] {
+  const r = Arbiter.safeParse(raw);
+  if (!r.success) return issuesToErrors(Arbiter, r.error.issues, path);
+  return r.data.etcd;
 }
 
 /** Reads, parses and validates a config file. Never throws. */
@@ -222,573 +747,6 @@ export function exampleNodeConfig(module = './app.ts'): string {
     status: { socket: `${NODE_CONFIG_DEFAULTS.statusDir}/node-a.sock` },
   };
   return `${JSON.stringify(example, null, 2)}\n`;
-}
-
-class Checker {
-  readonly errors: string[] = [];
-
-  /** `builtinApp`: the application is built in (`takeover relay`): no `app` field. */
-  constructor(
-    readonly configDir: string,
-    readonly builtinApp?: string,
-  ) {}
-
-  node(raw: unknown): NodeConfig | ConfigError {
-    if (!isObj(raw)) {
-      return new ConfigError([
-        `config: the file must hold one JSON object with the node's fields; got ${show(raw)}. Start from \`takeover node --example-config\``,
-      ]);
-    }
-    this.unknownFields('', raw, TOP_FIELDS);
-
-    const nodeId = this.nodeId(get(raw, 'nodeId'));
-    const role = this.oneOf('role', get(raw, 'role'), ['active', 'standby'] as const, undefined);
-    const tap = this.tap(get(raw, 'tap'));
-    const mac = this.mac(get(raw, 'mac'));
-    const vip = this.vip(get(raw, 'vip'));
-    const gateway4 = this.gateway('gateway4', get(raw, 'gateway4'), vip, true);
-    const gateway6 = this.gateway('gateway6', get(raw, 'gateway6'), vip, false);
-    const replication = this.replication(get(raw, 'replication'), vip);
-    const degraded = this.oneOf(
-      'degraded',
-      get(raw, 'degraded'),
-      ['serve', 'refuse'] as const,
-      NODE_CONFIG_DEFAULTS.degraded,
-    );
-    const snoopRaw = get(raw, 'snoop');
-    let snoop: boolean = NODE_CONFIG_DEFAULTS.snoop;
-    if (snoopRaw !== undefined) {
-      if (typeof snoopRaw === 'boolean') snoop = snoopRaw;
-      else
-        this.fail(
-          'snoop',
-          `must be true (the standby listens on the data link; switches flood the virtual MAC) or false; got ${show(snoopRaw)}`,
-        );
-    }
-    let app: NodeConfig['app'] | undefined;
-    if (this.builtinApp === undefined) app = this.app(get(raw, 'app'));
-    else if (get(raw, 'app') !== undefined)
-      this.fail('app', `not used here: the application is the ${this.builtinApp}; remove the field`);
-    else app = { module: this.builtinApp, options: {} };
-    const status = this.status(get(raw, 'status'), nodeId);
-    const tcp = this.tcp(get(raw, 'tcp'));
-    const arbiterRaw = get(raw, 'arbiter');
-    let arbiter: EtcdArbiterOptions | undefined;
-    if (arbiterRaw !== undefined) {
-      const a = etcdArbiterConfig(arbiterRaw);
-      if (Array.isArray(a)) this.errors.push(...a);
-      else arbiter = a;
-    }
-
-    if (this.errors.length > 0) return new ConfigError(this.errors);
-    const config: NodeConfig = {
-      nodeId: nodeId!,
-      role: role!,
-      tap: tap!,
-      mac: mac!,
-      vip: vip!,
-      replication: replication!,
-      degraded: degraded!,
-      snoop,
-      app: app!,
-      status: status!,
-    };
-    if (gateway4 !== undefined) config.gateway4 = gateway4 as Ipv4Addr;
-    if (gateway6 !== undefined) config.gateway6 = gateway6 as Ipv6Addr;
-    if (tcp !== undefined) config.tcp = tcp;
-    if (arbiter !== undefined) config.arbiter = { etcd: arbiter };
-    return config;
-  }
-
-  // ---- sections -------------------------------------------------------------------------------
-
-  private nodeId(v: unknown): string | undefined {
-    const s = this.string('nodeId', v, '"node-a"');
-    if (s === undefined) return undefined;
-    if (!NODE_ID.test(s))
-      return this.bad('nodeId', 'must be 1 to 32 characters of A-Z a-z 0-9 _ . -', s, '"node-a"');
-    return s;
-  }
-
-  private tap(v: unknown): NodeConfig['tap'] | undefined {
-    const o = this.object('tap', v, TAP_FIELDS, '{"name": "takeover0"}');
-    if (o === undefined) return undefined;
-    const name = this.string('tap.name', get(o, 'name'), '"takeover0"');
-    if (name !== undefined) {
-      const problem = interfaceNameProblem(name);
-      if (problem !== undefined) this.bad('tap.name', problem, name, '"takeover0"');
-    }
-    const netnsRaw = get(o, 'netns');
-    let netns: string | undefined;
-    if (netnsRaw !== undefined) {
-      netns = this.string('tap.netns', netnsRaw, '"takeover-a"');
-      if (netns !== undefined && (netns === '' || netns === '.' || netns === '..' || /[/\0]/.test(netns)))
-        this.bad(
-          'tap.netns',
-          'must be a network namespace name (as in `ip netns list`), not a path',
-          netns,
-          '"takeover-a"',
-        );
-    }
-    const mtu = this.int('tap.mtu', get(o, 'mtu'), 1280, 65521, NODE_CONFIG_DEFAULTS.mtu, '1500');
-    if (name === undefined || mtu === undefined) return undefined;
-    return netns === undefined ? { name, mtu } : { name, netns, mtu };
-  }
-
-  private mac(v: unknown): MacAddr | undefined {
-    const ex = '"00:00:5e:00:01:01"';
-    const s = this.string('mac', v === undefined ? NODE_CONFIG_DEFAULTS.mac : v, ex);
-    if (s === undefined) return undefined;
-    const mac = macFromString(s);
-    if (mac === undefined) return this.bad('mac', 'must be a MAC address "xx:xx:xx:xx:xx:xx"', s, ex);
-    if (isMulticastMac(mac))
-      return this.bad('mac', 'must be a unicast MAC (the low bit of the first octet clear)', s, ex);
-    if (mac === 0) return this.bad('mac', 'must not be all zeros', s, ex);
-    return mac;
-  }
-
-  private vip(v: unknown): IpCidr[] | undefined {
-    const ex = '["198.18.0.10/24", "fd00::10/64"]';
-    if (v === undefined) return this.missing('vip', ex);
-    if (!Array.isArray(v)) return this.bad('vip', 'must be an array of "address/prefix" strings', v, ex);
-    if (v.length === 0) return this.fail('vip', 'must list at least one virtual address', ex);
-    const out: IpCidr[] = [];
-    const seen = new Map<string, number>();
-    let ok = true;
-    v.forEach((item, i) => {
-      const path = `vip[${i}]`;
-      const c = this.cidr(path, item);
-      if (c === undefined) {
-        ok = false;
-        return;
-      }
-      const key = ipKey(c.address);
-      const first = seen.get(key);
-      if (first !== undefined) {
-        ok = false;
-        this.fail(path, `duplicates vip[${first}] (${show(v[first])}); list each address once`);
-        return;
-      }
-      seen.set(key, i);
-      out.push(c);
-    });
-    return ok ? out : undefined;
-  }
-
-  private cidr(path: string, v: unknown): IpCidr | undefined {
-    const ex = '"198.18.0.10/24"';
-    const s = this.string(path, v, ex);
-    if (s === undefined) return undefined;
-    const c = cidrFromString(s);
-    if (c === undefined || !s.includes('/'))
-      return this.bad(
-        path,
-        'must be "address/prefix" (IPv4 prefix 0-32, IPv6 0-128)',
-        s,
-        `${ex} or "fd00::10/64"`,
-      );
-    const a = c.address;
-    const unusable = isV4(a)
-      ? a === 0 || a >>> 28 === 0xe || a === 0xffff_ffff
-      : isUnspecifiedIpv6(a) || isMulticastIpv6(a);
-    if (unusable)
-      return this.bad(path, 'must be a unicast address (not unspecified, multicast or broadcast)', s, ex);
-    return c;
-  }
-
-  private gateway(
-    path: 'gateway4' | 'gateway6',
-    v: unknown,
-    vip: IpCidr[] | undefined,
-    v4: boolean,
-  ): Ipv4Addr | Ipv6Addr | undefined {
-    if (v === undefined) return undefined;
-    const ex = v4 ? '"198.18.0.1"' : '"fd00::1"';
-    const s = this.string(path, v, ex);
-    if (s === undefined) return undefined;
-    const a = ipFromString(s);
-    if (a === undefined || isV4(a) !== v4)
-      return this.bad(path, `must be an ${v4 ? 'IPv4' : 'IPv6'} address`, s, ex);
-    if (vip === undefined) return a;
-    const family = vip.filter((c) => isV4(c.address) === v4);
-    if (family.length === 0)
-      return this.fail(
-        path,
-        `needs an ${v4 ? 'IPv4' : 'IPv6'} address in "vip" to be reached from; add one or drop ${path}`,
-      );
-    if (family.some((c) => ipKey(c.address) === ipKey(a)))
-      return this.bad(path, 'must not be one of the virtual addresses', s, ex);
-    const linkLocal = !isV4(a) && a[0] === 0xfe && (a[1] & 0xc0) === 0x80;
-    if (!linkLocal && !family.some((c) => inPrefix(a, c)))
-      return this.bad(
-        path,
-        `must be on-link: inside the prefix of a ${v4 ? 'IPv4' : 'IPv6'} vip${v4 ? '' : ', or link-local (fe80::/10)'}`,
-        s,
-        ex,
-      );
-    return a;
-  }
-
-  private replication(v: unknown, vip: IpCidr[] | undefined): NodeConfig['replication'] | undefined {
-    const o = this.object(
-      'replication',
-      v,
-      REPLICATION_FIELDS,
-      '{"listen": "198.18.1.1:7400", "peer": "198.18.1.2:7400", "keyFile": "takeover.key"}',
-    );
-    if (o === undefined) return undefined;
-    const listen = this.endpoint('replication.listen', get(o, 'listen'), '"198.18.1.1:7400"', true, vip);
-    const peer = this.endpoint('replication.peer', get(o, 'peer'), '"198.18.1.2:7400"', false, vip);
-    if (listen !== undefined && peer !== undefined && listen.key === peer.key)
-      this.fail(
-        'replication.peer',
-        `must differ from replication.listen (both are ${show(get(o, 'peer'))}); it is the other node's listen address`,
-        '"198.18.1.2:7400"',
-      );
-    const key = this.key(o);
-    const mode = this.oneOf(
-      'replication.mode',
-      get(o, 'mode'),
-      ['sync', 'async'] as const,
-      NODE_CONFIG_DEFAULTS.mode,
-    );
-    const heartbeatMs = this.int(
-      'replication.heartbeatMs',
-      get(o, 'heartbeatMs'),
-      1,
-      10_000,
-      NODE_CONFIG_DEFAULTS.heartbeatMs,
-      '20',
-    );
-    const timeoutMs = this.timeout(get(o, 'timeoutMs'), heartbeatMs);
-    if (
-      listen === undefined ||
-      peer === undefined ||
-      key === undefined ||
-      mode === undefined ||
-      heartbeatMs === undefined ||
-      timeoutMs === undefined
-    )
-      return undefined;
-    return {
-      listen: { host: listen.host, port: listen.port },
-      peer: { host: peer.host, port: peer.port },
-      key: key.keys[0],
-      keys: key.keys,
-      ...(key.file === undefined ? {} : { keyFile: key.file }),
-      mode,
-      heartbeatMs,
-      timeoutMs,
-    };
-  }
-
-  private timeout(v: unknown, heartbeatMs: number | undefined): number | undefined {
-    const path = 'replication.timeoutMs';
-    const hb = heartbeatMs ?? NODE_CONFIG_DEFAULTS.heartbeatMs;
-    const fallback = Math.max(NODE_CONFIG_DEFAULTS.timeoutMs, NODE_CONFIG_DEFAULTS.timeoutHeartbeats * hb);
-    if (v === undefined) return fallback;
-    const max = 600_000;
-    const min = 2 * hb;
-    const ex = String(Math.max(min * 2, 300));
-    if (typeof v !== 'number' || !Number.isInteger(v))
-      return this.bad(path, `must be an integer of at least 2 × heartbeatMs (${min})`, v, ex);
-    if (v < min) {
-      // Only blame the timeout when heartbeatMs itself is valid (or defaulted).
-      if (heartbeatMs === undefined) return undefined;
-      return this.bad(path, `must be an integer of at least 2 × heartbeatMs (${min})`, v, ex);
-    }
-    if (v > max) return this.bad(path, `must be at most ${max} (10 minutes)`, v, ex);
-    return v;
-  }
-
-  private endpoint(
-    path: string,
-    v: unknown,
-    ex: string,
-    isListen: boolean,
-    vip: IpCidr[] | undefined,
-  ): (HostPort & { key: string }) | undefined {
-    if (v === undefined) return this.missing(path, ex);
-    const s = this.string(path, v, ex);
-    if (s === undefined) return undefined;
-    const rule = 'must be "address:port" with an IP address (IPv6 in brackets) and a port from 1 to 65535';
-    const m = /^\[([^\]]*)\]:(\d{1,5})$/.exec(s) ?? /^([^:[\]]*):(\d{1,5})$/.exec(s);
-    if (m === null) return this.bad(path, rule, s, `${ex} or "[fd00::1]:7400"`);
-    const bracketed = s.startsWith('[');
-    const a = ipFromString(m[1]);
-    const port = Number(m[2]);
-    if (a === undefined || isV4(a) === bracketed || port < 1 || port > 65535)
-      return this.bad(path, rule, s, `${ex} or "[fd00::1]:7400"`);
-    const unspecified = isV4(a) ? a === 0 : isUnspecifiedIpv6(a);
-    const multicast = isV4(a) ? a >>> 28 === 0xe || a === 0xffff_ffff : isMulticastIpv6(a);
-    if (multicast || (unspecified && !isListen))
-      return this.bad(
-        path,
-        `must be a unicast address${isListen ? ' (or 0.0.0.0 / [::] to listen on all)' : ''}`,
-        s,
-        ex,
-      );
-    if (vip?.some((c) => ipKey(c.address) === ipKey(a)))
-      return this.bad(
-        path,
-        'must not be a virtual address: the replication link runs on the hosts’ own addresses, outside the VIP',
-        s,
-        ex,
-      );
-    return { host: ipToString(a), port, key: `${ipKey(a)}:${port}` };
-  }
-
-  /**
-   * Exactly one of `key` (hex) and `keyFile` (see `readKeyFile`): the keys, the current one first,
-   * and the file's absolute path. The key itself is never echoed.
-   */
-  private key(o: Obj): { keys: Uint8Array[]; file?: string } | undefined {
-    const hexEx = 'the output of `openssl rand -hex 32`';
-    const hex = get(o, 'key');
-    const file = get(o, 'keyFile');
-    if (hex !== undefined && file !== undefined)
-      return this.fail('replication.keyFile', 'give either replication.key or replication.keyFile, not both');
-    if (hex === undefined && file === undefined)
-      return this.fail(
-        'replication.key',
-        'missing: give the pre-shared key as replication.key (hex) or replication.keyFile (a path)',
-        '"keyFile": "takeover.key"',
-      );
-    if (hex !== undefined) {
-      if (typeof hex !== 'string')
-        return this.bad('replication.key', 'must be a string of hex digits', hex, hexEx);
-      if (!HEX.test(hex) || hex.length % 2 !== 0)
-        return this.fail(
-          'replication.key',
-          'must be an even number of hex digits (0-9 a-f) and nothing else (the value is not shown: it is a secret)',
-          hexEx,
-        );
-      if (hex.length < MIN_KEY_BYTES * 2)
-        return this.fail(
-          'replication.key',
-          `must be at least ${MIN_KEY_BYTES * 2} hex digits (${MIN_KEY_BYTES} bytes); got ${hex.length}`,
-          hexEx,
-        );
-      return { keys: [hexBytes(hex)] };
-    }
-    const path = 'replication.keyFile';
-    const rel = this.string(path, file, '"takeover.key"');
-    if (rel === undefined) return undefined;
-    if (rel === '') return this.bad(path, 'must be a file path', rel, '"takeover.key"');
-    const abs = resolve(this.configDir, rel);
-    const keys = readKeyFile(abs);
-    if (typeof keys === 'string') return this.fail(path, keys, '`openssl rand -hex 32 > takeover.key`');
-    return { keys, file: abs };
-  }
-
-  private app(v: unknown): NodeConfig['app'] | undefined {
-    const ex = '"./examples/echo.ts"';
-    const o = this.object('app', v, APP_FIELDS, `{"module": ${ex}}`);
-    if (o === undefined) return undefined;
-    const rel = this.string('app.module', get(o, 'module'), ex);
-    let module: string | undefined;
-    if (rel !== undefined) {
-      if (rel === '') this.bad('app.module', 'must be the path of the application module', rel, ex);
-      else {
-        const abs = resolve(this.configDir, rel);
-        if (!isFile(abs))
-          this.fail(
-            'app.module',
-            `no file at "${abs}" (from ${show(rel)}; relative paths start at the config file's directory)`,
-            ex,
-          );
-        else module = abs;
-      }
-    }
-    const optionsRaw = get(o, 'options');
-    let options: Record<string, unknown> | undefined = {};
-    if (optionsRaw !== undefined) {
-      if (isObj(optionsRaw)) options = optionsRaw;
-      else
-        options = this.bad(
-          'app.options',
-          'must be an object (handed to the application as is)',
-          optionsRaw,
-          '{}',
-        );
-    }
-    if (module === undefined || options === undefined) return undefined;
-    return { module, options };
-  }
-
-  private status(v: unknown, nodeId: string | undefined): NodeConfig['status'] | undefined {
-    const ex = '"/run/takeover/node-a.sock"';
-    const fallback = `${NODE_CONFIG_DEFAULTS.statusDir}/${nodeId ?? 'node'}.sock`;
-    if (v === undefined) return { socket: fallback };
-    const o = this.object('status', v, STATUS_FIELDS, `{"socket": ${ex}}`);
-    if (o === undefined) return undefined;
-    const raw = get(o, 'socket');
-    if (raw === undefined) return { socket: fallback };
-    const s = this.string('status.socket', raw, ex);
-    if (s === undefined) return undefined;
-    if (s === '') return this.bad('status.socket', 'must be a unix socket path', s, ex);
-    const abs = resolve(this.configDir, s);
-    if (Buffer.byteLength(abs) > MAX_SOCKET_PATH_BYTES)
-      return this.fail(
-        'status.socket',
-        `"${abs}" is ${Buffer.byteLength(abs)} bytes; a unix socket path holds at most ${MAX_SOCKET_PATH_BYTES}`,
-        ex,
-      );
-    return { socket: abs };
-  }
-
-  /** Keys and value types against DEFAULT_TCP_CONFIG, then the ranges through tcpConfig() itself. */
-  private tcp(v: unknown): Partial<TcpConfig> | undefined {
-    if (v === undefined) return undefined;
-    const o = this.object('tcp', v, TCP_FIELDS, '{"noDelay": true}');
-    if (o === undefined) return undefined;
-    const out: Record<string, unknown> = {};
-    let ok = true;
-    for (const k of Object.keys(o)) {
-      if (!(TCP_FIELDS as string[]).includes(k)) {
-        ok = false;
-        continue;
-      }
-      const path = `tcp.${k}`;
-      const val = o[k];
-      const def = DEFAULT_TCP_CONFIG[k as keyof TcpConfig];
-      if (k === 'keepAlive') {
-        const ka = this.keepAlive(val);
-        if (ka === false) ok = false;
-        else out[k] = ka;
-      } else if (k === 'congestion') {
-        if (val !== 'cubic' && val !== 'newreno') {
-          ok = false;
-          this.bad(path, 'must be "cubic" or "newreno"', val, '"cubic"');
-        } else out[k] = val;
-      } else if (typeof def === 'boolean') {
-        if (typeof val !== 'boolean') {
-          ok = false;
-          this.bad(path, 'must be true or false', val, String(def));
-        } else out[k] = val;
-      } else if (typeof val !== 'number' || !Number.isInteger(val) || val < 0) {
-        ok = false;
-        this.bad(path, 'must be a non-negative integer', val, String(def));
-      } else out[k] = val;
-    }
-    // Ranges (and the fields that bound each other) through tcpConfig itself, on the values whose
-    // types were right, so a range error is reported alongside the type errors.
-    try {
-      tcpConfig(out as Partial<TcpConfig>);
-    } catch (e) {
-      const msg = describeError(e);
-      const m = /^tcp config: (\w+) (.*?)\.?$/.exec(msg);
-      if (m !== null && (TCP_FIELDS as string[]).includes(m[1]))
-        this.fail(
-          `tcp.${m[1]}`,
-          Object.hasOwn(out, m[1])
-            ? m[2]
-            : `${m[2]}: its default no longer fits the other tcp fields; set it too`,
-        );
-      else this.fail('tcp', msg.replace(/^tcp config: /, '').replace(/\.$/, ''));
-      return undefined;
-    }
-    if (!ok) return undefined;
-    return out as Partial<TcpConfig>;
-  }
-
-  /** `null` turns keep-alive off; false marks an error. */
-  private keepAlive(v: unknown): TcpConfig['keepAlive'] | false {
-    if (v === null) return undefined;
-    const ex = '{"idleUs": 7200000000, "intervalUs": 75000000, "count": 9}';
-    const o = this.object('tcp.keepAlive', v, KEEPALIVE_FIELDS, ex);
-    if (o === undefined) return false;
-    const idleUs = this.int('tcp.keepAlive.idleUs', get(o, 'idleUs'), 1, 2 ** 40, undefined, '7200000000');
-    const intervalUs = this.int(
-      'tcp.keepAlive.intervalUs',
-      get(o, 'intervalUs'),
-      1,
-      2 ** 40,
-      undefined,
-      '75000000',
-    );
-    const count = this.int('tcp.keepAlive.count', get(o, 'count'), 1, 1000, undefined, '9');
-    if (idleUs === undefined || intervalUs === undefined || count === undefined) return false;
-    return { idleUs, intervalUs, count };
-  }
-
-  // ---- primitives -----------------------------------------------------------------------------
-
-  /** Records one error; returns undefined so callers can `return this.fail(...)`. */
-  private fail(path: string, text: string, example?: string): undefined {
-    const end = /[.?!]$/.test(text) ? '' : '.';
-    this.errors.push(
-      `config field "${path}": ${text}${end}${example === undefined ? '' : ` Example: ${example}.`}`,
-    );
-    return undefined;
-  }
-
-  private bad(path: string, rule: string, got: unknown, example?: string): undefined {
-    return this.fail(path, `${rule}; got ${show(got)}`, example);
-  }
-
-  private missing(path: string, example: string): undefined {
-    return this.fail(path, 'missing; it is required', example);
-  }
-
-  private object(path: string, v: unknown, known: readonly string[], example: string): Obj | undefined {
-    if (v === undefined) return this.missing(path, example);
-    if (!isObj(v)) return this.bad(path, 'must be an object', v, example);
-    this.unknownFields(path, v, known);
-    return v;
-  }
-
-  private unknownFields(path: string, o: Obj, known: readonly string[]): void {
-    for (const k of Object.keys(o)) {
-      if (known.includes(k)) continue;
-      const full = path === '' ? k : `${path}.${k}`;
-      const near = suggest(k, known);
-      this.fail(
-        full,
-        near === undefined
-          ? `unknown field; the fields here are ${known.map((f) => `"${f}"`).join(', ')}`
-          : `unknown field; did you mean "${near}"?`,
-      );
-    }
-  }
-
-  private string(path: string, v: unknown, example: string): string | undefined {
-    if (v === undefined) return this.missing(path, example);
-    if (typeof v !== 'string') return this.bad(path, 'must be a string', v, example);
-    return v;
-  }
-
-  private int(
-    path: string,
-    v: unknown,
-    lo: number,
-    hi: number,
-    def: number | undefined,
-    example: string,
-  ): number | undefined {
-    if (v === undefined) return def === undefined ? this.missing(path, example) : def;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi)
-      return this.bad(path, `must be an integer from ${lo} to ${hi}`, v, example);
-    return v;
-  }
-
-  private oneOf<T extends string>(
-    path: string,
-    v: unknown,
-    options: readonly T[],
-    def: T | undefined,
-  ): T | undefined {
-    const list = options.map((x) => `"${x}"`).join(' or ');
-    if (v === undefined) return def === undefined ? this.missing(path, list) : def;
-    if (typeof v !== 'string' || !(options as readonly string[]).includes(v)) {
-      const near = typeof v === 'string' ? suggest(v, options) : undefined;
-      return this.fail(
-        path,
-        `must be ${list}; got ${show(v)}${near === undefined ? '' : `; did you mean "${near}"?`}`,
-      );
-    }
-    return v as T;
-  }
 }
 
 // ---- helpers ------------------------------------------------------------------------------------
@@ -879,64 +837,8 @@ function interfaceNameProblem(name: string): string | undefined {
   return undefined;
 }
 
-/** A short description of a value for "got …". */
-function show(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return v.length === 0 ? 'an empty array' : 'an array';
-  switch (typeof v) {
-    case 'string': {
-      const j = JSON.stringify(v);
-      return j.length > 48 ? `${j.slice(0, 44)}…" (${v.length} characters)` : j;
-    }
-    case 'number':
-    case 'boolean':
-      return String(v);
-    case 'object':
-      return 'an object';
-    default:
-      return `a ${typeof v}`;
-  }
-}
-
 function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
-}
-
-/** Optimal string alignment distance (Levenshtein plus adjacent transpositions). */
-function editDistance(a: string, b: string): number {
-  const d: number[][] = [];
-  for (let i = 0; i <= a.length; i++) {
-    d.push([i]);
-    for (let j = 1; j <= b.length; j++) {
-      if (i === 0) {
-        d[i].push(j);
-        continue;
-      }
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let best = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
-        best = Math.min(best, d[i - 2][j - 2] + 1);
-      d[i].push(best);
-    }
-  }
-  return d[a.length][b.length];
-}
-
-/** The known name closest to `name`, when it is close enough to be a typo. */
-function suggest(name: string, known: readonly string[]): string | undefined {
-  if (name.length > 64) return undefined;
-  const lower = name.toLowerCase();
-  let best: string | undefined;
-  let bestD = Number.POSITIVE_INFINITY;
-  for (const k of known) {
-    const d = editDistance(lower, k.toLowerCase());
-    if (d < bestD) {
-      bestD = d;
-      best = k;
-    }
-  }
-  const limit = Math.max(1, Math.floor(Math.max(name.length, 3) / 3));
-  return bestD <= limit ? best : undefined;
 }
 
 /** `config file "…": invalid JSON at line L, column C: …` from a JSON.parse error. */

@@ -13,8 +13,8 @@ commands:
               run one node of a pair on a TAP device (root or CAP_NET_ADMIN)
   relay --config <file> | --example-config
               a node of a pair whose application is a TCP relay to unmodified servers
-  config schema
-              print the JSON Schema of the relay's config sections (for editors)
+  config schema node|relay
+              print the JSON Schema of a node's or a relay's config file (for editors)
   status (--socket <path> | --config <file>) [--json]
               role, epoch, connections, replication lag and last take-over of a running node
   version     print the version
@@ -55,12 +55,17 @@ export async function main(argv: string[]): Promise<number> {
       return runNode(rest[1], cmd);
     }
     case 'config': {
-      if (rest.length !== 1 || rest[0] !== 'schema') {
-        console.error('takeover config: the one sub-command is `takeover config schema`.');
+      if (rest.length !== 2 || rest[0] !== 'schema' || (rest[1] !== 'node' && rest[1] !== 'relay')) {
+        console.error('takeover config: the one sub-command is `takeover config schema node|relay`.');
         return 2;
       }
-      const { relayJsonSchema } = await import('../relay/config.ts');
-      console.log(JSON.stringify(relayJsonSchema(), null, 2));
+      if (rest[1] === 'node') {
+        const { nodeJsonSchema } = await import('./config.ts');
+        console.log(JSON.stringify(nodeJsonSchema(), null, 2));
+      } else {
+        const { relayJsonSchema } = await import('../relay/config.ts');
+        console.log(JSON.stringify(relayJsonSchema(), null, 2));
+      }
       return 0;
     }
     case 'status': {

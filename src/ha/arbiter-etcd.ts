@@ -43,7 +43,7 @@ import {
 } from './arbiter.ts';
 import { ETCD_DEFAULTS, type EtcdArbiterOptions, etcdKey } from './arbiter-config.ts';
 
-export { ETCD_DEFAULTS, type EtcdArbiterOptions, etcdArbiterConfig, etcdKey } from './arbiter-config.ts';
+export { ETCD_DEFAULTS, type EtcdArbiterOptions, etcdKey } from './arbiter-config.ts';
 
 type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
 

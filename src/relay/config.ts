@@ -11,8 +11,8 @@
  *     "health":    { "intervalMs", "timeoutMs", "rise", "fall", "send", "expect" },
  *     "timeouts":  { "connectMs", "clientMs", "serverMs" }
  *
- * The relay's sections are declared once with zod (the type is inferred from the schema, and
- * `relayJsonSchema()` exports it for editors); the rules that span fields (a bind on a virtual
+ * The relay's sections are declared once with zod, like the node's (the type is inferred from the
+ * schema, and `relayJsonSchema()` exports the whole file's for editors); the rules that span fields (a bind on a virtual
  * address, no bind twice, every backend named exists, a source address per server family) are
  * checked after. Every problem is reported at once, one sentence each naming the field and the
  * fix, with the node's own.
@@ -20,7 +20,8 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { z } from 'zod';
-import { ConfigError, type NodeConfig, parseNodeConfig } from '../cli/config.ts';
+import { BuiltinNodeSections, ConfigError, type NodeConfig, parseNodeConfig } from '../cli/config.ts';
+import { issuesToErrors } from '../cli/schema.ts';
 import { type IpAddr, ipFromString, ipKey, ipToString, isV4 } from '../stack/ip.ts';
 
 const NAME = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -187,27 +188,12 @@ export interface RelayNodeConfig extends NodeConfig {
 
 const RELAY_FIELDS = Object.keys(RelaySections.shape);
 
-/** The JSON Schema of the relay's sections (`takeover config schema`), for editors. */
+/** A relay node's whole config file: the node's fields (no `app`) and the relay's sections. */
+export const RelayFile = BuiltinNodeSections.extend(RelaySections.shape);
+
+/** The JSON Schema of a relay node's config file (`takeover config schema relay`), for editors. */
 export function relayJsonSchema(): unknown {
-  return z.toJSONSchema(RelaySections, { io: 'input' });
-}
-
-/** "frontends[0].bind[1]" from zod's path. */
-function fieldOf(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const p of path) out += typeof p === 'number' ? `[${p}]` : `${out ? '.' : ''}${String(p)}`;
-  return out;
-}
-
-function issueText(i: z.core.$ZodIssue): string {
-  const f = fieldOf(i.path);
-  if (i.code === 'unrecognized_keys')
-    return `config field "${f ? `${f}.` : ''}${i.keys[0]}": unknown field${i.keys.length > 1 ? `s (${i.keys.join(', ')})` : ''}; remove it or check its spelling.`;
-  if (i.code === 'invalid_type' && i.input === undefined)
-    return `config field "${f}": missing; it is required.`;
-  if (i.code === 'invalid_type' && !i.message.startsWith('must'))
-    return `config field "${f}": must be ${i.expected === 'array' ? 'a list' : `a${/^[aeiou]/.test(i.expected) ? 'n' : ''} ${i.expected}`}.`;
-  return `config field "${f}": ${i.message.replace(/\.?$/, '.')}`;
+  return z.toJSONSchema(RelayFile, { io: 'input' });
 }
 
 /** What the rules across fields look at, taken leniently from the raw sections (what is there). */
@@ -365,7 +351,7 @@ export function parseRelayConfig(raw: unknown, configDir: string): RelayNodeConf
   const node = parseNodeConfig(nodePart, configDir, { builtinApp: 'relay' });
   const errors = node instanceof ConfigError ? [...node.errors] : [];
   const r = RelaySections.safeParse(relayPart);
-  if (!r.success) errors.push(...r.error.issues.map(issueText));
+  if (!r.success) errors.push(...issuesToErrors(RelaySections, r.error.issues));
   errors.push(...crossCheck(loose(relayPart), node instanceof ConfigError ? undefined : node.vip));
   if (errors.length > 0 || node instanceof ConfigError || !r.success) return new ConfigError(errors);
   return { ...node, relay: build(r.data) };

@@ -9,7 +9,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError } from '../../src/cli/config.ts';
+import { ConfigError, nodeJsonSchema } from '../../src/cli/config.ts';
 import { parseRelayConfig, relayJsonSchema } from '../../src/relay/config.ts';
 import { ipFromString } from '../../src/stack/ip.ts';
 
@@ -171,20 +171,23 @@ describe('relay config', () => {
     assert.doesNotMatch(r.stderr, /TAP|tun/i);
   });
 
-  test('takeover config schema prints the JSON Schema of the relay sections', () => {
+  test('takeover config schema node|relay prints the JSON Schema of the whole file (one zod declaration)', () => {
     const s = relayJsonSchema() as { properties: Record<string, unknown>; required: string[] };
-    assert.deepEqual(Object.keys(s.properties).sort(), [
-      'backends',
-      'frontends',
-      'health',
-      'source',
-      'timeouts',
-    ]);
-    const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'config', 'schema'], {
-      encoding: 'utf8',
-      timeout: 30_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(JSON.parse(r.stdout), s);
+    const relayOwn = ['backends', 'frontends', 'health', 'source', 'timeouts'];
+    const nodeOwn = Object.keys((nodeJsonSchema() as { properties: Record<string, unknown> }).properties);
+    assert.deepEqual(
+      Object.keys(s.properties).sort(),
+      [...nodeOwn.filter((k) => k !== 'app'), ...relayOwn].sort(),
+    );
+    assert.ok(nodeOwn.includes('replication') && nodeOwn.includes('tcp') && nodeOwn.includes('arbiter'));
+    assert.ok(s.required.includes('nodeId') && s.required.includes('frontends'));
+    for (const kind of ['node', 'relay'] as const) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', MAIN, 'config', 'schema', kind], {
+        encoding: 'utf8',
+        timeout: 30_000,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), kind === 'node' ? nodeJsonSchema() : s);
+    }
   });
 });
