@@ -116,12 +116,11 @@ describe('takeover demo', () => {
     assert.ok(j.restored > 0);
   });
 
+  // The bound is the test's timeout (a time check under an equal timeout could never fail).
   test('200 connections pass', { timeout: 20_000 }, async () => {
-    const t0 = performance.now();
     const { code, j } = await runJson(['--connections', '200']);
     assertPass(code, j, '200 connections');
     assert.equal(j.connections, 200);
-    assert.ok(performance.now() - t0 < 20_000);
   });
 
   test('one seed, one run: the JSON is identical twice', async () => {

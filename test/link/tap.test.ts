@@ -91,6 +91,9 @@ function whyNot(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (it creates a network namespace and TAP devices)';
   if (!existsSync('/dev/net/tun')) return '/dev/net/tun does not exist';
   if (spawnSync('ip', ['-V'], { stdio: 'ignore' }).status !== 0) return 'iproute2 (ip) is not installed';
+  // The kernel's ARP and IPv4 towards the device are provoked with ping (Debian's iputils-ping).
+  if (spawnSync('sh', ['-c', 'command -v ping'], { stdio: 'ignore' }).status !== 0)
+    return 'ping (iputils-ping) is not installed';
   return undefined;
 }
 const skip = whyNot();

@@ -59,3 +59,50 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
     console.log(`take-over stalls seen by clients (ms):\n${stalls.join('\n')}`);
   });
 });
+
+describe('take-over on a real network: kill -9 and an immediate restart of the active', { skip }, () => {
+  let topo: Topology;
+  let pair: HaPair;
+  let dir: string;
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'takeover-ha-'));
+    topo = await Topology.create({ prefix: 'tkr' });
+    // A 3 s lease: the killed node's new process (about 1 s to start) is up before the standby
+    // may take over, as with a restart manager and a long timeout.
+    pair = await HaPair.create(topo, dir, { heartbeatMs: 50, timeoutMs: 3000 });
+    await pair.start('a');
+    await pair.start('b');
+    await pair.synced('b');
+  });
+
+  after(async () => {
+    await topo?.destroy();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the restarted process (configured active) hears a synced standby, waits for its take-over and joins it; every byte arrives, no RST', async () => {
+    let restartedAt = 0;
+    let waited = false;
+    const o = await pair.round('a', 'b', 1, {
+      echoBytes: 50e6,
+      httpConnections: 50,
+      httpRequests: 20,
+      curlBytes: 20_000_000,
+      afterKill: async () => {
+        await pair.start('a');
+        restartedAt = Date.now();
+        const s = await pair.status('b');
+        // b has not taken over yet: the restart came first, which is the case under test.
+        waited = s.role === 'standby';
+      },
+    });
+    assertClean(o);
+    assert.ok(restartedAt > 0);
+    assert.ok(waited, 'the standby had not taken over when the restarted node came up');
+    assert.ok(o.restored > 0, 'the take-over restored live connections');
+    assert.match(pair.logs(), /a: peer b is a synced standby: waiting for it to take over/);
+    await pair.synced('a');
+    assert.equal((await pair.status('b')).role, 'active');
+  });
+});
