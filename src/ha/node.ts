@@ -62,6 +62,11 @@ import type { SideChannel } from './pulse.ts';
 import { Replicator } from './replicator.ts';
 
 export const MSG_ROLE = 1;
+
+/** A peer role that is known not to be the active's (undefined: not heard yet). */
+function notActive(role: string | undefined): boolean {
+  return role === 'standby' || role === 'candidate' || role === 'fenced';
+}
 export const MSG_BATCH = 2;
 export const MSG_ACK = 3;
 export const MSG_HEARTBEAT = 4;
@@ -587,7 +592,9 @@ export class HaNode {
     if (!this.link) return;
     // A standby's failure detector hears the active only: the peer on the link may be a new
     // process of the node that died (restarted at once), not active, waiting for our take-over.
-    if (this.role !== 'standby' || this.peerRole === 'active') this.lastHeard = now;
+    // A peer whose role we have not heard yet counts (its role message may have been lost in the
+    // race of two links, see onRole; not counting it took a live active for dead).
+    if (this.role !== 'standby' || !notActive(this.peerRole)) this.lastHeard = now;
     this.lastHeardLink = now;
     this.clock = now;
     // Superseded: fence, then take the message as the standby we now are (a ROLE from the
@@ -735,6 +742,10 @@ export class HaNode {
       this.refuse('a role message without a role');
       return;
     }
+    // Our role message on this link may have been lost: when both nodes dial at once, a node
+    // sends it on the link it kept before the peer has made that link its own, and the peer's
+    // transport drops it. The first role heard on a link is answered (once on each side).
+    if (this.peerRole === undefined) this.sendRole();
     this.peerRole = role;
     const id = body.nodeId;
     if (typeof id === 'string' && NODE_ID.test(id) && id !== this.o.nodeId) this.peerId = id;

@@ -404,7 +404,14 @@ export class HaPair {
    * curl download; `victim` is killed with SIGKILL once they flow. Returns what the clients saw
    * (assertions are the caller's; nothing here throws for a failed check).
    */
-  async round(victim: string, survivor: string, round: number, sizes: RoundSizes): Promise<RoundOutcome> {
+  async round(
+    wantVictim: string,
+    wantSurvivor: string,
+    round: number,
+    sizes: RoundSizes,
+  ): Promise<RoundOutcome> {
+    let victim = wantVictim;
+    let survivor = wantSurvivor;
     const pcap = join(this.dir, `client-${round}.pcap`);
     const cap = await this.client.capture(pcap, { snaplen: 128 });
     const echo = launch(this.client, 'ha-client.ts', ['echo', VIP, '7', String(sizes.echoBytes)]);
@@ -431,13 +438,30 @@ export class HaPair {
       { timeoutMs: 30_000, tries: 600, intervalMs: 50 },
     );
     await new Promise((r) => setTimeout(r, 300));
-    // The precondition of a take-over: a synced standby. On two busy cores the active may have
-    // dropped a standby that fell behind under this load (it rejoins and syncs in well under a
-    // second); a kill then would test a pair with no standby, which by design cannot take over.
-    await this.synced(survivor);
+    // The precondition of a take-over: an active and a synced standby. On two busy cores the
+    // active may have dropped a standby that fell behind under this load (it rejoins and syncs in
+    // well under a second), or, stalled past the test's 100 ms lease, been taken over (safely:
+    // it is fenced and rejoins). The kill then goes to whichever node is active, and says so.
+    let swapped = '';
+    await waitUntil(
+      'one active node and one synced standby before the kill',
+      async () => {
+        const [x, y] = await Promise.all([this.tryStatus(victim), this.tryStatus(survivor)]);
+        if (x?.role === 'active' && y?.role === 'standby' && y.synced) return true;
+        if (y?.role === 'active' && x?.role === 'standby' && x.synced) {
+          swapped = `${survivor} had taken over from ${victim} before the kill (a stall past the lease under this load); `;
+          [victim, survivor] = [survivor, victim];
+          return true;
+        }
+        return false;
+      },
+      { timeoutMs: 30_000, tries: 600, intervalMs: 50 },
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}\n${this.logs()}`);
+    });
     const before = await this.status(victim);
     this.kill(victim);
-    await sizes.afterKill?.();
+    await sizes.afterKill?.(victim);
     const failures: string[] = [];
     const clients: ClientResult[] = [];
     const gaps: string[] = [];
@@ -482,6 +506,7 @@ export class HaPair {
       );
     if (failures.length > 0) failures.push(this.logs());
     return {
+      killed: victim,
       failures,
       resets: s.resets,
       bytesVerified: clients.reduce((n, r) => n + r.bytes, 0) + (curlOk ? sizes.curlBytes : 0),
@@ -489,7 +514,7 @@ export class HaPair {
       connections: 1 + sizes.httpConnections + 1,
       restored: after?.lastTakeover?.connections ?? 0,
       nodeStallMs: after?.lastTakeover?.stallMs ?? null,
-      detail: `${gaps.join(', ')}; ${process.env.HA_DEBUG ? `${survivor}'s TAP: ${await this.tapStats(survivor)}; ` : ''}${victim} had ${before.rssMB} MB resident; detected ${after?.lastTakeover?.detectionMs} ms after the last word, restored in ${after?.lastTakeover?.restoreMs} ms${
+      detail: `${swapped}${gaps.join(', ')}; ${process.env.HA_DEBUG ? `${survivor}'s TAP: ${await this.tapStats(survivor)}; ` : ''}${victim} had ${before.rssMB} MB resident; detected ${after?.lastTakeover?.detectionMs} ms after the last word, restored in ${after?.lastTakeover?.restoreMs} ms${
         process.env.HA_DEBUG
           ? `\n${(this.procs.get(survivor)?.output().stderr ?? '')
               .split('\n')
@@ -507,10 +532,12 @@ export interface RoundSizes {
   httpRequests: number;
   curlBytes: number;
   /** Runs right after the kill, before the clients are awaited (a restart, say). */
-  afterKill?: () => Promise<void>;
+  afterKill?: (killed: string) => Promise<void>;
 }
 
 export interface RoundOutcome {
+  /** The node killed: the one asked for, or the other if it had taken over before the kill. */
+  killed: string;
   failures: string[];
   resets: number;
   bytesVerified: number;

@@ -50,6 +50,7 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
       assertClean(o);
       assert.ok(o.restored > 0, 'the take-over restored live connections');
       stalls.push(`${o.stallMs} (${o.detail})`);
+      if (o.killed !== victim) [victim, survivor] = [survivor, victim];
       // The killed node comes back, joins as standby (no preemption) and catches up.
       await pair.start(victim);
       await pair.synced(victim);
@@ -89,10 +90,10 @@ describe('take-over on a real network: kill -9 and an immediate restart of the a
       httpConnections: 50,
       httpRequests: 20,
       curlBytes: 20_000_000,
-      afterKill: async () => {
-        await pair.start('a');
+      afterKill: async (killed) => {
+        await pair.start(killed);
         restartedAt = Date.now();
-        const s = await pair.status('b');
+        const s = await pair.status(pair.peerOf(killed));
         // b has not taken over yet: the restart came first, which is the case under test.
         waited = s.role === 'standby';
       },
@@ -101,8 +102,12 @@ describe('take-over on a real network: kill -9 and an immediate restart of the a
     assert.ok(restartedAt > 0);
     assert.ok(waited, 'the standby had not taken over when the restarted node came up');
     assert.ok(o.restored > 0, 'the take-over restored live connections');
-    assert.match(pair.logs(), /a: peer b is a synced standby: waiting for it to take over/);
-    await pair.synced('a');
-    assert.equal((await pair.status('b')).role, 'active');
+    const other = pair.peerOf(o.killed);
+    assert.match(
+      pair.logs(),
+      new RegExp(`${o.killed}: peer ${other} is a synced standby: waiting for it to take over`),
+    );
+    await pair.synced(o.killed);
+    assert.equal((await pair.status(other)).role, 'active');
   });
 });
