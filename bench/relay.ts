@@ -16,11 +16,15 @@
  * - what clients see today with the usual pair: two HAProxy hosts behind one VRRP address
  *   (keepalived, VRRPv3, 100 ms adverts), the master's haproxy and keepalived killed (a host
  *   failure) up to 5 times under the same INCR client: connections broken, and how soon a new
- *   connection is answered.
+ *   connection is answered;
+ * - with PostgreSQL, pgbench (`-c 8 -j 2 -T 10`) across two more failures of each pair (our
+ *   active relay killed; the HAProxy master host failed): transactions, failed ones, clients
+ *   aborted by a lost connection.
  *
  * With --json one line: {"targets": {name: {downloadMBs, redisOps, pgTps, rttMsP50, rttMsP99,
  * cpuSecPerGB}}, "ratios": {name: {...}}, "failover": {"kills", "errors", "stallMsP50",
- * "stallMsP99"}, "keepalived": {"kills", "connectionsBroken", "examples", "newConnectionMsP50"}}.
+ * "stallMsP99", "pg": [{exit, processed, failed, aborted, example}]}, "keepalived": {"kills",
+ * "connectionsBroken", "examples", "newConnectionMsP50", "pg": [...]}}.
  */
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -131,9 +135,9 @@ export async function run(o: BenchOptions): Promise<number> {
     await pair.synced('b');
     log('relay in sync mode, standby synced …');
     targets['relay-sync'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
-    const failover = await kills(pair, flags.kills, log);
+    const failover = await kills(pair, flags.kills, pg, log);
     log('HAProxy + keepalived pair …');
-    const keepalived = await haproxyPairKills(topo, client, dir, Math.min(flags.kills, 5), log);
+    const keepalived = await haproxyPairKills(topo, client, dir, Math.min(flags.kills, 5), pg, log);
     const ratios: Record<string, Record<string, number>> = {};
     for (const [name, f] of Object.entries(targets))
       ratios[name] = Object.fromEntries(
@@ -159,6 +163,10 @@ export async function run(o: BenchOptions): Promise<number> {
       console.log(
         `\nfailover: ${failover.kills} kill -9 of the active relay under 8 INCR connections: ${failover.errors} error(s); stall per connection p50 ${failover.stallMsP50} ms, p99 ${failover.stallMsP99} ms`,
       );
+      for (const r of failover.pg)
+        console.log(`relay pair, pgbench across a kill -9 of the active: ${pgLine(r)}`);
+      for (const r of keepalived.pg)
+        console.log(`HAProxy + keepalived, pgbench across a host failure: ${pgLine(r)}`);
       console.log(
         `HAProxy + keepalived: ${keepalived.kills} host failure(s) (haproxy and keepalived of the master killed) under 8 INCR connections: ${keepalived.connectionsBroken} of ${keepalived.kills * 8} connections broken (${keepalived.examples.join('; ')}); a new connection answered ${keepalived.newConnectionMsP50} ms after the kill (p50)`,
       );
@@ -307,7 +315,7 @@ async function measure(
 }
 
 /** `n` kill -9 of the active relay, each under a fresh INCR client; stalls per connection. */
-async function kills(pair: HaPair, n: number, log: (s: string) => void) {
+async function kills(pair: HaPair, n: number, pgRounds: boolean, log: (s: string) => void) {
   const stalls: number[] = [];
   let errors = 0;
   let victim = 'a';
@@ -341,7 +349,25 @@ async function kills(pair: HaPair, n: number, log: (s: string) => void) {
     await pair.synced(victim);
     victim = survivor;
   }
-  return { kills: n, errors, stallMsP50: percentile(stalls, 50), stallMsP99: percentile(stalls, 99) };
+  // pgbench through two more take-overs: what its clients see.
+  const pg: PgUnderKill[] = [];
+  for (let i = 0; pgRounds && i < 2; i++) {
+    const survivor = pair.peerOf(victim);
+    const r = await pgbenchUnderKill(pair.client, VIP, async () => {
+      pair.kill(victim);
+      await waitUntil('take-over', async () => (await pair.tryStatus(survivor, 1000))?.role === 'active', {
+        timeoutMs: 10_000,
+        tries: 200,
+        intervalMs: 50,
+      });
+    });
+    log(`  pgbench, kill ${i + 1}/2 of the active relay: ${pgLine(r)}`);
+    pg.push(r);
+    await pair.start(victim);
+    await pair.synced(victim);
+    victim = survivor;
+  }
+  return { kills: n, errors, stallMsP50: percentile(stalls, 50), stallMsP99: percentile(stalls, 99), pg };
 }
 
 /**
@@ -354,6 +380,7 @@ async function haproxyPairKills(
   client: Host,
   dir: string,
   n: number,
+  pgRounds: boolean,
   log: (s: string) => void,
 ) {
   const VRRP_VIP = '198.18.0.210';
@@ -366,7 +393,7 @@ async function haproxyPairKills(
     hosts.push(h);
     writeFileSync(
       join(dir, `${name}.cfg`),
-      `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind ${VRRP_VIP}:6379\n  default_backend b\nbackend b\n  server s ${SERVER}:6379\n`,
+      `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind ${VRRP_VIP}:6379\n  default_backend b\nbackend b\n  server s ${SERVER}:6379\nfrontend fpg\n  bind ${VRRP_VIP}:5432\n  default_backend bpg\nbackend bpg\n  server s ${SERVER}:5432\n`,
     );
     writeFileSync(
       join(dir, `${name}.keepalived.conf`),
@@ -446,13 +473,77 @@ async function haproxyPairKills(
     start(master);
     await new Promise((res) => setTimeout(res, 1500));
   }
+  // pgbench through two host failures: what its clients see.
+  const pg: PgUnderKill[] = [];
+  for (let k = 0; pgRounds && k < 2; k++) {
+    const master = await holder();
+    const r = await pgbenchUnderKill(client, VRRP_VIP, async () => {
+      for (const p of procs[master]) p.kill('SIGKILL');
+      await hosts[master].exec('ip', ['link', 'set', 'eth0', 'down']);
+    });
+    log(`  pgbench, host failure ${k + 1}/2 of the HAProxy master: ${pgLine(r)}`);
+    pg.push(r);
+    await hosts[master].exec('ip', ['addr', 'del', `${VRRP_VIP}/24`, 'dev', 'eth0']);
+    await hosts[master].exec('ip', ['link', 'set', 'eth0', 'up']);
+    start(master);
+    await new Promise((res) => setTimeout(res, 1500));
+  }
   return {
     kills: n,
     connectionsBroken: broken,
     examples,
     newConnectionMsP50: Math.round(percentile(reconnectMs, 50)),
+    pg,
   };
 }
+
+/** What pgbench's clients saw across one failure: `kill` runs 2 s into a 10 s TPC-B run. */
+interface PgUnderKill {
+  exit: number | null;
+  processed: number;
+  failed: number;
+  /** Clients that gave up (a lost connection aborts a pgbench client). */
+  aborted: number;
+  example: string;
+}
+
+async function pgbenchUnderKill(client: Host, host: string, kill: () => Promise<void>): Promise<PgUnderKill> {
+  const p = client.spawn('pgbench', [
+    '-h',
+    host,
+    '-U',
+    'postgres',
+    '-c',
+    '8',
+    '-j',
+    '2',
+    '-T',
+    '10',
+    'postgres',
+  ]);
+  await new Promise((r) => setTimeout(r, 2000));
+  await kill();
+  const { code } = await Promise.race([
+    p.exited,
+    new Promise<{ code: null }>((r) => setTimeout(() => r({ code: null }), 90_000)),
+  ]);
+  const { stdout, stderr } = p.output();
+  const out = `${stdout}\n${stderr}`;
+  return {
+    exit: code,
+    processed: Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? Number.NaN),
+    failed: Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0),
+    aborted: (out.match(/client \d+ aborted/g) ?? []).length,
+    example:
+      stderr
+        .split('\n')
+        .find((l) => /lost|abort|error|terminat/i.test(l))
+        ?.trim() ?? '',
+  };
+}
+
+const pgLine = (r: PgUnderKill) =>
+  `pgbench exit ${r.exit}, ${r.processed} transactions, ${r.failed} failed, ${r.aborted} of 8 clients aborted${r.example ? ` (${r.example})` : ''}`;
 
 /** The INCR client's JSON line once it exits (bounded). */
 async function incrResult(p: Spawned): Promise<unknown> {
