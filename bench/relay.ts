@@ -135,9 +135,9 @@ export async function run(o: BenchOptions): Promise<number> {
     await pair.synced('b');
     log('relay in sync mode, standby synced …');
     targets['relay-sync'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
-    const failover = await kills(pair, flags.kills, pg, log);
+    const failover = await kills(pair, flags.kills, pg, flags.mb, log);
     log('HAProxy + keepalived pair …');
-    const keepalived = await haproxyPairKills(topo, client, dir, Math.min(flags.kills, 5), pg, log);
+    const keepalived = await haproxyPairKills(topo, client, dir, Math.min(flags.kills, 5), pg, flags.mb, log);
     const ratios: Record<string, Record<string, number>> = {};
     for (const [name, f] of Object.entries(targets))
       ratios[name] = Object.fromEntries(
@@ -167,6 +167,9 @@ export async function run(o: BenchOptions): Promise<number> {
         console.log(`relay pair, pgbench across a kill -9 of the active: ${pgLine(r)}`);
       for (const r of keepalived.pg)
         console.log(`HAProxy + keepalived, pgbench across a host failure: ${pgLine(r)}`);
+      for (const r of failover.others) console.log(`relay pair, across a kill -9 of the active: ${r.line}`);
+      for (const r of keepalived.others)
+        console.log(`HAProxy + keepalived, across a host failure: ${r.line}`);
       console.log(
         `HAProxy + keepalived: ${keepalived.kills} host failure(s) (haproxy and keepalived of the master killed) under 8 INCR connections: ${keepalived.connectionsBroken} of ${keepalived.kills * 8} connections broken (${keepalived.examples.join('; ')}); a new connection answered ${keepalived.newConnectionMsP50} ms after the kill (p50)`,
       );
@@ -315,7 +318,7 @@ async function measure(
 }
 
 /** `n` kill -9 of the active relay, each under a fresh INCR client; stalls per connection. */
-async function kills(pair: HaPair, n: number, pgRounds: boolean, log: (s: string) => void) {
+async function kills(pair: HaPair, n: number, pgRounds: boolean, mb: number, log: (s: string) => void) {
   const stalls: number[] = [];
   let errors = 0;
   let victim = 'a';
@@ -367,7 +370,35 @@ async function kills(pair: HaPair, n: number, pgRounds: boolean, log: (s: string
     await pair.synced(victim);
     victim = survivor;
   }
-  return { kills: n, errors, stallMsP50: percentile(stalls, 50), stallMsP99: percentile(stalls, 99), pg };
+  // A download and redis-benchmark through one take-over each.
+  const others: Seen[] = [];
+  for (const run of [
+    (k: () => Promise<void>) => curlUnderKill(pair.client, VIP, mb, k),
+    (k: () => Promise<void>) => redisBenchUnderKill(pair.client, VIP, k),
+  ]) {
+    const survivor = pair.peerOf(victim);
+    const r = await run(async () => {
+      pair.kill(victim);
+      await waitUntil('take-over', async () => (await pair.tryStatus(survivor, 1000))?.role === 'active', {
+        timeoutMs: 10_000,
+        tries: 200,
+        intervalMs: 50,
+      });
+    });
+    log(`  across a kill -9 of the active relay: ${r.line}`);
+    others.push(r);
+    await pair.start(victim);
+    await pair.synced(victim);
+    victim = survivor;
+  }
+  return {
+    kills: n,
+    errors,
+    stallMsP50: percentile(stalls, 50),
+    stallMsP99: percentile(stalls, 99),
+    pg,
+    others,
+  };
 }
 
 /**
@@ -381,6 +412,7 @@ async function haproxyPairKills(
   dir: string,
   n: number,
   pgRounds: boolean,
+  mb: number,
   log: (s: string) => void,
 ) {
   const VRRP_VIP = '198.18.0.210';
@@ -393,7 +425,7 @@ async function haproxyPairKills(
     hosts.push(h);
     writeFileSync(
       join(dir, `${name}.cfg`),
-      `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind ${VRRP_VIP}:6379\n  default_backend b\nbackend b\n  server s ${SERVER}:6379\nfrontend fpg\n  bind ${VRRP_VIP}:5432\n  default_backend bpg\nbackend bpg\n  server s ${SERVER}:5432\n`,
+      `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind ${VRRP_VIP}:6379\n  default_backend b\nbackend b\n  server s ${SERVER}:6379\nfrontend fpg\n  bind ${VRRP_VIP}:5432\n  default_backend bpg\nbackend bpg\n  server s ${SERVER}:5432\nfrontend fweb\n  bind ${VRRP_VIP}:80\n  default_backend bweb\nbackend bweb\n  server s ${SERVER}:80\n`,
     );
     writeFileSync(
       join(dir, `${name}.keepalived.conf`),
@@ -488,12 +520,31 @@ async function haproxyPairKills(
     start(master);
     await new Promise((res) => setTimeout(res, 1500));
   }
+  // A download and redis-benchmark through one host failure each.
+  const others: Seen[] = [];
+  for (const run of [
+    (k: () => Promise<void>) => curlUnderKill(client, VRRP_VIP, mb, k),
+    (k: () => Promise<void>) => redisBenchUnderKill(client, VRRP_VIP, k),
+  ]) {
+    const master = await holder();
+    const r = await run(async () => {
+      for (const p of procs[master]) p.kill('SIGKILL');
+      await hosts[master].exec('ip', ['link', 'set', 'eth0', 'down']);
+    });
+    log(`  across a host failure of the HAProxy master: ${r.line}`);
+    others.push(r);
+    await hosts[master].exec('ip', ['addr', 'del', `${VRRP_VIP}/24`, 'dev', 'eth0']);
+    await hosts[master].exec('ip', ['link', 'set', 'eth0', 'up']);
+    start(master);
+    await new Promise((res) => setTimeout(res, 1500));
+  }
   return {
     kills: n,
     connectionsBroken: broken,
     examples,
     newConnectionMsP50: Math.round(percentile(reconnectMs, 50)),
     pg,
+    others,
   };
 }
 
@@ -507,27 +558,91 @@ interface PgUnderKill {
   example: string;
 }
 
-async function pgbenchUnderKill(client: Host, host: string, kill: () => Promise<void>): Promise<PgUnderKill> {
-  const p = client.spawn('pgbench', [
-    '-h',
-    host,
-    '-U',
-    'postgres',
-    '-c',
-    '8',
-    '-j',
-    '2',
-    '-T',
-    '10',
-    'postgres',
-  ]);
+/** Runs a client, `kill` 2 s in; its exit code and output (bounded: 120 s, then killed). */
+async function underKill(
+  client: Host,
+  cmd: string,
+  args: string[],
+  kill: () => Promise<void>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const p = client.spawn(cmd, args);
   await new Promise((r) => setTimeout(r, 2000));
   await kill();
   const { code } = await Promise.race([
     p.exited,
-    new Promise<{ code: null }>((r) => setTimeout(() => r({ code: null }), 90_000)),
+    new Promise<{ code: null }>((r) => setTimeout(() => r({ code: null }), 120_000)),
   ]);
-  const { stdout, stderr } = p.output();
+  if (code === null) p.kill('SIGKILL');
+  return { code, ...p.output() };
+}
+
+/** What a client saw across a failure, in one line, and whether it saw nothing wrong. */
+interface Seen {
+  ok: boolean;
+  line: string;
+}
+
+const errorLine = (text: string) =>
+  text
+    .replace(/\r/g, '\n')
+    .split('\n')
+    .find((l) => /error|reset|lost|abort|refused|fail|closed|timed out/i.test(l))
+    ?.trim() ?? '';
+
+/** curl of the big file at 20 MB/s (in flight at the failure): complete, or how it ended. */
+async function curlUnderKill(
+  client: Host,
+  host: string,
+  mb: number,
+  kill: () => Promise<void>,
+): Promise<Seen> {
+  const r = await underKill(
+    client,
+    'curl',
+    [
+      '-sS',
+      '--max-time',
+      '100',
+      '--limit-rate',
+      '20M',
+      '-o',
+      '/dev/null',
+      '-w',
+      '%{size_download}',
+      `http://${host}/big`,
+    ],
+    kill,
+  );
+  const got = Number(r.stdout.trim());
+  const ok = r.code === 0 && got === mb * 1024 * 1024;
+  return {
+    ok,
+    line: `curl exit ${r.code}, ${got} of ${mb * 1024 * 1024} bytes${ok ? '' : ` (${errorLine(r.stderr)})`}`,
+  };
+}
+
+/** redis-benchmark -P 16 -c 50 (GET): finished without an error, or its first error. */
+async function redisBenchUnderKill(client: Host, host: string, kill: () => Promise<void>): Promise<Seen> {
+  const r = await underKill(
+    client,
+    'redis-benchmark',
+    ['-h', host, '-P', '16', '-c', '50', '-n', '1000000', '-t', 'get', '-q'],
+    kill,
+  );
+  const err = errorLine(`${r.stdout}\n${r.stderr}`);
+  const ok = r.code === 0 && err === '' && /requests per second/.test(r.stdout);
+  if (r.code === null)
+    return { ok, line: 'redis-benchmark did not finish within 120 s (its connections hung; killed)' };
+  return { ok, line: `redis-benchmark exit ${r.code}${err ? `: ${err}` : ', no error'}` };
+}
+
+async function pgbenchUnderKill(client: Host, host: string, kill: () => Promise<void>): Promise<PgUnderKill> {
+  const { code, stdout, stderr } = await underKill(
+    client,
+    'pgbench',
+    ['-h', host, '-U', 'postgres', '-c', '8', '-j', '2', '-T', '10', 'postgres'],
+    kill,
+  );
   const out = `${stdout}\n${stderr}`;
   return {
     exit: code,
@@ -543,7 +658,9 @@ async function pgbenchUnderKill(client: Host, host: string, kill: () => Promise<
 }
 
 const pgLine = (r: PgUnderKill) =>
-  `pgbench exit ${r.exit}, ${r.processed} transactions, ${r.failed} failed, ${r.aborted} of 8 clients aborted${r.example ? ` (${r.example})` : ''}`;
+  r.exit === null
+    ? 'pgbench did not finish within 120 s of a 10 s run (its connections hung; killed)'
+    : `pgbench exit ${r.exit}, ${r.processed} transactions, ${r.failed} failed, ${r.aborted} of 8 clients aborted${r.example ? ` (${r.example})` : ''}`;
 
 /** The INCR client's JSON line once it exits (bounded). */
 async function incrResult(p: Spawned): Promise<unknown> {
