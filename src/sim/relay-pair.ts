@@ -167,6 +167,7 @@ export class RelaySimNode implements SimNode, PipeHost {
       h.now,
     );
     bindHa(rt, this.ha, this.gate, this.opts.nodeId);
+    rt.isolation.log = log;
     const ha = this.ha;
     this.relay = new Relay(netApi(rt), this.opts.relay, { log, serving: () => ha.role === 'active' });
     void this.relay.start().then(() => {

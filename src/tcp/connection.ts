@@ -238,6 +238,8 @@ export class TcpConnection {
   private rtoAt = INF;
   private synNeedsSend = false;
   private synSent = 0;
+  /** The next SYN(-ACK) is a kick-start's nudge (not a retry); transient, not replicated. */
+  private synKicked = false;
   private persistAt = INF;
   private persistBackoff = 0;
   private keepAliveAt = INF;
@@ -467,7 +469,13 @@ export class TcpConnection {
     // Timings begun on the old node would measure the outage.
     this.rttTimedAt = -1;
     if (this.tsOk) this.tsEcrFloor = this.tsNow(now);
-    if (this.sndMax > this.sndUna || this.synNeedsSend || !isSynchronized(this.state)) this.rtoAt = now;
+    if (!isSynchronized(this.state)) {
+      // The SYN or SYN-ACK again, now, as a nudge: not through the timeout path, which would count
+      // it against `synRetries` and back the timer off (a take-over's kick and its re-kicks at
+      // each announcement used up the retries of a handshake stuck behind ARP in one second).
+      this.synNeedsSend = true;
+      this.synKicked = true;
+    } else if (this.sndMax > this.sndUna || this.synNeedsSend) this.rtoAt = now;
     else this.windowProbe = true;
     if (isSynchronized(this.state)) this.kickAcks = 4;
   }
@@ -1296,11 +1304,15 @@ export class TcpConnection {
       if (this.sendLimit < 0 || (this.state === TcpState.SynReceived && this.ackLimit < 0)) return;
       this.synNeedsSend = false;
       emit(this.synSegment(now));
-      this.synSent++;
+      // A kick-start's resend is not a retry (see `kickStart`), nor a sample (Karn).
+      const kicked = this.synKicked;
+      this.synKicked = false;
+      if (!kicked) this.synSent++;
       this.sndMax = 0;
       this.rtoAt = now + this.rtt.rto;
       this.lastSendAt = now;
-      if (this.rttTimedAt < 0 && this.synSent === 1) {
+      if (kicked) this.rttTimedAt = -1;
+      else if (this.rttTimedAt < 0 && this.synSent === 1) {
         this.rttTimedAt = now;
         this.rttTimedEnd = 0;
       } else if (this.synSent > 1) this.rttTimedAt = -1;

@@ -72,6 +72,15 @@ describe('relay pair on the simulator', () => {
     assert.match(r.logs, /restored client leg of be19\/s1 without its partner/);
   });
 
+  test('handshakes stuck behind a lost ARP reply across two take-overs finish when the ARP does', async () => {
+    // Seed 84: 40 client SYNs reached the first new active, whose ARP for the client went
+    // unanswered (2.8 % loss); they came back in SYN-RECEIVED after the second take-over, whose
+    // kick and re-kicks used up the SYN-ACK retries in a second: the connections died just
+    // before the client's ACK, which drew RSTs.
+    const r = await run(randomRelayScenario(84));
+    assert.match(r.logs, /a: take-over: 40 connection\(s\) restored/);
+  });
+
   test('the active dies before its standby ever beaconed and restarts at once: the standby takes over, the restarted node waits for it', async () => {
     // Seed 81: crash at 4.7 ms. The standby's poll time was -Infinity (no beacon sent yet) and
     // the runtime read it as "never": it never polled, never took over. The restarted process

@@ -276,6 +276,29 @@ describe('passive open (SYN-RECEIVED)', () => {
     assert.equal(fx.conn.error, 'ETIMEDOUT');
   });
 
+  test("a take-over's kick-starts re-send the SYN-ACK without using up synRetries or backing the timer off", () => {
+    // Seed 84 of the relay simulator: a handshake stuck behind an unanswered ARP was kicked at a
+    // take-over and at each announcement after it; each kick went through the timeout path, so
+    // the retries ran out within a second and the connection died just before the client's ACK.
+    const { fx } = synReceived({ config: { synRetries: 1 } });
+    const snap = fx.conn.snapshot(T0, false);
+    for (let i = 1; i <= 5; i++) {
+      const t = T0 + i * 10 * MS;
+      fx.conn.kickStart(t);
+      recvOne(fx.conn, t, { flags: SYN | ACK, seq: LOCAL_ISS });
+      assert.equal(fx.conn.state, TcpState.SynReceived);
+    }
+    assert.equal(fx.conn.snapshot(T0, false).synSent, snap.synSent, 'the kicks are not retries');
+    // The retransmission timer still runs at the unbacked-off RTO from the last kick; the one
+    // retry allowed is still there.
+    const out = runUntil(fx.conn, T0 + 50 * MS, T0 + 100 * S);
+    assert.deepEqual(
+      out.map((o) => [o.at - (T0 + 50 * MS), o.seg.flags]),
+      [[1 * S, SYN | ACK]],
+    );
+    assert.equal(fx.conn.error, 'ETIMEDOUT');
+  });
+
   test('the handshake ACK acknowledging something else draws a RST (seq = its ack)', () => {
     const { fx } = synReceived();
     const t = T0 + RTT;
