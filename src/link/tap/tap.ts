@@ -378,7 +378,7 @@ export class TapDevice implements LinkDevice {
     this.handler = undefined;
     if (this.delivering) clearImmediate(this.delivering);
     this.delivering = undefined;
-    for (const m of this.inbox.splice(0)) this.release(m);
+    for (const m of this.inbox.splice(0)) this.release(this.framesOf(m).used);
     Atomics.store(this.ctl, CTL_STOP, 1);
     Atomics.notify(this.ctl, CTL_PENDING);
     const one = new Uint8Array(8);
@@ -408,7 +408,7 @@ export class TapDevice implements LinkDevice {
       return;
     }
     if (this.closed) {
-      this.release(m);
+      this.release(this.framesOf(m).used);
       return;
     }
     this.inbox.push(m);
@@ -416,19 +416,15 @@ export class TapDevice implements LinkDevice {
   }
 
   /** Gives a batch's bytes back to the reader's pending count; returns the frame count. */
-  private release(m: ArrayBuffer): DataView {
-    const dv = new DataView(m);
-    const count = dv.getUint32(0, true);
-    let off = BATCH_HEADER;
-    for (let i = 0; i < count; i++) off += 4 + this.vnet + dv.getUint32(off, true);
-    // `off` is the batch's used length, what the reader added to the pending count.
-    Atomics.sub(this.ctl, CTL_PENDING, off);
+  /** Gives a batch's bytes back to the reader's pending count (`used`: the batch's used length). */
+  private release(used: number): void {
+    Atomics.sub(this.ctl, CTL_PENDING, used);
     Atomics.notify(this.ctl, CTL_PENDING);
-    return dv;
   }
 
-  private deliverBatch(m: ArrayBuffer): void {
-    const dv = this.release(m);
+  /** Splits a batch into its frames; `used` is its used length, what the reader counted. */
+  private framesOf(m: ArrayBuffer): { dv: DataView; frames: Uint8Array[]; used: number; bytes: number } {
+    const dv = new DataView(m);
     const count = dv.getUint32(0, true);
     const frames: Uint8Array[] = new Array(count);
     const h = this.vnet;
@@ -440,6 +436,13 @@ export class TapDevice implements LinkDevice {
       off += 4 + h + n;
       bytes += n;
     }
+    return { dv, frames, used: off, bytes };
+  }
+
+  private deliverBatch(m: ArrayBuffer): void {
+    const { dv, frames, used, bytes } = this.framesOf(m);
+    this.release(used);
+    const count = frames.length;
     this.stats.drops += dv.getUint32(4, true);
     const handler = this.handler;
     if (!handler) {
