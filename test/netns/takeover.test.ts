@@ -11,32 +11,37 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { assertClean, HaPair } from './ha-pair.ts';
+import { assertClean, HaPair, type PairOptions } from './ha-pair.ts';
 import { rootSkipReason, Topology } from './harness.ts';
 
 const skip = rootSkipReason(['curl']);
 const REPETITIONS = Number(process.env.TAKEOVER_REPS ?? 3);
 
-describe('take-over on a real network: kernel clients, kill -9 of the active', { skip }, () => {
-  let topo: Topology;
-  let pair: HaPair;
-  let dir: string;
-
+/** A pair on its own topology for one suite: both nodes up, b a synced standby; torn down after. */
+function suitePair(prefix: string, opts: PairOptions = {}): { pair: () => HaPair } {
+  let topo: Topology | undefined;
+  let pair: HaPair | undefined;
+  let dir = '';
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'takeover-ha-'));
-    topo = await Topology.create({ prefix: 'tko' });
-    pair = await HaPair.create(topo, dir);
+    topo = await Topology.create({ prefix });
+    pair = await HaPair.create(topo, dir, opts);
     await pair.start('a');
     await pair.start('b');
     await pair.synced('b');
   });
-
   after(async () => {
     await topo?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+  return { pair: () => pair! };
+}
+
+describe('take-over on a real network: kernel clients, kill -9 of the active', { skip }, () => {
+  const fx = suitePair('tko');
 
   test(`kill -9 of the active under an echo stream, 200 HTTP keep-alive connections and curl; restart, fail back (${REPETITIONS} rounds)`, async () => {
+    const pair = fx.pair();
     let victim = 'a';
     let survivor = 'b';
     const stalls: string[] = [];
@@ -62,27 +67,12 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
 });
 
 describe('take-over on a real network: kill -9 and an immediate restart of the active', { skip }, () => {
-  let topo: Topology;
-  let pair: HaPair;
-  let dir: string;
-
-  before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'takeover-ha-'));
-    topo = await Topology.create({ prefix: 'tkr' });
-    // A 3 s lease: the killed node's new process (about 1 s to start) is up before the standby
-    // may take over, as with a restart manager and a long timeout.
-    pair = await HaPair.create(topo, dir, { heartbeatMs: 50, timeoutMs: 3000 });
-    await pair.start('a');
-    await pair.start('b');
-    await pair.synced('b');
-  });
-
-  after(async () => {
-    await topo?.destroy();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  // A 3 s lease: the killed node's new process (about 1 s to start) is up before the standby
+  // may take over, as with a restart manager and a long timeout.
+  const fx = suitePair('tkr', { heartbeatMs: 50, timeoutMs: 3000 });
 
   test('the restarted process (configured active) hears a synced standby, waits for its take-over and joins it; every byte arrives, no RST', async () => {
+    const pair = fx.pair();
     let restartedAt = 0;
     let waited = false;
     const o = await pair.round('a', 'b', 1, {
