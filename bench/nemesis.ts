@@ -13,6 +13,8 @@
  * --heartbeat-ms, --timeout-ms   the nodes' replication timing (default, or `default`: the
  *              node's config defaults, 10 and 50 ms)
  * --arbiter    the pair with an etcd arbiter (README "Partitions"); adds the node-split scenario
+ * --relay      a `takeover relay` pair in front of the same apps on the kernel's TCP (a backend
+ *              namespace); the servers' side is judged too (no RST, no frame from a stale node)
  *
  * Prints a table per scenario (runs, violations, stall p50/p99: of each run's longest wait of one
  * connection for its next bytes) and every run with an anomaly; with --json one line:
@@ -29,7 +31,7 @@ import { PLAIN_SCENARIOS, SCENARIO_NAMES } from '../test/netns/nemesis/scenarios
 import { type BenchOptions, printTable } from './harness.ts';
 
 const USAGE =
-  'usage: npm run bench -- nemesis [--runs N] [--scenario S[,S…]] [--seed N] [--heartbeat-ms N|default] [--timeout-ms N|default] [--arbiter] [--json]';
+  'usage: npm run bench -- nemesis [--runs N] [--scenario S[,S…]] [--seed N] [--heartbeat-ms N|default] [--timeout-ms N|default] [--arbiter] [--relay] [--json]';
 
 interface Flags {
   runs: number;
@@ -39,10 +41,17 @@ interface Flags {
   heartbeatMs?: number | null;
   timeoutMs?: number | null;
   arbiter: boolean;
+  relay: boolean;
 }
 
 function parse(args: string[]): Flags | string {
-  const f: Flags = { runs: 2, scenarios: [], seed: Math.floor(Math.random() * 1e6), arbiter: false };
+  const f: Flags = {
+    runs: 2,
+    scenarios: [],
+    seed: Math.floor(Math.random() * 1e6),
+    arbiter: false,
+    relay: false,
+  };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const v = args[i + 1];
@@ -68,6 +77,7 @@ function parse(args: string[]): Flags | string {
       f.scenarios = names;
       i++;
     } else if (a === '--arbiter') f.arbiter = true;
+    else if (a === '--relay') f.relay = true;
     else return `unknown flag ${a}`;
   }
   const plain = PLAIN_SCENARIOS.map((s) => s.name);
@@ -122,6 +132,7 @@ export async function run(o: BenchOptions): Promise<number> {
       heartbeatMs: f.heartbeatMs,
       timeoutMs: f.timeoutMs,
       arbiter: f.arbiter,
+      relay: f.relay,
     });
     const total = f.runs * f.scenarios.length;
     for (let r = 0; r < f.runs; r++)

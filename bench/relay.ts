@@ -9,22 +9,22 @@
  *   ops/s (`-P 16 -c 50`, GET), pgbench tps (`-c 8 -j 2`, 10 s), 1-byte request RTT p50/p99
  *   (redis-benchmark `-c 1` PING), and the CPU seconds the relay process (or HAProxy) used per GB
  *   downloaded; ratios to HAProxy;
- * - the failover stall per client connection over `--kills` SIGKILLs of the active relay (each
- *   with 8 Redis connections issuing INCR, 16 in flight; the stall is each connection's longest
- *   wait for a reply), and whether any reply was lost, repeated or reset.
- *
- * - what clients see today with the usual pair: two HAProxy hosts behind one VRRP address
- *   (keepalived, VRRPv3, 100 ms adverts), the master's haproxy and keepalived killed (a host
- *   failure) up to 5 times under the same INCR client: connections broken, and how soon a new
- *   connection is answered;
- * - with PostgreSQL, pgbench (`-c 8 -j 2 -T 10`) across two more failures of each pair (our
- *   active relay killed; the HAProxy master host failed): transactions, failed ones, clients
- *   aborted by a lost connection.
+ * - through `--kills` failures of each pair, what its clients see. Our pair: kill -9 of the
+ *   active relay, which is restarted (it rejoins as standby and syncs) before the other is
+ *   killed. The pair users run today: two HAProxy hosts behind one VRRP address (keepalived,
+ *   VRRPv3, 100 ms adverts), the master host failing (haproxy and keepalived killed, link down),
+ *   then brought back. First an INCR client per failure (8 Redis connections, 16 in flight; its
+ *   longest wait for a reply, any reply lost, repeated or reset, and for HAProxy how soon a new
+ *   connection is answered); then each workload run back to back through `--kills` failures:
+ *   pgbench (`-c 8 -j 2 -T 20`, then TPC-B's balances checked), curl of the file at 20 MB/s
+ *   (sha256 checked), redis-benchmark (`-P 16 -c 50`, 1 M GET), iperf3 for 20 s each way; each
+ *   run broken or not; and the RSTs that reached the client (and the servers, from our relay).
  *
  * With --json one line: {"targets": {name: {downloadMBs, redisOps, pgTps, rttMsP50, rttMsP99,
- * cpuSecPerGB}}, "ratios": {name: {...}}, "failover": {"kills", "errors", "stallMsP50",
- * "stallMsP99", "pg": [{exit, processed, failed, aborted, example}]}, "keepalived": {"kills",
- * "connectionsBroken", "examples", "newConnectionMsP50", "pg": [...]}}.
+ * cpuSecPerGB}}, "ratios": {name: {...}}, "failover": {"kills", "errors", "connectionsBroken",
+ * "examples", "stallMsP50", "stallMsP99", "workloads": [{workload, failures,
+ * failuresDuringRuns, runs, brokenRuns, examples, checks}], "resets": {toClient, toServer}},
+ * "keepalived": {the same, "newConnectionMsP50", "resets": {toClient}}}.
  */
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,14 +32,41 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { startRedisIncr } from '../test/netns/apps/launch.ts';
 import { HaPair, VIP } from '../test/netns/ha-pair.ts';
-import { type Host, rootSkipReason, type Spawned, Topology, waitUntil } from '../test/netns/harness.ts';
+import {
+  expertSummary,
+  type Host,
+  rootSkipReason,
+  type Spawned,
+  Topology,
+  waitUntil,
+} from '../test/netns/harness.ts';
 import { type BenchOptions, printTable } from './harness.ts';
 import { percentile } from './nemesis.ts';
+import {
+  curl,
+  type FailingPair,
+  failuresLine,
+  iperf3,
+  pgbench,
+  redisBench,
+  sleep,
+  type UnderFailures,
+  underFailures,
+  type Workload,
+} from './relay-failover.ts';
 
 const SERVER = '198.18.3.10';
 const SOURCE = '198.18.3.100';
 const HAPROXY_FRONT = '198.18.0.200';
 const HAPROXY_SOURCE = '198.18.3.200';
+const CLIENT = '198.18.0.1';
+/** The services in front of which both relays stand: name and port. */
+const SERVICES = [
+  ['redis', 6379],
+  ['web', 80],
+  ['pg', 5432],
+  ['iperf', 5201],
+] as const;
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 
 interface Figures {
@@ -94,11 +121,13 @@ export async function run(o: BenchOptions): Promise<number> {
             { name: 'redis', bind: [`${VIP}:6379`], backend: 'redis' },
             { name: 'web', bind: [`${VIP}:80`], backend: 'web' },
             { name: 'pg', bind: [`${VIP}:5432`], backend: 'pg' },
+            { name: 'iperf', bind: [`${VIP}:5201`], backend: 'iperf' },
           ],
           backends: [
             { name: 'redis', servers: [{ name: 'r1', address: `${SERVER}:6379` }] },
             { name: 'web', servers: [{ name: 'n1', address: `${SERVER}:80` }] },
             { name: 'pg', servers: [{ name: 'p1', address: `${SERVER}:5432` }] },
+            { name: 'iperf', servers: [{ name: 'i1', address: `${SERVER}:5201` }] },
           ],
         },
       },
@@ -106,22 +135,10 @@ export async function run(o: BenchOptions): Promise<number> {
     const backend = await topo.addHost('backend', { ipv4: `${SERVER}/24`, offloads: false });
     const hap = await topo.addHost('haproxy', { ipv4: `${HAPROXY_FRONT}/24`, offloads: false });
     await hap.exec('ip', ['addr', 'add', `${HAPROXY_SOURCE}/24`, 'dev', 'eth0']);
-    const pg = await startServers(backend, dir, flags.mb, log);
-    writeFileSync(
-      join(dir, 'haproxy.cfg'),
-      `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n${[
-        ['redis', 6379],
-        ['web', 80],
-        ['pg', 5432],
-      ]
-        .map(
-          ([n, p]) =>
-            `frontend f_${n}\n  bind ${HAPROXY_FRONT}:${p}\n  default_backend b_${n}\nbackend b_${n}\n  source ${HAPROXY_SOURCE}\n  server s ${SERVER}:${p}\n`,
-        )
-        .join('')}`,
-    );
+    const { pg, sha } = await startServers(backend, dir, flags.mb, log);
+    writeFileSync(join(dir, 'haproxy.cfg'), haproxyCfg(HAPROXY_FRONT, HAPROXY_SOURCE));
     const haproxy = hap.spawn('haproxy', ['-db', '-f', join(dir, 'haproxy.cfg')]);
-    await new Promise((r) => setTimeout(r, 500));
+    await sleep(500);
     if (haproxy.exitCode !== null || haproxy.signalCode !== null)
       throw new Error(`haproxy exited: ${haproxy.output().stderr.slice(-1500)}`);
     const client = pair.client;
@@ -135,9 +152,39 @@ export async function run(o: BenchOptions): Promise<number> {
     await pair.synced('b');
     log('relay in sync mode, standby synced …');
     targets['relay-sync'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
-    const failover = await kills(pair, flags.kills, pg, flags.mb, log);
-    log('HAProxy + keepalived pair …');
-    const keepalived = await haproxyPairKills(topo, client, dir, Math.min(flags.kills, 5), pg, flags.mb, log);
+    const common = { mb: flags.mb, sha, pg };
+    log(`relay pair: ${flags.kills} kill -9 of the active relay per workload …`);
+    // What reaches the client and the servers: RSTs only (iperf3's end-of-test resets excluded:
+    // its server closes a data socket with bytes still arriving, through either relay).
+    const rst = 'tcp[tcpflags] & tcp-rst != 0 and not port 5201';
+    const clientCap = await client.capture(join(dir, 'rst-client.pcap'), {
+      filter: `${rst} and dst host ${CLIENT}`,
+    });
+    const serverCap = await backend.capture(join(dir, 'rst-server.pcap'), {
+      filter: `${rst} and src host ${SOURCE}`,
+    });
+    const failover = await throughFailures(relayPair(pair), client, backend, VIP, flags.kills, common, log);
+    await clientCap.stop();
+    await serverCap.stop();
+    const failoverResets = {
+      toClient: await resets(join(dir, 'rst-client.pcap')),
+      toServer: await resets(join(dir, 'rst-server.pcap')),
+    };
+    await pair.stop('a');
+    await pair.stop('b');
+    haproxy.kill('SIGKILL');
+    log(`HAProxy + keepalived pair: ${flags.kills} host failures of the master per workload …`);
+    const ka = await keepalivedPair(topo, client, dir, log);
+    const kaCap = await client.capture(join(dir, 'rst-client-ka.pcap'), {
+      filter: `${rst} and dst host ${CLIENT}`,
+    });
+    const kaFailover = await throughFailures(ka, client, backend, VRRP_VIP, flags.kills, common, log);
+    await kaCap.stop();
+    const keepalived = {
+      ...kaFailover,
+      newConnectionMsP50: Math.round(percentile(ka.reconnectMs, 50)),
+      resets: { toClient: await resets(join(dir, 'rst-client-ka.pcap')) },
+    };
     const ratios: Record<string, Record<string, number>> = {};
     for (const [name, f] of Object.entries(targets))
       ratios[name] = Object.fromEntries(
@@ -146,7 +193,15 @@ export async function run(o: BenchOptions): Promise<number> {
           Math.round((v / targets.haproxy[k as keyof Figures]) * 100) / 100,
         ]),
       );
-    if (o.json) console.log(JSON.stringify({ targets, ratios, failover, keepalived }));
+    if (o.json)
+      console.log(
+        JSON.stringify({
+          targets,
+          ratios,
+          failover: { ...failover, resets: failoverResets },
+          keepalived,
+        }),
+      );
     else {
       const r1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
       printTable(
@@ -161,18 +216,17 @@ export async function run(o: BenchOptions): Promise<number> {
         ]),
       );
       console.log(
-        `\nfailover: ${failover.kills} kill -9 of the active relay under 8 INCR connections: ${failover.errors} error(s); stall per connection p50 ${failover.stallMsP50} ms, p99 ${failover.stallMsP99} ms`,
+        `\nrelay pair, ${failover.kills} kill -9 of the active relay under 8 INCR connections: ${failover.errors} failure(s) with an error, ${failover.connectionsBroken} connection(s) broken; longest wait per failure p50 ${failover.stallMsP50} ms, p99 ${failover.stallMsP99} ms`,
       );
-      for (const r of failover.pg)
-        console.log(`relay pair, pgbench across a kill -9 of the active: ${pgLine(r)}`);
-      for (const r of keepalived.pg)
-        console.log(`HAProxy + keepalived, pgbench across a host failure: ${pgLine(r)}`);
-      for (const r of failover.others) console.log(`relay pair, across a kill -9 of the active: ${r.line}`);
-      for (const r of keepalived.others)
-        console.log(`HAProxy + keepalived, across a host failure: ${r.line}`);
+      for (const r of failover.workloads) console.log(`relay pair, ${failuresLine(r)}`);
       console.log(
-        `HAProxy + keepalived: ${keepalived.kills} host failure(s) (haproxy and keepalived of the master killed) under 8 INCR connections: ${keepalived.connectionsBroken} of ${keepalived.kills * 8} connections broken (${keepalived.examples.join('; ')}); a new connection answered ${keepalived.newConnectionMsP50} ms after the kill (p50)`,
+        `relay pair: ${failoverResets.toClient} RST reached the client, ${failoverResets.toServer} RST reached a server from the relay`,
       );
+      console.log(
+        `\nHAProxy + keepalived, ${keepalived.kills} host failures of the master under 8 INCR connections: ${keepalived.connectionsBroken} of ${keepalived.kills * 8} connections broken (${keepalived.examples.join('; ')}); a new connection answered ${keepalived.newConnectionMsP50} ms after the failure (p50)`,
+      );
+      for (const r of keepalived.workloads) console.log(`HAProxy + keepalived, ${failuresLine(r)}`);
+      console.log(`HAProxy + keepalived: ${keepalived.resets.toClient} RST reached the client`);
     }
     return 0;
   } finally {
@@ -181,21 +235,29 @@ export async function run(o: BenchOptions): Promise<number> {
   }
 }
 
-/** redis-server, nginx with an `mb` MB file, PostgreSQL if installed (pgbench -i -s 4); true if PostgreSQL runs. */
+/**
+ * redis-server, nginx with an `mb` MB file of random bytes, an iperf3 server, PostgreSQL if
+ * installed (pgbench -i -s 4): whether PostgreSQL runs, and the file's sha256.
+ */
 async function startServers(
   backend: Host,
   dir: string,
   mb: number,
   log: (s: string) => void,
-): Promise<boolean> {
+): Promise<{ pg: boolean; sha: string }> {
   backend.spawn('redis-server', [
     ...['--port', '6379', '--bind', SERVER, '--save', '', '--appendonly', 'no', '--protected-mode', 'no'],
   ]);
   const www = join(dir, 'www');
   mkdirSync(www);
-  await backend.exec('sh', ['-c', `head -c ${mb}M /dev/zero > "$0"`, join(www, 'big')], {
+  await backend.exec('sh', ['-c', `head -c ${mb}M /dev/urandom > "$0"`, join(www, 'big')], {
     timeoutMs: 120_000,
   });
+  const sha = (await backend.exec('sha256sum', [join(www, 'big')], { timeoutMs: 120_000 })).stdout.split(
+    ' ',
+  )[0];
+  // An idle timeout: a test whose client vanished with a failed relay would keep it busy for good.
+  backend.spawn('iperf3', ['-s', '-B', SERVER, '-p', '5201', '--idle-timeout', '10']);
   const conf = join(dir, 'nginx.conf');
   writeFileSync(
     conf,
@@ -258,7 +320,7 @@ async function startServers(
       intervalMs: 100,
     },
   );
-  return pg;
+  return { pg, sha };
 }
 
 async function measure(
@@ -317,105 +379,148 @@ async function measure(
   return { downloadMBs, redisOps, pgTps, rttMsP50, rttMsP99, cpuSecPerGB };
 }
 
-/** `n` kill -9 of the active relay, each under a fresh INCR client; stalls per connection. */
-async function kills(pair: HaPair, n: number, pgRounds: boolean, mb: number, log: (s: string) => void) {
-  const stalls: number[] = [];
-  let errors = 0;
+/** Our pair failing: kill -9 of the active relay; repaired: restarted, rejoined, synced. */
+function relayPair(pair: HaPair): FailingPair {
   let victim = 'a';
-  for (let i = 0; i < n; i++) {
-    const incr: Spawned = await startRedisIncr(pair.client, VIP, `k${i}`);
-    await new Promise((r) => setTimeout(r, 500));
-    const survivor = pair.peerOf(victim);
-    pair.kill(victim);
-    await waitUntil(
-      `${survivor} active`,
-      async () => (await pair.tryStatus(survivor, 1000))?.role === 'active',
-      {
-        timeoutMs: 10_000,
-        tries: 200,
-        intervalMs: 50,
-      },
-    );
-    await new Promise((r) => setTimeout(r, 1000));
-    incr.stdin?.write('stop\n');
-    const r = (await pair.result(incr, 'INCR client', 30_000)) as unknown as {
-      ok: boolean;
-      maxGapMs: number;
-      errors: string[];
-    };
-    stalls.push(r.maxGapMs);
-    if (!r.ok) errors++;
-    log(
-      `  kill ${i + 1}/${n}: ${victim} killed, ${survivor} took over; longest wait ${r.maxGapMs} ms${r.ok ? '' : `; ${r.errors[0]}`}`,
-    );
-    await pair.start(victim);
-    await pair.synced(victim);
-    victim = survivor;
-  }
-  // pgbench through two more take-overs: what its clients see.
-  const pg: PgUnderKill[] = [];
-  for (let i = 0; pgRounds && i < 2; i++) {
-    const survivor = pair.peerOf(victim);
-    const r = await pgbenchUnderKill(pair.client, VIP, async () => {
-      pair.kill(victim);
-      await waitUntil('take-over', async () => (await pair.tryStatus(survivor, 1000))?.role === 'active', {
-        timeoutMs: 10_000,
-        tries: 200,
-        intervalMs: 50,
-      });
-    });
-    log(`  pgbench, kill ${i + 1}/2 of the active relay: ${pgLine(r)}`);
-    pg.push(r);
-    await pair.start(victim);
-    await pair.synced(victim);
-    victim = survivor;
-  }
-  // A download and redis-benchmark through one take-over each.
-  const others: Seen[] = [];
-  for (const run of [
-    (k: () => Promise<void>) => curlUnderKill(pair.client, VIP, mb, k),
-    (k: () => Promise<void>) => redisBenchUnderKill(pair.client, VIP, k),
-  ]) {
-    const survivor = pair.peerOf(victim);
-    const r = await run(async () => {
-      pair.kill(victim);
-      await waitUntil('take-over', async () => (await pair.tryStatus(survivor, 1000))?.role === 'active', {
-        timeoutMs: 10_000,
-        tries: 200,
-        intervalMs: 50,
-      });
-    });
-    log(`  across a kill -9 of the active relay: ${r.line}`);
-    others.push(r);
-    await pair.start(victim);
-    await pair.synced(victim);
-    victim = survivor;
-  }
   return {
-    kills: n,
-    errors,
-    stallMsP50: percentile(stalls, 50),
-    stallMsP99: percentile(stalls, 99),
-    pg,
-    others,
+    async fail() {
+      const survivor = pair.peerOf(victim);
+      pair.kill(victim);
+      await waitUntil(
+        `${survivor} active`,
+        async () => (await pair.tryStatus(survivor, 1000))?.role === 'active',
+        {
+          timeoutMs: 10_000,
+          tries: 200,
+          intervalMs: 50,
+        },
+      );
+    },
+    async repair() {
+      await pair.start(victim);
+      await pair.synced(victim);
+      victim = pair.peerOf(victim);
+    },
   };
 }
 
 /**
- * The baseline users run today: two HAProxy hosts behind one VRRP address (keepalived, VRRPv3,
- * 100 ms adverts), the master's haproxy and keepalived killed (a host failure) under the same
- * INCR client; what the clients see.
+ * `n` failures, each under a fresh INCR client (8 connections, 16 in flight): each connection's
+ * longest wait for a reply, and the connections that saw an error, a reset or a wrong count.
  */
-async function haproxyPairKills(
+async function incrUnderFailures(
+  fp: FailingPair,
+  client: Host,
+  host: string,
+  n: number,
+  log: (s: string) => void,
+) {
+  const stalls: number[] = [];
+  let errors = 0;
+  let broken = 0;
+  const examples: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const incr: Spawned = await startRedisIncr(client, host, `k${host}-${i}`);
+    await sleep(500);
+    await fp.fail();
+    await sleep(1000);
+    incr.stdin?.write('stop\n');
+    const r = (await incrResult(incr)) as { ok?: boolean; maxGapMs?: number; errors: string[] };
+    const conns = new Set(r.errors.map((e) => /^conn (\d+)/.exec(e)?.[1]).filter(Boolean));
+    broken += conns.size;
+    if (!r.ok) errors++;
+    if (typeof r.maxGapMs === 'number' && r.ok) stalls.push(r.maxGapMs);
+    if (examples.length < 2 && r.errors.length > 0) examples.push(r.errors[0]);
+    log(
+      `  INCR, failure ${i + 1}/${n}: ${r.ok ? `every reply, longest wait ${r.maxGapMs} ms` : `${conns.size} of 8 connections broken (${r.errors[0]})`}`,
+    );
+    await fp.repair();
+  }
+  return {
+    kills: n,
+    errors,
+    connectionsBroken: broken,
+    examples,
+    stallMsP50: percentile(stalls, 50),
+    stallMsP99: percentile(stalls, 99),
+  };
+}
+
+/** The workloads run through the failures of a pair, in order. */
+function workloads(client: Host, host: string, mb: number, sha: string, pg: boolean): Workload[] {
+  return [
+    ...(pg ? [pgbench(client, host, 20)] : []),
+    curl(client, host, mb, 20, sha),
+    redisBench(client, host, 1_000_000),
+    iperf3(client, host, 20, false),
+    iperf3(client, host, 20, true),
+  ];
+}
+
+/**
+ * Everything a pair's clients see through its failures: the INCR client's stall per failure,
+ * then each workload through `n` failures (after each, PostgreSQL's balances checked).
+ */
+async function throughFailures(
+  fp: FailingPair,
+  client: Host,
+  backend: Host,
+  host: string,
+  n: number,
+  o: { mb: number; sha: string; pg: boolean },
+  log: (s: string) => void,
+) {
+  const incr = await incrUnderFailures(fp, client, host, n, log);
+  const results: UnderFailures[] = [];
+  for (const w of workloads(client, host, o.mb, o.sha, o.pg)) {
+    log(`  ${w.name} through ${n} failures …`);
+    const before = w.name === 'pgbench' ? await pgSums(backend) : [];
+    const r = await underFailures(fp, w, n, log);
+    if (w.name === 'pgbench') r.checks.push(pgBalances(before, await pgSums(backend)));
+    log(`  ${failuresLine(r)}`);
+    results.push(r);
+  }
+  return { ...incr, workloads: results };
+}
+
+/** The sums of TPC-B's balances and of its history's deltas. */
+async function pgSums(backend: Host): Promise<number[]> {
+  const q = async (sql: string) =>
+    Number(
+      (await backend.exec('psql', ['-h', SERVER, '-U', 'postgres', '-Atc', sql, 'postgres'])).stdout.trim(),
+    );
+  return Promise.all([
+    q('select sum(abalance) from pgbench_accounts'),
+    q('select sum(tbalance) from pgbench_tellers'),
+    q('select sum(bbalance) from pgbench_branches'),
+    q('select coalesce(sum(delta), 0) from pgbench_history'),
+  ]);
+}
+
+/**
+ * TPC-B's invariant over the runs since `before` (runs with -n: the history is kept): the
+ * accounts', tellers' and branches' balances each moved by the history's deltas (a transaction
+ * lost or applied twice breaks it).
+ */
+function pgBalances(before: number[], after: number[]): string {
+  const d = after.map((v, i) => v - before[i]);
+  const ok = d.every((v) => v === d[3]);
+  return `balances ${ok ? 'add up' : 'DO NOT add up'} (moved: accounts ${d[0]}, tellers ${d[1]}, branches ${d[2]}; history ${d[3]})`;
+}
+
+/**
+ * The pair users run today: two HAProxy hosts behind one VRRP address (keepalived, VRRPv3,
+ * 100 ms adverts). A failure is a host failure of the master (its haproxy and keepalived killed,
+ * its link down: a killed keepalived leaves the address configured, and that kernel would reset
+ * every connection); it returns once a new connection through the address is answered (that
+ * time kept in `reconnectMs`). Repaired: link up, both started again.
+ */
+async function keepalivedPair(
   topo: Topology,
   client: Host,
   dir: string,
-  n: number,
-  pgRounds: boolean,
-  mb: number,
   log: (s: string) => void,
-) {
-  const VRRP_VIP = '198.18.0.210';
+): Promise<FailingPair & { reconnectMs: number[] }> {
   const hosts: Host[] = [];
   const procs: Spawned[][] = [];
   for (const [i, name] of ['hka', 'hkb'].entries()) {
@@ -423,31 +528,22 @@ async function haproxyPairKills(
     await h.exec('ip', ['addr', 'add', `198.18.3.${221 + i}/24`, 'dev', 'eth0']);
     await h.sysctl('net.ipv4.ip_nonlocal_bind', 1);
     hosts.push(h);
-    writeFileSync(
-      join(dir, `${name}.cfg`),
-      `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\nfrontend f\n  bind ${VRRP_VIP}:6379\n  default_backend b\nbackend b\n  server s ${SERVER}:6379\nfrontend fpg\n  bind ${VRRP_VIP}:5432\n  default_backend bpg\nbackend bpg\n  server s ${SERVER}:5432\nfrontend fweb\n  bind ${VRRP_VIP}:80\n  default_backend bweb\nbackend bweb\n  server s ${SERVER}:80\n`,
-    );
+    writeFileSync(join(dir, `${name}.cfg`), haproxyCfg(VRRP_VIP));
     writeFileSync(
       join(dir, `${name}.keepalived.conf`),
       `global_defs {\n  router_id ${name}\n  vrrp_version 3\n}\nvrrp_instance VI_1 {\n  state BACKUP\n  nopreempt\n  interface eth0\n  virtual_router_id 51\n  priority ${i === 0 ? 150 : 100}\n  advert_int 0.1\n  virtual_ipaddress {\n    ${VRRP_VIP}/24\n  }\n}\n`,
     );
   }
   const start = (i: number) => {
-    const h = hosts[i];
     const name = ['hka', 'hkb'][i];
-    const k = h.spawn('keepalived', [
-      ...['-n', '-l', '-f', join(dir, `${name}.keepalived.conf`)],
-      ...[
-        '-p',
-        join(dir, `${name}.pid`),
-        '-r',
-        join(dir, `${name}.vrrp.pid`),
-        '-c',
-        join(dir, `${name}.chk.pid`),
-      ],
-    ]);
-    const p = h.spawn('haproxy', ['-db', '-f', join(dir, `${name}.cfg`)]);
-    procs[i] = [k, p];
+    const pid = (k: string) => join(dir, `${name}.${k}.pid`);
+    procs[i] = [
+      hosts[i].spawn('keepalived', [
+        ...['-n', '-l', '-f', join(dir, `${name}.keepalived.conf`)],
+        ...['-p', pid('main'), '-r', pid('vrrp'), '-c', pid('chk')],
+      ]),
+      hosts[i].spawn('haproxy', ['-db', '-f', join(dir, `${name}.cfg`)]),
+    ];
   };
   start(0);
   start(1);
@@ -461,206 +557,49 @@ async function haproxyPairKills(
     tries: 200,
     intervalMs: 100,
   });
-  let broken = 0;
-  const examples: string[] = [];
   const reconnectMs: number[] = [];
-  for (let k = 0; k < n; k++) {
-    const master = await holder();
-    const incr: Spawned = await startRedisIncr(client, VRRP_VIP, `h${k}`);
-    await new Promise((r) => setTimeout(r, 500));
-    const t0 = performance.now();
-    // A host failure: its processes die and its kernel answers nothing any more (a killed
-    // keepalived leaves the address configured, and that kernel would reset every connection).
-    for (const p of procs[master]) p.kill('SIGKILL');
-    await hosts[master].exec('ip', ['link', 'set', 'eth0', 'down']);
-    // How long until a new connection gets an answer through the VRRP address.
-    let answered = Number.NaN;
-    for (let i = 0; i < 300; i++) {
-      const r = await client.exec('redis-cli', ['-h', VRRP_VIP, 'ping'], { timeoutMs: 3000 });
-      if (r.stdout.includes('PONG')) {
-        answered = performance.now() - t0;
-        break;
+  let failed = -1;
+  return {
+    reconnectMs,
+    async fail() {
+      failed = await holder();
+      const t0 = performance.now();
+      for (const p of procs[failed]) p.kill('SIGKILL');
+      await hosts[failed].exec('ip', ['link', 'set', 'eth0', 'down']);
+      for (let i = 0; i < 300; i++) {
+        const r = await client.exec('redis-cli', ['-h', VRRP_VIP, 'ping'], { timeoutMs: 3000 });
+        if (r.stdout.includes('PONG')) {
+          reconnectMs.push(performance.now() - t0);
+          return;
+        }
+        await sleep(20);
       }
-      await new Promise((res) => setTimeout(res, 20));
-    }
-    reconnectMs.push(answered);
-    if (Number.isNaN(answered)) {
-      const other = 1 - master;
-      const addr = await hosts[other].exec('ip', ['-4', 'addr', 'show', 'dev', 'eth0']);
-      log(
-        `  no answer through ${VRRP_VIP}: the other host has ${addr.stdout.includes(VRRP_VIP) ? '' : 'not '}taken the address; its haproxy says: ${procs[other][1].output().stderr.slice(-300)}; keepalived: ${procs[other][0].output().stderr.slice(-300)}${procs[other][0].output().stdout.slice(-300)}`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 1000));
-    incr.stdin?.write('stop\n');
-    const r = (await incrResult(incr)) as { errors: string[] };
-    const conns = new Set(r.errors.map((e) => /^conn (\d+)/.exec(e)?.[1]).filter(Boolean));
-    broken += conns.size;
-    if (examples.length < 2 && r.errors.length > 0) examples.push(r.errors[0]);
-    log(
-      `  kill ${k + 1}/${n}: ${['hka', 'hkb'][master]} killed; ${conns.size} of 8 connections broken; a new connection answered after ${Math.round(answered)} ms`,
-    );
-    await hosts[master].exec('ip', ['addr', 'del', `${VRRP_VIP}/24`, 'dev', 'eth0']);
-    await hosts[master].exec('ip', ['link', 'set', 'eth0', 'up']);
-    start(master);
-    await new Promise((res) => setTimeout(res, 1500));
-  }
-  // pgbench through two host failures: what its clients see.
-  const pg: PgUnderKill[] = [];
-  for (let k = 0; pgRounds && k < 2; k++) {
-    const master = await holder();
-    const r = await pgbenchUnderKill(client, VRRP_VIP, async () => {
-      for (const p of procs[master]) p.kill('SIGKILL');
-      await hosts[master].exec('ip', ['link', 'set', 'eth0', 'down']);
-    });
-    log(`  pgbench, host failure ${k + 1}/2 of the HAProxy master: ${pgLine(r)}`);
-    pg.push(r);
-    await hosts[master].exec('ip', ['addr', 'del', `${VRRP_VIP}/24`, 'dev', 'eth0']);
-    await hosts[master].exec('ip', ['link', 'set', 'eth0', 'up']);
-    start(master);
-    await new Promise((res) => setTimeout(res, 1500));
-  }
-  // A download and redis-benchmark through one host failure each.
-  const others: Seen[] = [];
-  for (const run of [
-    (k: () => Promise<void>) => curlUnderKill(client, VRRP_VIP, mb, k),
-    (k: () => Promise<void>) => redisBenchUnderKill(client, VRRP_VIP, k),
-  ]) {
-    const master = await holder();
-    const r = await run(async () => {
-      for (const p of procs[master]) p.kill('SIGKILL');
-      await hosts[master].exec('ip', ['link', 'set', 'eth0', 'down']);
-    });
-    log(`  across a host failure of the HAProxy master: ${r.line}`);
-    others.push(r);
-    await hosts[master].exec('ip', ['addr', 'del', `${VRRP_VIP}/24`, 'dev', 'eth0']);
-    await hosts[master].exec('ip', ['link', 'set', 'eth0', 'up']);
-    start(master);
-    await new Promise((res) => setTimeout(res, 1500));
-  }
-  return {
-    kills: n,
-    connectionsBroken: broken,
-    examples,
-    newConnectionMsP50: Math.round(percentile(reconnectMs, 50)),
-    pg,
-    others,
+      log(`  no answer through ${VRRP_VIP} after the failure of ${['hka', 'hkb'][failed]}`);
+    },
+    async repair() {
+      const h = hosts[failed];
+      await h.exec('ip', ['addr', 'del', `${VRRP_VIP}/24`, 'dev', 'eth0']);
+      await h.exec('ip', ['link', 'set', 'eth0', 'up']);
+      start(failed);
+      await sleep(1500);
+    },
   };
 }
 
-/** What pgbench's clients saw across one failure: `kill` runs 2 s into a 10 s TPC-B run. */
-interface PgUnderKill {
-  exit: number | null;
-  processed: number;
-  failed: number;
-  /** Clients that gave up (a lost connection aborts a pgbench client). */
-  aborted: number;
-  example: string;
+const VRRP_VIP = '198.18.0.210';
+
+/** HAProxy in TCP mode in front of the four servers, bound to `front` (source: `source` if set). */
+function haproxyCfg(front: string, source?: string): string {
+  return `global\n  maxconn 4000\ndefaults\n  mode tcp\n  timeout connect 5s\n  timeout client 1h\n  timeout server 1h\n${SERVICES.map(
+    ([n, p]) =>
+      `frontend f_${n}\n  bind ${front}:${p}\n  default_backend b_${n}\nbackend b_${n}\n${source ? `  source ${source}\n` : ''}  server s ${SERVER}:${p}\n`,
+  ).join('')}`;
 }
 
-/** Runs a client, `kill` 2 s in; its exit code and output (bounded: 120 s, then killed). */
-async function underKill(
-  client: Host,
-  cmd: string,
-  args: string[],
-  kill: () => Promise<void>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const p = client.spawn(cmd, args);
-  await new Promise((r) => setTimeout(r, 2000));
-  await kill();
-  const { code } = await Promise.race([
-    p.exited,
-    new Promise<{ code: null }>((r) => setTimeout(() => r({ code: null }), 120_000)),
-  ]);
-  if (code === null) p.kill('SIGKILL');
-  return { code, ...p.output() };
+/** Resets in a capture (its filter chose which). */
+async function resets(pcap: string): Promise<number> {
+  return (await expertSummary(pcap, { timeoutMs: 300_000 })).resets;
 }
-
-/** What a client saw across a failure, in one line, and whether it saw nothing wrong. */
-interface Seen {
-  ok: boolean;
-  line: string;
-}
-
-const errorLine = (text: string) =>
-  text
-    .replace(/\r/g, '\n')
-    .split('\n')
-    .find((l) => /error|reset|lost|abort|refused|fail|closed|timed out/i.test(l))
-    ?.trim() ?? '';
-
-/** curl of the big file at 20 MB/s (in flight at the failure): complete, or how it ended. */
-async function curlUnderKill(
-  client: Host,
-  host: string,
-  mb: number,
-  kill: () => Promise<void>,
-): Promise<Seen> {
-  const r = await underKill(
-    client,
-    'curl',
-    [
-      '-sS',
-      '--max-time',
-      '100',
-      '--limit-rate',
-      '20M',
-      '-o',
-      '/dev/null',
-      '-w',
-      '%{size_download}',
-      `http://${host}/big`,
-    ],
-    kill,
-  );
-  const got = Number(r.stdout.trim());
-  const ok = r.code === 0 && got === mb * 1024 * 1024;
-  return {
-    ok,
-    line: `curl exit ${r.code}, ${got} of ${mb * 1024 * 1024} bytes${ok ? '' : ` (${errorLine(r.stderr)})`}`,
-  };
-}
-
-/** redis-benchmark -P 16 -c 50 (GET): finished without an error, or its first error. */
-async function redisBenchUnderKill(client: Host, host: string, kill: () => Promise<void>): Promise<Seen> {
-  const r = await underKill(
-    client,
-    'redis-benchmark',
-    ['-h', host, '-P', '16', '-c', '50', '-n', '1000000', '-t', 'get', '-q'],
-    kill,
-  );
-  const err = errorLine(`${r.stdout}\n${r.stderr}`);
-  const ok = r.code === 0 && err === '' && /requests per second/.test(r.stdout);
-  if (r.code === null)
-    return { ok, line: 'redis-benchmark did not finish within 120 s (its connections hung; killed)' };
-  return { ok, line: `redis-benchmark exit ${r.code}${err ? `: ${err}` : ', no error'}` };
-}
-
-async function pgbenchUnderKill(client: Host, host: string, kill: () => Promise<void>): Promise<PgUnderKill> {
-  const { code, stdout, stderr } = await underKill(
-    client,
-    'pgbench',
-    ['-h', host, '-U', 'postgres', '-c', '8', '-j', '2', '-T', '10', 'postgres'],
-    kill,
-  );
-  const out = `${stdout}\n${stderr}`;
-  return {
-    exit: code,
-    processed: Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? Number.NaN),
-    failed: Number(/number of failed transactions: (\d+)/.exec(out)?.[1] ?? 0),
-    aborted: (out.match(/client \d+ aborted/g) ?? []).length,
-    example:
-      stderr
-        .split('\n')
-        .find((l) => /lost|abort|error|terminat/i.test(l))
-        ?.trim() ?? '',
-  };
-}
-
-const pgLine = (r: PgUnderKill) =>
-  r.exit === null
-    ? 'pgbench did not finish within 120 s of a 10 s run (its connections hung; killed)'
-    : `pgbench exit ${r.exit}, ${r.processed} transactions, ${r.failed} failed, ${r.aborted} of 8 clients aborted${r.example ? ` (${r.example})` : ''}`;
 
 /** The INCR client's JSON line once it exits (bounded). */
 async function incrResult(p: Spawned): Promise<unknown> {

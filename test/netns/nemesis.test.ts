@@ -6,8 +6,12 @@
  * anomaly and prints every run's scenario and seed (`npm run bench -- nemesis --scenario S --seed
  * N --runs 1` replays a run's choices).
  *
+ * The same scenarios run once each against a `takeover relay` pair in front of the same apps on
+ * the kernel's TCP (`npm run bench -- nemesis --relay`), where the servers' side is judged too.
+ *
  * Scenarios that today's code fails are marked todo with what fails: they still run and report.
- * NEMESIS_SEED sets the first seed (default 1); NEMESIS_RUNS the runs per scenario (default 2);
+ * NEMESIS_SEED sets the first seed (default 1); NEMESIS_RUNS the runs per scenario (default 2;
+ * NEMESIS_RELAY_RUNS for the relay pair's, default 1);
  * NEMESIS_KEEP=1 keeps the directory with each run's capture, node log and result.
  */
 import assert from 'node:assert/strict';
@@ -44,9 +48,10 @@ const WITH_ARBITER = ['node-split', 'kill9', 'host-crash', 'repl-partition', 'si
 function suite(
   title: string,
   scenarios: Scenario[],
-  arbiter: boolean,
+  pair: { arbiter?: boolean; relay?: boolean; runs?: number },
   skip: string | false | undefined,
 ): void {
+  const perScenario = pair.runs ?? RUNS;
   describe(title, { skip }, () => {
     let nem: Nemesis | undefined;
     let dir: string;
@@ -54,7 +59,7 @@ function suite(
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'takeover-nemesis-'));
-      nem = await Nemesis.create({ dir, arbiter });
+      nem = await Nemesis.create({ dir, arbiter: pair.arbiter, relay: pair.relay });
     });
 
     after(async () => {
@@ -67,7 +72,7 @@ function suite(
       test(`${s.name}: ${s.about}`, { todo: TODO[s.name], timeout: 240_000 }, async (t) => {
         assert.ok(nem, 'the pair did not start');
         const runs: RunResult[] = [];
-        for (let i = 0; i < RUNS; i++) {
+        for (let i = 0; i < perScenario; i++) {
           const r = await nem.run(s.name, seed++);
           t.diagnostic(describeRun(r));
           runs.push(r);
@@ -98,10 +103,18 @@ function suite(
   });
 }
 
-suite('nemesis: one fault at a time under kernel clients (issue 12)', PLAIN_SCENARIOS, false, skip);
+suite('nemesis: one fault at a time under kernel clients (issue 12)', PLAIN_SCENARIOS, {}, skip);
 suite(
   'nemesis with the etcd arbiter: the nodes cut apart, and faults whose take-over it decides',
   SCENARIOS.filter((s) => WITH_ARBITER.includes(s.name)),
-  true,
+  { arbiter: true },
   skip ?? (existsSync(ETCD_BIN) ? false : `needs ${ETCD_BIN} (Debian package etcd-server)`),
+);
+// The same faults against a `takeover relay` pair in front of the same apps on the kernel's TCP
+// (issue 13): both legs judged. One run each (NEMESIS_RELAY_RUNS to change) to bound the suite.
+suite(
+  'nemesis against a relay pair: one fault at a time, the client and the server side judged (issue 13)',
+  PLAIN_SCENARIOS,
+  { relay: true, runs: Number(process.env.NEMESIS_RELAY_RUNS ?? 1) },
+  skip,
 );

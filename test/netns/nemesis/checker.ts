@@ -61,17 +61,20 @@ const FIELDS = [
 
 /**
  * Reads what the nodes sent that the client received: every frame not from the client itself
- * and not a beacon (EtherType 0x88b5, the nodes' data-link heartbeats, which say nothing about
+ * (nor from `otherMacs`: the relay's client, seen in the server's capture) and not a beacon (EtherType 0x88b5, the nodes' data-link heartbeats, which say nothing about
  * the VIP).
  */
 export async function readCapture(
   file: string,
-  o: { vips: string[]; clientMac: string; nodes: string[] },
+  o: { vips: string[]; clientMac: string; nodes: string[]; otherMacs?: string[] },
 ): Promise<CaptureFacts> {
   const names = new Map(o.nodes.map((n) => [macToString(nodeMac(n)), n]));
   const vips = new Set(o.vips.map((v) => v.toLowerCase()));
   const prefs = ['ip', 'tcp'].flatMap((p) => ['-o', `${p}.check_checksum:TRUE`]);
-  const filter = `eth.src != ${o.clientMac} && eth.type != 0x88b5`;
+  const filter = [o.clientMac, ...(o.otherMacs ?? [])]
+    .map((m) => `eth.src != ${m}`)
+    .concat('eth.type != 0x88b5')
+    .join(' && ');
   // To a file: a run's table is megabytes, more than a child's output kept in memory.
   const out = `${file}.tsv`;
   const args = ['-n', '-r', file, ...prefs, '-Y', filter, '-T', 'fields', '-E', 'occurrence=f'].concat(

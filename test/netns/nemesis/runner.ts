@@ -21,8 +21,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { NodeStatus } from '../../../src/cli/node.ts';
+import { startApp } from '../apps/launch.ts';
 import { HaPair, timeNamespaceSkipReason, VIP } from '../ha-pair.ts';
-import { type Spawned, Topology, waitUntil } from '../harness.ts';
+import { type Host, type Spawned, Topology, waitUntil } from '../harness.ts';
 import { readCapture, staleSenders } from './checker.ts';
 import type { ClientConfig, ClientReport } from './client.ts';
 import { type FaultContext, SCENARIOS } from './scenarios.ts';
@@ -135,7 +136,34 @@ export interface NemesisOptions {
    * leaves each its path to etcd. Needs /usr/bin/etcd (`ETCD_BIN`).
    */
   arbiter?: boolean;
+  /**
+   * `takeover relay` nodes in place of `takeover node`: the pair relays the VIP's ports 7 and 80
+   * to the same example apps on the kernel's TCP in a backend namespace (apps/kernel-examples.ts),
+   * from a floating source address of its own. Both legs are then judged: what the client sees,
+   * and what reaches the server from the pair (a RST, a frame from a node no longer active).
+   */
+  relay?: boolean;
   log?: (line: string) => void;
+}
+
+/** The relay's servers' side: the backend's address and the pair's floating source. */
+export const RELAY_SERVER = '198.18.3.10';
+export const RELAY_SOURCE = '198.18.3.100';
+
+/** The relay's config sections: VIP:7 and VIP:80 to the backend's same ports. */
+function relaySections(): Record<string, unknown> {
+  const ports = [
+    ['echo', 7],
+    ['http', 80],
+  ] as const;
+  return {
+    source: [RELAY_SOURCE],
+    frontends: ports.map(([name, p]) => ({ name, bind: [`${VIP}:${p}`], backend: name })),
+    backends: ports.map(([name, p]) => ({
+      name,
+      servers: [{ name: `${name}1`, address: `${RELAY_SERVER}:${p}` }],
+    })),
+  };
 }
 
 /** Debian's etcd-server. */
@@ -159,6 +187,8 @@ export class Nemesis {
     readonly topo: Topology,
     readonly pair: HaPair,
     private readonly o: NemesisOptions,
+    /** The servers' namespace behind a relay pair. */
+    readonly backend?: Host,
   ) {}
 
   /** The pair on its own topology, both nodes started, the standby synced. */
@@ -171,12 +201,18 @@ export class Nemesis {
         heartbeatMs: o.heartbeatMs === undefined ? null : o.heartbeatMs,
         timeoutMs: o.timeoutMs === undefined ? null : o.timeoutMs,
         preload: [join(here, 'wallclock.ts')],
+        ...(o.relay ? { relay: { vip: [`${RELAY_SOURCE}/24`], sections: relaySections() } } : {}),
         ...(o.arbiter
           ? { arbiter: (name: string) => ({ endpoints: [ETCD_URL[name]], cluster: 'nemesis' }) }
           : {}),
       });
       if (o.arbiter) await startEtcd(topo, pair, o.dir);
-      const n = new Nemesis(topo, pair, o);
+      let backend: Host | undefined;
+      if (o.relay) {
+        backend = await topo.addHost('backend', { ipv4: `${RELAY_SERVER}/24`, offloads: false });
+        await startApp(backend, 'kernel-examples.ts', [], 'the example apps on the kernel');
+      }
+      const n = new Nemesis(topo, pair, o, backend);
       await n.startNode('a');
       await n.startNode('b');
       await pair.synced('b');
@@ -313,6 +349,36 @@ export class Nemesis {
     return done;
   }
 
+  /**
+   * The relay's servers' side of a run: no frame from a node after another took over (the same
+   * rule as the client's side), and no RST to a server. In rst-storm the clients reset their own
+   * connections and the relay passes each reset on to its server leg (HAProxy's TCP mode does
+   * the same): those are counted, not judged.
+   */
+  private judgeServerSide(
+    pcap: string,
+    facts: Awaited<ReturnType<typeof readCapture>>,
+    legit: string[],
+    scenario: string,
+    complete: boolean,
+    violation: (kind: string, example: string) => void,
+    params: string[],
+  ): void {
+    const stale = staleSenders(facts.vipFrames, legit);
+    for (const e of stale.examples) violation('stale-sender', `to the server: ${e}`);
+    for (let i = stale.examples.length; i < stale.count; i++) violation('stale-sender', 'to the server');
+    if (scenario === 'rst-storm') params.push(`${facts.resets.length} RST passed on to the server`);
+    else
+      for (const r of facts.resets)
+        violation(
+          'rst-to-server',
+          `frame ${r.frame} (+${r.t.toFixed(3)} s) of ${pcap} from ${r.sender}: ${r.what}`,
+        );
+    if (facts.malformed > 0) violation('malformed', `${facts.malformed} malformed frame(s) to the server`);
+    if (facts.badChecksums > 0 && complete)
+      violation('bad-checksum', `${facts.badChecksums} frame(s) to the server with a bad checksum`);
+  }
+
   /** One run of `scenario` with `seed`. Never throws for what the pair does; only for the harness. */
   async run(scenarioName: string, seed: number): Promise<RunResult> {
     const scenario = SCENARIOS.find((s) => s.name === scenarioName);
@@ -342,6 +408,8 @@ export class Nemesis {
     mkdirSync(runDir, { recursive: true });
     const pcap = join(runDir, 'client.pcap');
     const cap = await this.pair.client.capture(pcap, { snaplen: 128, settleMs: 300 });
+    const serverPcap = join(runDir, 'server.pcap');
+    const serverCap = await this.backend?.capture(serverPcap, { snaplen: 128, settleMs: 300 });
 
     const load: ClientConfig = { ...DEFAULT_LOAD, ...scenario.load, host: VIP, seed };
     const client = this.pair.client.spawn(
@@ -421,6 +489,7 @@ export class Nemesis {
       await this.pair.healAll().catch((e: Error) => violation('harness', `heal: ${e.message}`));
     }
     const { dropped } = await cap.stop();
+    const serverDropped = (await serverCap?.stop())?.dropped;
 
     // What the clients saw.
     if (report) {
@@ -471,6 +540,22 @@ export class Nemesis {
     if (facts.malformed > 0) violation('malformed', `${facts.malformed} malformed frame(s) from the nodes`);
     if (facts.badChecksums > 0 && !dropped)
       violation('bad-checksum', `${facts.badChecksums} frame(s) with a bad checksum`);
+    if (this.backend)
+      this.judgeServerSide(
+        serverPcap,
+        await readCapture(serverPcap, {
+          vips: [RELAY_SOURCE],
+          clientMac: this.backend.mac,
+          // The bridge floods the client's frames for a MAC it has not learnt yet here too.
+          otherMacs: [this.pair.client.mac],
+          nodes: this.pair.names,
+        }),
+        legit,
+        scenario.name,
+        !serverDropped,
+        violation,
+        params,
+      );
 
     // The nodes: nothing may die that the nemesis did not kill.
     for (const x of this.pair.exits.slice(exitsBefore))
