@@ -26,9 +26,8 @@ import type { PeerLink } from '../src/ha/node.ts';
 import { type ChannelEvent, PROTOCOL_VERSION, SecureChannel } from '../src/ha/protocol.ts';
 import { ReplicationTransport } from '../src/ha/transport.ts';
 import { writeU32 } from '../src/wire/bytes.ts';
-import { type BenchOptions, formatRate, printTable } from './harness.ts';
+import { type BenchOptions, benchFlags, formatRate, printTable } from './harness.ts';
 
-const USAGE = 'usage: npm run bench -- channel [--json] [--ms N] [--mb N] [--no-tcp]';
 const SIZES = [64, 1024, 65536, 1 << 20];
 const TCP_SIZES = [1024, 65536];
 const HOST = '127.0.0.1';
@@ -282,31 +281,12 @@ function cpuInfo(): { model: string; aes: boolean; vaes: boolean; pclmulqdq: boo
   }
 }
 
-function parseArgs(args: string[]): { ms: number; mb: number; tcp: boolean } | string {
-  const o = { ms: 1500, mb: 64, tcp: true };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (a === '--no-tcp') o.tcp = false;
-    else if (a === '--ms' || a === '--mb') {
-      const v = Number(args[++i]);
-      if (!Number.isInteger(v) || v < 1 || v > 1_000_000)
-        return `${a} needs a whole number from 1 to 1000000`;
-      if (a === '--ms') o.ms = v;
-      else o.mb = v;
-    } else return `unknown argument ${JSON.stringify(a)}`;
-  }
-  return o;
-}
-
 const fmtMB = (x: number) => (x >= 100 ? x.toFixed(0) : x.toFixed(1));
 const sizeName = (b: number) => (b >= 1 << 20 ? `${b >> 20} MiB` : b >= 1024 ? `${b >> 10} KiB` : `${b} B`);
 
 export async function run(o: BenchOptions): Promise<number> {
-  const p = parseArgs(o.args);
-  if (typeof p === 'string') {
-    console.error(`bench channel: ${p}.\n${USAGE}`);
-    return 2;
-  }
+  const f = benchFlags(o, { ms: { default: 1500 }, mb: { default: 64 } }, ['no-tcp']);
+  const p = { ms: f.ms, mb: f.mb, tcp: !f['no-tcp'] };
   const rows = SIZES.map((s) => benchSize(s, p.ms));
   const tcp: TcpRow[] = [];
   if (p.tcp)

@@ -28,16 +28,9 @@ import type { LatencyResult, Result, TransferResult } from '../test/netns/apps/b
 import { launch } from '../test/netns/apps/launch.ts';
 import { type ClientResult, HaPair, type RoundOutcome, VIP } from '../test/netns/ha-pair.ts';
 import { rootSkipReason, Topology, waitUntil } from '../test/netns/harness.ts';
-import { type BenchOptions, printTable } from './harness.ts';
+import { type BenchOptions, benchFlags, printTable } from './harness.ts';
 
 const apps = new URL('../test/netns/apps/', import.meta.url).pathname;
-
-function flag(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : dflt;
-  if (!Number.isFinite(v) || v < 0) throw new Error(`${name} takes a non-negative number`);
-  return v;
-}
 
 function percentile(xs: number[], p: number): number {
   if (xs.length === 0) return Number.NaN;
@@ -82,11 +75,17 @@ export async function run(o: BenchOptions): Promise<number> {
     console.error(`bench failover: ${skip}`);
     return 2;
   }
-  const runs = Math.round(flag(o.args, '--runs', 20));
-  const echoMb = flag(o.args, '--mb', 50);
-  const idleConns = Math.round(flag(o.args, '--idle', 10_000));
-  const dlMb = flag(o.args, '--dl-mb', 200);
-  const pings = Math.round(flag(o.args, '--pings', 10_000));
+  const f = benchFlags(o, {
+    runs: { default: 20 },
+    mb: { default: 50, min: 0, real: true },
+    idle: { default: 10_000, min: 0 },
+    'dl-mb': { default: 200, min: 0, real: true },
+    pings: { default: 10_000, min: 0 },
+  });
+  const { runs, pings } = f;
+  const echoMb = f.mb;
+  const idleConns = f.idle;
+  const dlMb = f['dl-mb'];
   const log = (s: string) => {
     if (!o.json) console.error(s);
   };

@@ -7,18 +7,13 @@
 import { toHex } from '../src/wire/bytes.ts';
 import { WireError } from '../src/wire/error.ts';
 import { FuzzFailure, fuzzTargets, runFuzz } from '../test/support/fuzz.ts';
-import { type BenchOptions, formatRate, printTable } from './harness.ts';
-
-function flag(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : dflt;
-  if (!Number.isFinite(v) || v < 0) throw new Error(`${name} takes a non-negative number`);
-  return v;
-}
+import { type BenchOptions, benchFlags, formatRate, printTable } from './harness.ts';
 
 export async function run(o: BenchOptions): Promise<number> {
-  const cases = flag(o.args, '--cases', 2_000_000);
-  const seed = flag(o.args, '--seed', Date.now() % 1_000_000_007);
+  const { cases, seed } = benchFlags(o, {
+    cases: { default: 2_000_000, min: 0 },
+    seed: { default: Date.now() % 1_000_000_007, min: 0 },
+  });
   const targets = fuzzTargets();
   let stats: ReturnType<typeof runFuzz>;
   try {

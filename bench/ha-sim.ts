@@ -7,18 +7,10 @@
  * seeds per second.
  */
 import { check, randomScenario } from '../test/support/ha-scenario.ts';
-import type { BenchOptions } from './harness.ts';
-
-function flag(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : dflt;
-  if (!Number.isInteger(v) || v < 0) throw new Error(`${name} takes a non-negative integer`);
-  return v;
-}
+import { type BenchOptions, benchFlags } from './harness.ts';
 
 export async function run(o: BenchOptions): Promise<number> {
-  const seeds = flag(o.args, '--seeds', 10_000);
-  const from = flag(o.args, '--from', 1);
+  const { seeds, from } = benchFlags(o, { seeds: { default: 10_000, min: 0 }, from: { default: 1, min: 0 } });
   const t0 = performance.now();
   const failures: { seed: number; error: string }[] = [];
   let connections = 0;

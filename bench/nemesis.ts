@@ -28,10 +28,7 @@ import { join } from 'node:path';
 import { CUT_TOOLS, rootSkipReason } from '../test/netns/harness.ts';
 import { describeRun, Nemesis, type RunResult } from '../test/netns/nemesis/runner.ts';
 import { PLAIN_SCENARIOS, SCENARIO_NAMES } from '../test/netns/nemesis/scenarios.ts';
-import { type BenchOptions, printTable } from './harness.ts';
-
-const USAGE =
-  'usage: npm run bench -- nemesis [--runs N] [--scenario S[,S…]] [--seed N] [--heartbeat-ms N|default] [--timeout-ms N|default] [--arbiter] [--relay] [--json]';
+import { type BenchOptions, benchFlags, printTable, UsageError } from './harness.ts';
 
 interface Flags {
   runs: number;
@@ -44,46 +41,45 @@ interface Flags {
   relay: boolean;
 }
 
-function parse(args: string[]): Flags | string {
+/** A timing flag: a positive whole number of ms, `default` (the node's own: null), or unset. */
+function timing(name: string, v: string | undefined): number | null | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'default') return null;
+  const n = Number(v);
+  if (!(Number.isSafeInteger(n) && n > 0))
+    throw new UsageError(`--${name} takes a positive whole number or 'default' (the node's own), got ${v}`);
+  return n;
+}
+
+function parse(o: BenchOptions): Flags {
+  const v = benchFlags(
+    o,
+    { runs: { default: 2 }, seed: { default: Math.floor(Math.random() * 1e6), min: 0 } },
+    ['arbiter', 'relay'],
+    ['scenario', 'heartbeat-ms', 'timeout-ms'],
+  );
   const f: Flags = {
-    runs: 2,
+    runs: v.runs,
+    seed: v.seed,
     scenarios: [],
-    seed: Math.floor(Math.random() * 1e6),
-    arbiter: false,
-    relay: false,
+    heartbeatMs: timing('heartbeat-ms', v['heartbeat-ms']),
+    timeoutMs: timing('timeout-ms', v['timeout-ms']),
+    arbiter: v.arbiter,
+    relay: v.relay,
   };
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    const v = args[i + 1];
-    if (a === '--runs' || a === '--seed') {
-      const n = Number(v);
-      if (v === undefined || !Number.isSafeInteger(n) || n < (a === '--runs' ? 1 : 0))
-        return `${a} takes a ${a === '--runs' ? 'positive' : 'non-negative'} integer, got ${v ?? 'nothing'}`;
-      if (a === '--runs') f.runs = n;
-      else f.seed = n;
-      i++;
-    } else if (a === '--heartbeat-ms' || a === '--timeout-ms') {
-      const n = v === 'default' ? null : Number(v);
-      if (n !== null && !(Number.isSafeInteger(n) && n > 0))
-        return `${a} takes a positive integer or 'default' (the node's own), got ${v ?? 'nothing'}`;
-      if (a === '--heartbeat-ms') f.heartbeatMs = n;
-      else f.timeoutMs = n;
-      i++;
-    } else if (a === '--scenario') {
-      const names = (v ?? '').split(',').filter(Boolean);
-      const bad = names.filter((s) => !SCENARIO_NAMES.includes(s));
-      if (names.length === 0 || bad.length > 0)
-        return `--scenario takes one or more of ${SCENARIO_NAMES.join(', ')}${bad.length ? `; unknown: ${bad.join(', ')}` : ''}`;
-      f.scenarios = names;
-      i++;
-    } else if (a === '--arbiter') f.arbiter = true;
-    else if (a === '--relay') f.relay = true;
-    else return `unknown flag ${a}`;
+  if (v.scenario !== undefined) {
+    const names = v.scenario.split(',').filter(Boolean);
+    const bad = names.filter((s) => !SCENARIO_NAMES.includes(s));
+    if (names.length === 0 || bad.length > 0)
+      throw new UsageError(
+        `--scenario takes one or more of ${SCENARIO_NAMES.join(', ')}${bad.length ? `; unknown: ${bad.join(', ')}` : ''}`,
+      );
+    f.scenarios = names;
   }
   const plain = PLAIN_SCENARIOS.map((s) => s.name);
   if (f.scenarios.length === 0) f.scenarios = f.arbiter ? SCENARIO_NAMES : plain;
   const needs = f.scenarios.filter((s) => !f.arbiter && !plain.includes(s));
-  if (needs.length > 0) return `${needs.join(', ')} needs the etcd arbiter: add --arbiter`;
+  if (needs.length > 0) throw new UsageError(`${needs.join(', ')} needs the etcd arbiter: add --arbiter`);
   return f;
 }
 
@@ -109,11 +105,7 @@ export function percentile(xs: number[], p: number): number {
 }
 
 export async function run(o: BenchOptions): Promise<number> {
-  const f = parse(o.args);
-  if (typeof f === 'string') {
-    console.error(`bench nemesis: ${f}.\n${USAGE}`);
-    return 2;
-  }
+  const f = parse(o);
   const skip = rootSkipReason([...CUT_TOOLS, 'ss']);
   if (skip) {
     console.error(`bench nemesis: ${skip}`);

@@ -29,7 +29,6 @@
 import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { startRedisIncr } from '../test/netns/apps/launch.ts';
 import { HaPair, VIP } from '../test/netns/ha-pair.ts';
 import {
@@ -40,7 +39,7 @@ import {
   Topology,
   waitUntil,
 } from '../test/netns/harness.ts';
-import { type BenchOptions, printTable } from './harness.ts';
+import { type BenchOptions, benchFlags, printTable } from './harness.ts';
 import { percentile } from './nemesis.ts';
 import {
   curl,
@@ -86,21 +85,7 @@ function cpuSeconds(pid: number): number {
 }
 
 export async function run(o: BenchOptions): Promise<number> {
-  let flags: { kills: number; mb: number };
-  try {
-    const { values } = parseArgs({
-      args: o.args,
-      options: { kills: { type: 'string', default: '20' }, mb: { type: 'string', default: '300' } },
-      strict: true,
-    });
-    flags = { kills: Number(values.kills), mb: Number(values.mb) };
-    if (!(flags.kills >= 1 && flags.mb >= 1)) throw new Error('--kills and --mb take positive numbers');
-  } catch (e) {
-    console.error(
-      `bench relay: ${(e as Error).message}.\nusage: npm run bench -- relay [--kills N] [--mb N] [--json]`,
-    );
-    return 2;
-  }
+  const flags = benchFlags(o, { kills: { default: 20 }, mb: { default: 300 } });
   const skip = rootSkipReason(['redis-server', 'redis-benchmark', 'haproxy', 'keepalived', 'nginx', 'curl']);
   if (skip) {
     console.error(`bench relay: ${skip}`);

@@ -5,12 +5,10 @@
  * misplaced by 2^32 or any power of two cannot match). ISNs start close to the wrap.
  */
 import { pairDone, tcpPair } from '../test/support/tcp-sim.ts';
-import type { BenchOptions } from './harness.ts';
+import { type BenchOptions, benchFlags } from './harness.ts';
 
 export async function run(o: BenchOptions): Promise<number> {
-  const i = o.args.indexOf('--gib');
-  const gib = i >= 0 ? Number(o.args[i + 1]) : 5;
-  if (!(gib > 0)) throw new Error('--gib takes a positive number');
+  const { gib } = benchFlags(o, { gib: { default: 5, min: 0.001, real: true } });
   const bytes = Math.round(gib * 2 ** 30);
   const p = tcpPair({
     seed: 5,

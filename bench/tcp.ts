@@ -13,14 +13,7 @@
 import { Network, type NodeHandle, type SimNode } from '../src/link/sim/index.ts';
 import type { CongestionAlgorithm } from '../src/tcp/congestion/index.ts';
 import { type Pair, pairDone, tcpPair } from '../test/support/tcp-sim.ts';
-import { type BenchOptions, printTable } from './harness.ts';
-
-function flag(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : dflt;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} takes a positive number`);
-  return v;
-}
+import { type BenchOptions, benchFlags, printTable } from './harness.ts';
 
 function runToEnd(p: Pair, limitUs: number): void {
   for (let k = 0; k < 100_000 && !pairDone(p) && p.net.now < limitUs; k++)
@@ -137,7 +130,7 @@ function efficiency(algorithm: CongestionAlgorithm, sack: boolean, loss: number,
 }
 
 export async function run(o: BenchOptions): Promise<number> {
-  const mb = flag(o.args, '--mb', 100);
+  const { mb } = benchFlags(o, { mb: { default: 100, min: 0.001, real: true } });
   const bytes = Math.round(mb * 1e6);
   const bulks = [bulk(bytes, 0), bulk(bytes, 0.01)];
   // Same frame count and full-sized frames: what the network model alone costs.

@@ -28,7 +28,7 @@ import { readFileSync } from 'node:fs';
 import type { Command, LatencyResult, Result, TransferResult } from '../test/netns/apps/bench-client.ts';
 import { launch, whenReady } from '../test/netns/apps/launch.ts';
 import { rootSkipReason, type Spawned, Topology } from '../test/netns/harness.ts';
-import { type BenchOptions, printTable } from './harness.ts';
+import { type BenchOptions, benchFlags, printTable } from './harness.ts';
 
 const CLIENT_ADDR = '198.18.0.1/24';
 const KERNEL_ADDR = '198.18.0.3';
@@ -40,13 +40,6 @@ const WARMUP_BYTES = 20e6;
 const LATENCY_WARMUP = 1000;
 
 const apps = new URL('../test/netns/apps/', import.meta.url).pathname;
-
-function flag(args: string[], name: string, dflt: number): number {
-  const i = args.indexOf(name);
-  const v = i >= 0 ? Number(args[i + 1]) : dflt;
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`${name} takes a positive number`);
-  return v;
-}
 
 const CLK_TCK = (() => {
   try {
@@ -206,9 +199,11 @@ function ratio(a: number | undefined, b: number | undefined): number | undefined
 }
 
 export async function run(o: BenchOptions): Promise<number> {
-  const mb = flag(o.args, '--mb', 200);
-  const pings = Math.round(flag(o.args, '--pings', 20_000));
-  const runs = Math.round(flag(o.args, '--runs', 3));
+  const { mb, pings, runs } = benchFlags(o, {
+    mb: { default: 200, min: 0.001, real: true },
+    pings: { default: 20_000 },
+    runs: { default: 3 },
+  });
   const bytes = Math.round(mb * 1e6);
   const why = rootSkipReason();
   if (why) {

@@ -9,7 +9,7 @@
 import { isWireError } from '../src/wire/error.ts';
 import { emitFrame, type Frame, parseFrame } from '../src/wire/frame.ts';
 import { ackFrame, dataSegmentFrame } from './frames.ts';
-import { type BenchOptions, formatRate, measureRate, printTable } from './harness.ts';
+import { type BenchOptions, benchFlags, formatRate, measureRate, printTable } from './harness.ts';
 
 interface Row {
   frame: string;
@@ -65,7 +65,7 @@ function benchFrame(name: string, frame: Uint8Array, ms: number): Row {
 }
 
 export async function run(o: BenchOptions): Promise<number> {
-  const ms = Number(o.args.find((a) => a.startsWith('--ms='))?.slice(5) ?? 1500);
+  const { ms } = benchFlags(o, { ms: { default: 1500 } });
   const rows = [
     benchFrame('ACK (66 B)', ackFrame(), ms),
     benchFrame('TCP/IPv4 data (1514 B)', dataSegmentFrame(), ms),

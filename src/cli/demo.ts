@@ -13,6 +13,7 @@
  * The network runs in slices of virtual time; the timeline is printed as the slices advance, so
  * what the reader sees is the run as it happens. One seed gives one run, line for line.
  */
+import { parseArgs } from 'node:util';
 import {
   crashNode,
   DOWNLOAD_PORT,
@@ -35,6 +36,7 @@ import { isWireError } from '../wire/error.ts';
 import { parseFrame } from '../wire/frame.ts';
 import { ICMPV6_NEIGHBOR_ADVERTISEMENT } from '../wire/icmpv6.ts';
 import { TCP_RST } from '../wire/tcp.ts';
+import { flagError } from './flags.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -78,57 +80,63 @@ const MAX_LOSS = 0.2;
 
 /** The options, or a one-line message naming the bad flag and the fix (`help` for --help). */
 export function parseDemoArgs(argv: string[]): DemoOptions | { error: string } | 'help' {
-  const o: DemoOptions = { ...DEMO_DEFAULTS };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--help' || arg === '-h') return 'help';
-    if (arg === '--json') {
-      o.json = true;
-      continue;
-    }
-    const eq = arg.indexOf('=');
-    const flag = eq > 0 && arg.startsWith('--') ? arg.slice(0, eq) : arg;
-    const known = ['--seed', '--connections', '--crash-at-ms', '--loss'];
-    if (!known.includes(flag))
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: {
+        help: { type: 'boolean', short: 'h' },
+        json: { type: 'boolean' },
+        seed: { type: 'string' },
+        connections: { type: 'string' },
+        'crash-at-ms': { type: 'string' },
+        loss: { type: 'string' },
+      },
+    }));
+  } catch (e) {
+    // node:util's sentence names the flag (unknown, missing its value, or a stray word).
+    return {
+      error: `takeover demo: ${flagError(e)}. Flags: --json, --seed N, --connections N, --crash-at-ms N, --loss P (see 'takeover demo --help').`,
+    };
+  }
+  if (values.help) return 'help';
+  const o: DemoOptions = { ...DEMO_DEFAULTS, json: values.json === true };
+  const num = (text: string) => (text.trim() === '' ? Number.NaN : Number(text));
+  const seed = values.seed as string | undefined;
+  if (seed !== undefined) {
+    const v = num(seed);
+    if (!Number.isSafeInteger(v) || v < 0)
+      return { error: `takeover demo: --seed needs an integer >= 0 (e.g. --seed 7), got '${seed}'.` };
+    o.seed = v;
+  }
+  const connections = values.connections as string | undefined;
+  if (connections !== undefined) {
+    const v = num(connections);
+    if (!Number.isInteger(v) || v < 1 || v > MAX_CONNECTIONS)
       return {
-        error: `takeover demo: unknown argument '${arg}'. Flags: --json, --seed N, --connections N, --crash-at-ms N, --loss P (see 'takeover demo --help').`,
+        error: `takeover demo: --connections needs an integer from 1 to ${MAX_CONNECTIONS} (e.g. --connections 12), got '${connections}'.`,
       };
-    let text: string | undefined;
-    if (eq > 0 && arg.startsWith('--')) text = arg.slice(eq + 1);
-    else {
-      text = argv[i + 1];
-      i++;
-    }
-    const v = text === undefined || text.trim() === '' ? Number.NaN : Number(text);
-    const shown = text === undefined ? 'nothing' : `'${text}'`;
-    switch (flag) {
-      case '--seed':
-        if (!Number.isSafeInteger(v) || v < 0)
-          return { error: `takeover demo: --seed needs an integer >= 0 (e.g. --seed 7), got ${shown}.` };
-        o.seed = v;
-        break;
-      case '--connections':
-        if (!Number.isInteger(v) || v < 1 || v > MAX_CONNECTIONS)
-          return {
-            error: `takeover demo: --connections needs an integer from 1 to ${MAX_CONNECTIONS} (e.g. --connections 12), got ${shown}.`,
-          };
-        o.connections = v;
-        break;
-      case '--crash-at-ms':
-        if (!Number.isFinite(v) || v < MIN_CRASH_MS || v > MAX_CRASH_MS)
-          return {
-            error: `takeover demo: --crash-at-ms needs virtual milliseconds from ${MIN_CRASH_MS} (the pair needs that long to come up) to ${MAX_CRASH_MS} (e.g. --crash-at-ms 20), got ${shown}.`,
-          };
-        o.crashAtMs = v;
-        break;
-      case '--loss':
-        if (!Number.isFinite(v) || v < 0 || v > MAX_LOSS)
-          return {
-            error: `takeover demo: --loss needs a probability from 0 to ${MAX_LOSS} (e.g. --loss 0.01), got ${shown}.`,
-          };
-        o.loss = v;
-        break;
-    }
+    o.connections = v;
+  }
+  const crash = values['crash-at-ms'] as string | undefined;
+  if (crash !== undefined) {
+    const v = num(crash);
+    if (!Number.isFinite(v) || v < MIN_CRASH_MS || v > MAX_CRASH_MS)
+      return {
+        error: `takeover demo: --crash-at-ms needs virtual milliseconds from ${MIN_CRASH_MS} (the pair needs that long to come up) to ${MAX_CRASH_MS} (e.g. --crash-at-ms 20), got '${crash}'.`,
+      };
+    o.crashAtMs = v;
+  }
+  const loss = values.loss as string | undefined;
+  if (loss !== undefined) {
+    const v = num(loss);
+    if (!Number.isFinite(v) || v < 0 || v > MAX_LOSS)
+      return {
+        error: `takeover demo: --loss needs a probability from 0 to ${MAX_LOSS} (e.g. --loss 0.01), got '${loss}'.`,
+      };
+    o.loss = v;
   }
   return o;
 }

@@ -2,6 +2,8 @@
  * The `takeover` command line. Sub-commands arrive with the layers that implement them.
  */
 import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { flagError } from './flags.ts';
 
 const USAGE = `usage: takeover <command>
 
@@ -42,17 +44,35 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'node':
     case 'relay': {
-      if (rest.length === 1 && rest[0] === '--example-config') {
+      let values: { config?: string; 'example-config'?: boolean };
+      try {
+        ({ values } = parseArgs({
+          args: rest,
+          strict: true,
+          allowPositionals: false,
+          options: { config: { type: 'string' }, 'example-config': { type: 'boolean' } },
+        }));
+      } catch (e) {
+        console.error(
+          `takeover ${cmd}: ${flagError(e)}; usage: takeover ${cmd} --config <file> | --example-config.`,
+        );
+        return 2;
+      }
+      if (values['example-config'] && values.config === undefined) {
         const { NODE_EXAMPLE, RELAY_EXAMPLE } = await import('./examples.ts');
         console.log(JSON.stringify(cmd === 'node' ? NODE_EXAMPLE : RELAY_EXAMPLE, null, 2));
         return 0;
       }
-      if (rest[0] !== '--config' || rest[1] === undefined || rest.length !== 2) {
-        console.error(`takeover ${cmd}: give the config file: takeover ${cmd} --config <file>.`);
+      if (values.config === undefined || values['example-config']) {
+        console.error(
+          values['example-config']
+            ? `takeover ${cmd}: --config and --example-config do not go together: run with one of them.`
+            : `takeover ${cmd}: give the config file: takeover ${cmd} --config <file>.`,
+        );
         return 2;
       }
       const { runNode } = await import('./node.ts');
-      return runNode(rest[1], cmd);
+      return runNode(values.config, cmd);
     }
     case 'config': {
       if (rest.length !== 2 || rest[0] !== 'schema' || (rest[1] !== 'node' && rest[1] !== 'relay')) {

@@ -2,8 +2,11 @@
  * `takeover status`: asks a running node (its unix socket) for its role, epoch, connections,
  * replication lag and last take-over, and prints them (or the JSON with `--json`).
  */
+
 import { connect } from 'node:net';
+import { parseArgs } from 'node:util';
 import { ConfigError, loadNodeConfig } from './config.ts';
+import { flagError } from './flags.ts';
 import type { NodeStatus } from './node.ts';
 
 /** Reads the status from the socket at `path`; rejects with a sentence when nobody answers. */
@@ -100,25 +103,27 @@ export function formatStatus(st: NodeStatus): string {
 
 /** `takeover status (--socket <path> | --config <file>) [--json]`. */
 export async function runStatus(argv: string[]): Promise<number> {
-  let path: string | undefined;
-  let json = false;
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--json') json = true;
-    else if (a === '--socket') path = argv[++i];
-    else if (a === '--config') {
-      const cfg = loadNodeConfig(argv[++i] ?? '');
-      if (cfg instanceof ConfigError) {
-        console.error(cfg.message);
-        return 2;
-      }
-      path = cfg.status.socket;
-    } else {
-      console.error(
-        `takeover status: unknown argument '${a}'; use --socket <path> or --config <file>, and --json.`,
-      );
+  let values: { socket?: string; config?: string; json?: boolean };
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals: false,
+      options: { socket: { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' } },
+    }));
+  } catch (e) {
+    console.error(`takeover status: ${flagError(e)}; use --socket <path> or --config <file>, and --json.`);
+    return 2;
+  }
+  const json = values.json === true;
+  let path = values.socket;
+  if (values.config !== undefined) {
+    const cfg = loadNodeConfig(values.config);
+    if (cfg instanceof ConfigError) {
+      console.error(cfg.message);
       return 2;
     }
+    path = cfg.status.socket;
   }
   if (!path) {
     console.error('takeover status: say which node: --socket <path> or --config <file>.');
