@@ -96,6 +96,8 @@ export interface NodeConfig {
   app: { module: string; options: Record<string, unknown> };
   /** Unix socket `takeover status` talks to (absolute path). */
   status: { socket: string };
+  /** Where the node serves Prometheus metrics over HTTP (`GET /metrics`); absent: not served. */
+  admin?: { listen: HostPort };
   /** Overrides of the TCP engine's defaults (DEFAULT_TCP_CONFIG), already checked by tcpConfig(). */
   tcp?: Partial<TcpConfig>;
   /**
@@ -161,6 +163,13 @@ function endpointOf(s: string, isListen: boolean): (HostPort & { addr: IpAddr })
   if (multicast || (unspecified && !isListen))
     return `must be a unicast address${isListen ? ' (or 0.0.0.0 / [::] to listen on all)' : ''}`;
   return { host: ipToString(a), port, addr: a };
+}
+
+/** An "address:port" the schema has checked already. */
+function hostPortOf(s: string): HostPort {
+  const e = endpointOf(s, true);
+  if (typeof e === 'string') throw new Error(`unchecked endpoint ${s}`);
+  return { host: e.host, port: e.port };
 }
 
 const endpoint = (example: string, isListen: boolean) =>
@@ -269,6 +278,14 @@ const Status = obj(
     ).optional(),
   },
   '{"socket": "/run/takeover/node-a.sock"}',
+);
+
+const Admin = obj(
+  {
+    /** Where the node serves Prometheus metrics (`GET /metrics`), "address:port". */
+    listen: endpoint('"127.0.0.1:9464"', true),
+  },
+  '{"listen": "127.0.0.1:9464"}',
 );
 
 const KEEPALIVE_EXAMPLE = '{"idleUs": 7200000000, "intervalUs": 75000000, "count": 9}';
@@ -381,6 +398,7 @@ export const NodeSections = z.strictObject({
   ).default(NODE_CONFIG_DEFAULTS.snoop),
   app: App.describe('The application module (node:net style, see examples/) and its options'),
   status: Status.optional().describe('The unix socket `takeover status` talks to'),
+  admin: Admin.optional().describe('Where the node serves Prometheus metrics (GET /metrics)'),
   /** Overrides of the TCP engine's defaults (tcp/config.ts; microseconds). */
   tcp: Tcp.optional(),
   arbiter: Arbiter.optional().describe(
@@ -475,6 +493,7 @@ function checkNode(
         ? { module: derived.module!, options: d.app.options }
         : { module: builtinApp, options: {} },
     status: { socket: derived.socket ?? `${NODE_CONFIG_DEFAULTS.statusDir}/${nodeId}.sock` },
+    ...(d.admin === undefined ? {} : { admin: { listen: hostPortOf(d.admin.listen) } }),
   };
   if (d.gateway4 !== undefined) config.gateway4 = ipFromString(d.gateway4) as Ipv4Addr;
   if (d.gateway6 !== undefined) config.gateway6 = ipFromString(d.gateway6) as Ipv6Addr;

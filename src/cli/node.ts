@@ -10,8 +10,10 @@
  *     net.createServer((s) => s.pipe(s)).listen(7);
  *   }
  */
+
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, rmSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server as UnixServer } from 'node:net';
 import { dirname } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -44,6 +46,8 @@ export interface NodeStatus {
   /** The process's resident memory: a killed process's kernel frees it before closing its sockets. */
   rssMB: number;
   replication: { lsn: number; inFlight: number; batches: number; bytes: number; lagBatches: number };
+  /** Take-overs this process made. */
+  takeovers?: number;
   mirror: { connections: number; bytes: number; lsn: number };
   lastTakeover: {
     at: string;
@@ -186,6 +190,8 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
   arbTimer?.unref();
   gate.sharedLease = pulse ? () => pulse.leaseUntil() : undefined;
   gate.onExtend = (until) => fence?.setDeadlineUs(until);
+  // Prometheus metrics (admin.listen), loaded only when configured.
+  let metrics: import('./metrics.ts').NodeMetrics | undefined;
   const ha = new HaNode(
     {
       nodeId: cfg.nodeId,
@@ -210,6 +216,7 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
       },
       sendBeacon: (f) => gate.sendControl(f),
       wake: () => rt.kick(),
+      committed: (us) => metrics?.commitLatency(us),
       restored: (conns, now) => {
         wallAt.set(now, new Date().toISOString());
         rt.adoptRestored(conns.map((x) => x.c));
@@ -306,6 +313,7 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
         lagBatches: rep?.inFlight ?? 0,
       },
       mirror: { connections: ha.mirror.conns.size, bytes: ha.mirror.bytes, lsn: ha.mirror.lsn },
+      takeovers: ha.takeovers.length,
       lastTakeover: last
         ? {
             at: wallAt.get(last.at) ?? '',
@@ -360,6 +368,13 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
     };
   };
   const statusServer = await serveStatus(cfg, status, log);
+  let metricsServer: HttpServer | undefined;
+  if (cfg.admin) {
+    const { nodeMetrics, serveMetrics } = await import('./metrics.ts');
+    metrics = nodeMetrics({ status, stack: () => rt.stack.counters });
+    metricsServer = await serveMetrics(cfg.admin.listen, metrics.registry, log);
+    if (metricsServer) log(`metrics at http://${cfg.admin.listen.host}:${cfg.admin.listen.port}/metrics`);
+  }
 
   let stopping = false;
   const stop = async () => {
@@ -367,6 +382,7 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
     stopping = true;
     log('stopping');
     statusServer?.close();
+    metricsServer?.close();
     rmSync(cfg.status.socket, { force: true });
     await transport.stop();
     await pulse?.close();

@@ -149,6 +149,8 @@ export interface HaDriver {
   sendBeacon?(frame: Uint8Array): void;
   /** Run a stack turn soon (limits were raised; connections were restored). */
   wake(): void;
+  /** The standby acknowledged a batch sent `latencyUs` ago (metrics). */
+  committed?(latencyUs: number): void;
   /** Connections restored by a take-over, for the application. */
   restored(conns: { c: StackConnection; checkpoint: unknown }[], now: number): void;
   log(line: string): void;
@@ -615,7 +617,8 @@ export class HaNode {
           return;
         }
         if (v.length === 2) this.granted(v[1], epoch, now);
-        this.replicator?.ack(v[0]);
+        const sentAt = this.replicator?.ack(v[0]) ?? Number.NaN;
+        if (Number.isFinite(sentAt)) this.driver.committed?.(now - sentAt);
         this.driver.wake();
         return;
       }

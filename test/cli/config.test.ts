@@ -213,6 +213,17 @@ interface Case {
 
 const cases: Case[] = [
   { name: 'nodeId not a string', edit: (c) => set(c, 'nodeId', 7), path: 'nodeId', says: /got 7/ },
+  {
+    name: 'admin.listen without a port',
+    edit: (c) => set(c, 'admin', { listen: '127.0.0.1' }),
+    path: 'admin.listen',
+    says: /127\.0\.0\.1:9464/,
+  },
+  {
+    name: 'admin with an unknown field',
+    edit: (c) => set(c, 'admin', { listn: '127.0.0.1:9464' }),
+    path: 'admin.listn',
+  },
   { name: 'nodeId with a space', edit: (c) => set(c, 'nodeId', 'node a'), path: 'nodeId' },
   { name: 'nodeId too long', edit: (c) => set(c, 'nodeId', 'x'.repeat(33)), path: 'nodeId' },
   { name: 'nodeId missing', edit: (c) => set(c, 'nodeId', undefined), path: 'nodeId', says: /missing/ },

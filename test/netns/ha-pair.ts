@@ -72,6 +72,8 @@ export interface PairOptions {
    * "Relay") and the virtual addresses they need besides the client side's (the servers' side).
    */
   relay?: { sections: Record<string, unknown>; vip: string[] };
+  /** Each node serves Prometheus metrics on its loopback (`admin.listen`): see `metrics`. */
+  admin?: boolean;
   /** The config's `arbiter.etcd` of each node (README "Partitions"). */
   arbiter?: (name: string) => { endpoints: string[]; cluster: string; timeoutMs?: number };
 }
@@ -106,6 +108,9 @@ export interface NodeExit {
 }
 
 const MAX_LOG_LINES = 50_000;
+
+/** Each node's metrics port (the two may share a namespace). */
+const adminPort = (name: string) => (name === 'a' ? 9464 : 9465);
 
 let timeNsSupport: string | undefined | null = null;
 
@@ -195,6 +200,7 @@ export class HaPair {
         },
         ...(opts.relay ? opts.relay.sections : { app: { module: join(ROOT, 'examples/all.ts') } }),
         status: { socket: join(dir, `${name}.sock`) },
+        ...(opts.admin ? { admin: { listen: `127.0.0.1:${adminPort(name)}` } } : {}),
         ...(opts.arbiter ? { arbiter: { etcd: opts.arbiter(name) } } : {}),
       };
       writeFileSync(join(dir, `${name}.json`), JSON.stringify(cfg, null, 2));
@@ -250,6 +256,20 @@ export class HaPair {
       this.exits.push({ node: name, pid, code, signal, tail });
     });
     await whenReady(p, `node ${name}`);
+  }
+
+  /** Node `name`'s Prometheus metrics (`admin`), scraped with curl where it runs. */
+  async metrics(name: string): Promise<string> {
+    const where = this.hosts.get(name) ?? this.taps.get(name)!;
+    const r = await where.exec('curl', [
+      '-sS',
+      '-f',
+      '-m',
+      '5',
+      `http://127.0.0.1:${adminPort(name)}/metrics`,
+    ]);
+    if (r.code !== 0) throw new Error(`scraping ${name}'s metrics: ${r.stderr.trim()}`);
+    return r.stdout;
   }
 
   /** Whether node `name`'s current process is running (not exited; a stopped one counts). */

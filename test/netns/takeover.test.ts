@@ -38,7 +38,7 @@ function suitePair(prefix: string, opts: PairOptions = {}): { pair: () => HaPair
 }
 
 describe('take-over on a real network: kernel clients, kill -9 of the active', { skip }, () => {
-  const fx = suitePair('tko');
+  const fx = suitePair('tko', { admin: true });
 
   test(`kill -9 of the active under an echo stream, 200 HTTP keep-alive connections and curl; restart, fail back (${REPETITIONS} rounds)`, async () => {
     const pair = fx.pair();
@@ -63,6 +63,31 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
       [victim, survivor] = [survivor, victim];
     }
     console.log(`take-over stalls seen by clients (ms):\n${stalls.join('\n')}`);
+  });
+
+  test('Prometheus metrics: the active and the standby each say their role, and the commit latency and take-overs are counted', async () => {
+    const pair = fx.pair();
+    const st = { a: await pair.status('a'), b: await pair.status('b') };
+    const active = st.a.role === 'active' ? 'a' : 'b';
+    const standby = pair.peerOf(active);
+    const m = { active: await pair.metrics(active), standby: await pair.metrics(standby) };
+    const value = (text: string, series: string) => {
+      const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+      assert.ok(line, `no ${series} in\n${text.slice(0, 3000)}`);
+      return Number(line.split(' ')[1]);
+    };
+    assert.equal(value(m.active, 'takeover_role{role="active"}'), 1);
+    assert.equal(value(m.standby, 'takeover_role{role="standby"}'), 1);
+    assert.equal(value(m.active, 'takeover_lease_state{state="held"}'), 1);
+    assert.equal(value(m.active, 'takeover_epoch'), st[active].epoch);
+    assert.equal(value(m.standby, 'takeover_standby_synced'), 1);
+    // The rounds above ran traffic through this active with its standby synced: batches committed.
+    assert.ok(value(m.active, 'takeover_replication_commit_seconds_count') > 0, m.active.slice(0, 3000));
+    assert.ok(value(m.active, 'takeover_replication_batches_total') > 0);
+    // Every round's survivor took over once; the active is one of them.
+    assert.ok(value(m.active, 'takeover_takeovers_total') >= 1);
+    assert.ok(value(m.active, 'takeover_stack_frames_in_total') > 0);
+    assert.match(m.active, /^takeover_stack_dropped_total\{reason="malformed"\} \d+$/m);
   });
 });
 
