@@ -70,15 +70,19 @@ export async function underFailures(
       if (end - start < 1000) await sleep(500);
     }
   })();
-  await sleep(2000);
-  for (let i = 0; i < n; i++) {
-    failures.push(performance.now());
-    await pair.fail();
-    await pair.repair();
-    await sleep(gapMs);
+  try {
+    await sleep(2000);
+    for (let i = 0; i < n; i++) {
+      failures.push(performance.now());
+      await pair.fail();
+      await pair.repair();
+      await sleep(gapMs);
+    }
+  } finally {
+    // A failure that throws ends the runs too (each bounded), then propagates.
+    done = true;
+    await workload;
   }
-  done = true;
-  await workload;
   const broken = runs.filter((r) => !r.seen.ok);
   return {
     workload: w.name,

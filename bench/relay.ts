@@ -168,6 +168,8 @@ export async function run(o: BenchOptions): Promise<number> {
     const keepalived = {
       ...kaFailover,
       newConnectionMsP50: Math.round(percentile(ka.reconnectMs, 50)),
+      /** Failures skipped because no keepalived master held the address when one was due. */
+      skipped: ka.skipped,
       resets: { toClient: await resets(join(dir, 'rst-client-ka.pcap')) },
     };
     const ratios: Record<string, Record<string, number>> = {};
@@ -211,7 +213,9 @@ export async function run(o: BenchOptions): Promise<number> {
         `\nHAProxy + keepalived, ${keepalived.kills} host failures of the master under 8 INCR connections: ${keepalived.connectionsBroken} of ${keepalived.kills * 8} connections broken (${keepalived.examples.join('; ')}); a new connection answered ${keepalived.newConnectionMsP50} ms after the failure (p50)`,
       );
       for (const r of keepalived.workloads) console.log(`HAProxy + keepalived, ${failuresLine(r)}`);
-      console.log(`HAProxy + keepalived: ${keepalived.resets.toClient} RST reached the client`);
+      console.log(
+        `HAProxy + keepalived: ${keepalived.resets.toClient} RST reached the client${keepalived.skipped ? `; ${keepalived.skipped} failure(s) skipped: no keepalived master held the address` : ''}`,
+      );
     }
     return 0;
   } finally {
@@ -505,7 +509,7 @@ async function keepalivedPair(
   client: Host,
   dir: string,
   log: (s: string) => void,
-): Promise<FailingPair & { reconnectMs: number[] }> {
+): Promise<FailingPair & { reconnectMs: number[]; readonly skipped: number }> {
   const hosts: Host[] = [];
   const procs: Spawned[][] = [];
   for (const [i, name] of ['hka', 'hkb'].entries()) {
@@ -544,10 +548,24 @@ async function keepalivedPair(
   });
   const reconnectMs: number[] = [];
   let failed = -1;
+  let noMaster = 0;
   return {
     reconnectMs,
+    get skipped() {
+      return noMaster;
+    },
     async fail() {
-      failed = await holder();
+      // The pair must be serving before it can fail: a master holds the address (bounded).
+      failed = -1;
+      for (let i = 0; i < 100 && failed < 0; i++) {
+        failed = await holder();
+        if (failed < 0) await sleep(200);
+      }
+      if (failed < 0) {
+        noMaster++;
+        log(`  no keepalived master holds ${VRRP_VIP} after 20 s: this failure is skipped`);
+        return;
+      }
       const t0 = performance.now();
       for (const p of procs[failed]) p.kill('SIGKILL');
       await hosts[failed].exec('ip', ['link', 'set', 'eth0', 'down']);
@@ -562,6 +580,7 @@ async function keepalivedPair(
       log(`  no answer through ${VRRP_VIP} after the failure of ${['hka', 'hkb'][failed]}`);
     },
     async repair() {
+      if (failed < 0) return;
       const h = hosts[failed];
       await h.exec('ip', ['addr', 'del', `${VRRP_VIP}/24`, 'dev', 'eth0']);
       await h.exec('ip', ['link', 'set', 'eth0', 'up']);
