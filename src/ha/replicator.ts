@@ -392,12 +392,14 @@ export class Replicator implements StackObserver {
     };
   }
 
-  /** The standby holds every batch up to `lsn`: release what they carried. */
+  /**
+   * The standby holds every batch up to `lsn`: release what they carried. Returns when the newest
+   * batch this acknowledges was sent (our clock; NaN when it acknowledges none): its commit latency.
+   */
   ack(lsn: number): number {
     if (lsn > this.ackedLsn && lsn <= this.lsn) this.ackedLsn = lsn;
     let k = 0;
     while (k < this.unacked.length && this.unacked[k].lsn <= lsn) k++;
-    // When the newest batch this acknowledges was sent (NaN: none): its commit latency.
     const sentAt = k > 0 ? this.unacked[k - 1].at : Number.NaN;
     if (k > 0) this.unacked.splice(0, k);
     while (this.pending.length > 0 && this.pending[0].lsn <= lsn) {
