@@ -63,16 +63,18 @@ export function nodeMetrics(src: MetricsSource): NodeMetrics {
       },
     });
   /** A counter kept elsewhere (monotonic there), exported as it stands. */
-  const counter = (name: string, help: string, read: (s: NodeStatus) => number) =>
+  const kept = (name: string, help: string, read: () => number) =>
     new Counter({
       name,
       help,
       registers,
       collect() {
         this.reset();
-        this.inc(read(st()));
+        this.inc(read());
       },
     });
+  const counter = (name: string, help: string, read: (s: NodeStatus) => number) =>
+    kept(name, help, () => read(st()));
 
   new Gauge({
     name: 'takeover_role',
@@ -165,15 +167,7 @@ export function nodeMetrics(src: MetricsSource): NodeMetrics {
     },
   });
   const traffic = (name: string, help: string, key: keyof StackCounters) =>
-    new Counter({
-      name,
-      help,
-      registers,
-      collect() {
-        this.reset();
-        this.inc(src.stack()[key] as number);
-      },
-    });
+    kept(name, help, () => src.stack()[key] as number);
   traffic('takeover_stack_frames_in_total', 'Frames from the link', 'framesIn');
   traffic('takeover_stack_frames_out_total', 'Frames to the link', 'framesOut');
   traffic('takeover_stack_rst_sent_total', 'TCP RSTs the stack sent', 'tcpRstSent');
