@@ -46,6 +46,24 @@ const SOURCE = '198.18.3.100';
 const TO_CLIENT = 'tcp and dst host 198.18.0.1';
 const FROM_RELAY = `tcp and src host ${SOURCE}`;
 
+/**
+ * Each RST in `pcap`, one line apiece (time from the capture's start, addresses and ports, seq,
+ * ack, length, source MAC): what a failing assertion shows, so that a run in CI says which
+ * connection was reset and by which node.
+ */
+function resetLines(pcap: string): string {
+  const r = spawnSync(
+    'tshark',
+    [
+      ...['-r', pcap, '-Y', 'tcp.flags.reset == 1', '-T', 'fields', '-E', 'separator= '],
+      ...['-e', 'frame.time_relative', '-e', 'eth.src', '-e', 'ip.src', '-e', 'tcp.srcport'],
+      ...['-e', 'ip.dst', '-e', 'tcp.dstport', '-e', 'tcp.seq_raw', '-e', 'tcp.ack_raw', '-e', 'tcp.len'],
+    ],
+    { encoding: 'utf8', timeout: 120_000 },
+  );
+  return r.stdout.trim().split('\n').slice(0, 20).join('\n');
+}
+
 /** When (s from the capture's first frame) each RST in `pcap` was captured. */
 function resetTimes(pcap: string): number[] {
   const r = spawnSync(
@@ -190,8 +208,16 @@ describe(
       assert.ok((r as unknown as { replies: number }).replies > 1000, ctx);
       assert.equal(b.code, 0, ctx);
       assert.doesNotMatch(benchOut.stdout + benchOut.stderr, /error|reset/i, ctx);
-      assert.equal(c.resets, 0, `RST reached a client: ${c.report}\n${ctx}`);
-      assert.equal(s.resets, 0, `RST reached the server: ${s.report}\n${ctx}`);
+      assert.equal(
+        c.resets,
+        0,
+        `RST reached a client: ${c.report}\n${resetLines(join(dir, 'client.pcap'))}\n${ctx}`,
+      );
+      assert.equal(
+        s.resets,
+        0,
+        `RST reached the server: ${s.report}\n${resetLines(join(dir, 'server.pcap'))}\n${ctx}`,
+      );
     });
 
     test('redis, a pause instead of a kill: SIGSTOP of the active relay for 1 s under INCR: the standby takes over, the resumed relay sends nothing, is fenced and rejoins; the count exact, no RST to a client', async (t) => {
@@ -223,7 +249,11 @@ describe(
       assert.ok(r.ok, ctx);
       assert.ok(r.replies > 1000, ctx);
       assert.equal(st.role, 'standby', ctx);
-      assert.equal(c.resets, 0, `RST reached a client: ${c.report}\n${ctx}`);
+      assert.equal(
+        c.resets,
+        0,
+        `RST reached a client: ${c.report}\n${resetLines(join(dir, 'stop-client.pcap'))}\n${ctx}`,
+      );
     });
 
     test(
@@ -316,8 +346,16 @@ describe(
         assert.equal(accounts, history, ctx);
         assert.equal(tellers, history, ctx);
         assert.equal(branches, history, ctx);
-        assert.equal(c.resets, 0, `RST reached a client: ${c.report}\n${ctx}`);
-        assert.equal(s.resets, 0, `RST reached the server: ${s.report}\n${ctx}`);
+        assert.equal(
+          c.resets,
+          0,
+          `RST reached a client: ${c.report}\n${resetLines(join(dir, 'pg-client.pcap'))}\n${ctx}`,
+        );
+        assert.equal(
+          s.resets,
+          0,
+          `RST reached the server: ${s.report}\n${resetLines(join(dir, 'pg-server.pcap'))}\n${ctx}`,
+        );
       },
     );
 
@@ -396,8 +434,16 @@ http { access_log off; sendfile on; client_body_temp_path ${dir}/nx-body; proxy_
         const ctx = `${rounds.join('\n')}\ncurl exit ${c.code}: ${curl.output().stderr}\n${pair.logs()}`;
         assert.equal(c.code, 0, ctx);
         assert.equal(sha, want, `sha256 differs\n${ctx}`);
-        assert.equal(cs.resets, 0, `RST reached a client: ${cs.report}\n${ctx}`);
-        assert.equal(ss.resets, 0, `RST reached the server: ${ss.report}\n${ctx}`);
+        assert.equal(
+          cs.resets,
+          0,
+          `RST reached a client: ${cs.report}\n${resetLines(join(dir, 'web-client.pcap'))}\n${ctx}`,
+        );
+        assert.equal(
+          ss.resets,
+          0,
+          `RST reached the server: ${ss.report}\n${resetLines(join(dir, 'web-server.pcap'))}\n${ctx}`,
+        );
       },
     );
 
