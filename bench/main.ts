@@ -42,7 +42,7 @@ const BENCHES: Record<
     flags:
       '[--runs N] [--scenario S[,S…]] [--seed N] [--heartbeat-ms N|default] [--timeout-ms N|default] [--arbiter] [--relay]',
     about:
-      'one fault at a time (kill, crash, pause, partitions, churn, RST storm, clock) under kernel clients (--runs N)',
+      'one fault at a time (kill, crash, pause, partitions, churn, a kill mid-bootstrap, RST storm, clock) under kernel clients (--runs N)',
     load: () => import('./nemesis.ts'),
   },
   channel: {

@@ -700,6 +700,30 @@ export class Nemesis {
           `${name} restarted but is ${s ? `${s.role}${s.synced ? '' : ' (not synced)'}` : 'not answering'} after ${SETTLE_MS} ms`,
         );
       },
+      restartOnly: async (name) => {
+        await pair.stop(name);
+        this.mark(`restart ${name} (not waiting for its sync)`);
+        f.note(
+          await this.startNode(name).catch((e: Error) => {
+            f.violation('node-crashed', `${name} did not start again: ${e.message.split('\n')[0]}`);
+            return `${name} failed to start`;
+          }),
+        );
+      },
+      nodeSaid: async (name, pattern, ms) => {
+        const deadline = Date.now() + ms;
+        // Only the lines logged since the call (the log is trimmed from its front when long).
+        let next = pair.log.length;
+        for (let i = 0; i < ms; i++) {
+          for (next = Math.min(next, pair.log.length); next < pair.log.length; next++) {
+            const l = pair.log[next];
+            if (l.node === name && pattern.test(l.line)) return true;
+          }
+          if (Date.now() >= deadline) return false;
+          await sleep(2);
+        }
+        return false;
+      },
       kill: (name) => {
         this.mark(`kill -9 ${name}`);
         pair.kill(name);

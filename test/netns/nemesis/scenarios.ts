@@ -35,6 +35,10 @@ export interface FaultContext {
    * `monotonicOffsetS` when given) and waits until it is a synced standby ('not-rejoined' if not).
    */
   restart(name: string, monotonicOffsetS?: number): Promise<void>;
+  /** Restarts node `name` and returns once its process is up, not waiting for it to sync. */
+  restartOnly(name: string): Promise<void>;
+  /** Waits (bounded, polling every 2 ms) for a log line of node `name` from now on matching `pattern`. */
+  nodeSaid(name: string, pattern: RegExp, timeoutMs: number): Promise<boolean>;
   /** A seeded CLOCK_MONOTONIC offset (s) for another boot time, or undefined without time namespaces. */
   monotonicOffset(): number | undefined;
   /**
@@ -232,6 +236,35 @@ export const SCENARIOS: Scenario[] = [
       await x.sleep(x.between(100, 400));
       await x.restart(x.standby);
       await x.sleep(300);
+    },
+  },
+  {
+    name: 'bootstrap-kill',
+    about:
+      'the standby killed again while it bootstraps under load, restarted; once synced, the active killed: the mirror the second bootstrap built takes over',
+    takeover: 'required',
+    async fault(x) {
+      x.kill(x.standby);
+      await x.sleep(x.between(50, 200));
+      const attached = x.nodeSaid(x.active, /standby attached: bootstrap/, 10_000);
+      await x.restartOnly(x.standby);
+      // The active logs the attach as the bootstrap starts streaming; it takes 10-20 ms here.
+      if (!(await attached)) {
+        x.violation('not-rejoined', `${x.standby} restarted but the active never began its bootstrap`);
+        return;
+      }
+      const ms = x.between(0, 6);
+      x.note(`standby killed ${ms} ms after its bootstrap began`);
+      await x.sleep(ms);
+      x.kill(x.standby);
+      await x.sleep(x.between(50, 200));
+      await x.restart(x.standby);
+      if (!(await x.stable())) return;
+      x.kill(x.active);
+      if (!(await takeoverWithin(x, x.standby, detectBound(x))))
+        x.violation('no-takeover', `${x.standby} did not take over after its interrupted bootstrap`);
+      await x.sleep(500);
+      await x.restart(x.active);
     },
   },
   {
