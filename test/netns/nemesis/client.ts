@@ -69,6 +69,8 @@ export interface ClientReport {
   establishedStallMs: number;
   /** Per connection open from the start, its longest wait in each phase (ms). */
   initialPhaseStallsMs: Record<string, number>[];
+  /** The same connections: when (wall clock, ms) each phase's longest wait ended. */
+  initialPhaseStallEnds: Record<string, number>[];
   storm: { opened: number; reset: number };
 }
 
@@ -113,6 +115,8 @@ abstract class Conn {
   maxWaitPhase = '';
   /** The longest wait that ended in each phase. */
   readonly phaseMax: Record<string, number> = {};
+  /** When (wall clock, ms) the longest wait of each phase ended: which part of a fault it was. */
+  readonly phaseMaxEnd: Record<string, number> = {};
   connected = false;
   closed = false;
   /** The client ended it (FIN sent): an end from the server before that is unexpected. */
@@ -196,7 +200,10 @@ abstract class Conn {
   private arrived(now: number): void {
     if (this.waitingSince !== undefined) {
       const w = now - this.waitingSince;
-      this.phaseMax[phase] = Math.max(this.phaseMax[phase] ?? 0, w);
+      if (w > (this.phaseMax[phase] ?? -1)) {
+        this.phaseMax[phase] = w;
+        this.phaseMaxEnd[phase] = Date.now();
+      }
       if (w > this.maxWaitMs) {
         this.maxWaitMs = w;
         this.maxWaitPhase = phase;
@@ -530,6 +537,7 @@ async function stop(): Promise<void> {
     initialPhaseStallsMs: initial.map((c) =>
       Object.fromEntries(Object.entries(c.phaseMax).map(([k, v]) => [k, Math.round(v)])),
     ),
+    initialPhaseStallEnds: initial.map((c) => ({ ...c.phaseMaxEnd })),
     worst: ((w) => (w ? `${w.name} waited ${Math.round(w.maxWaitMs)} ms (${w.maxWaitPhase})` : ''))(
       [...conns].sort((x, y) => y.maxWaitMs - x.maxWaitMs)[0],
     ),

@@ -392,6 +392,7 @@ export class Nemesis {
     const kinds: Record<string, number> = {};
     const examples: string[] = [];
     const params: string[] = [];
+    let faultAt = Date.now();
     const violation = (kind: string, example: string) => {
       kinds[kind] = (kinds[kind] ?? 0) + 1;
       if (examples.length < 16) examples.push(`${kind}: ${example}`);
@@ -464,6 +465,7 @@ export class Nemesis {
         },
       );
       if (typeof ready !== 'string') {
+        faultAt = Date.now();
         this.mark(`fault: ${scenario.name} (${active} active)`);
         await scenario.fault(ctx);
         this.mark('fault over');
@@ -573,12 +575,20 @@ export class Nemesis {
       // the worst connection's difference swings from -34 to +10 ms with no fault at all). So
       // the added stall is the third largest difference: blind to two unlucky connections,
       // not to a hold.
-      const diffs = report.initialPhaseStallsMs
-        .map((p) => (p.fault ?? 0) - (p.baseline ?? 0))
-        .sort((x, y) => y - x);
+      const ranked = report.initialPhaseStallsMs
+        .map((p, i) => ({
+          diff: (p.fault ?? 0) - (p.baseline ?? 0),
+          // When that longest wait ended, from the kill: which part of the churn it was.
+          at: Math.round((report.initialPhaseStallEnds[i]?.fault ?? faultAt) - faultAt),
+        }))
+        .sort((x, y) => y.diff - x.diff);
+      const diffs = ranked.map((r) => r.diff);
       addedStallMs = diffs[Math.min(CHURN_ROBUST_RANK, diffs.length) - 1] ?? 0;
       params.push(
-        `longest wait ${report.phaseStallMs.baseline ?? 0} ms before, ${report.phaseStallMs.fault ?? 0} ms during the churn; largest per-connection increases ${diffs.slice(0, 5).join(', ')} ms`,
+        `longest wait ${report.phaseStallMs.baseline ?? 0} ms before, ${report.phaseStallMs.fault ?? 0} ms during the churn; largest per-connection increases ${ranked
+          .slice(0, 5)
+          .map((r) => `${r.diff} (ended +${r.at} ms)`)
+          .join(', ')} ms`,
       );
       if (addedStallMs > CHURN_TARGET_MS)
         violation(
