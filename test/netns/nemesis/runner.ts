@@ -236,6 +236,8 @@ export class Nemesis {
     await this.pair.start(name, {
       monotonicOffsetS: offset,
       env: { NEMESIS_WALLCLOCK_FILE: join(this.o.dir, `${name}.wallclock`) },
+      // Its start-up must not take the CPU from the node serving (they share this machine).
+      startupNice: 10,
     });
     return offset === undefined
       ? `${name} started`
