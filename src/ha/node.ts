@@ -618,7 +618,10 @@ export class HaNode {
         }
         if (v.length === 2) this.granted(v[1], epoch, now);
         const sentAt = this.replicator?.ack(v[0]) ?? Number.NaN;
-        if (Number.isFinite(sentAt)) this.driver.committed?.(now - sentAt);
+        if (Number.isFinite(sentAt)) {
+          this.driver.committed?.(now - sentAt);
+          this.replicator?.answered(now - sentAt);
+        }
         this.driver.wake();
         return;
       }
@@ -629,7 +632,10 @@ export class HaNode {
           return;
         }
         if (v.length === 2) {
-          if (this.role === 'active') this.granted(v[1], epoch, now);
+          if (this.role === 'active') {
+            this.granted(v[1], epoch, now);
+            this.replicator?.answered(now - v[1]);
+          }
         } else if (this.role === 'standby' && epoch === this.epoch) {
           // The active's heartbeat: answer at once with its clock, granting the lease.
           if (this.mayGrant()) {
@@ -804,10 +810,12 @@ export class HaNode {
     this.session++;
     const rep = this.replicator!;
     rep.session = this.session;
+    const t0 = performance.now();
+    const conns = rep.connectionCount;
     const b = rep.bootstrap(now);
     const size = this.sendBatch(b);
     this.driver.log(
-      `standby attached: bootstrap of ${b.records.length} records, ${(size / 1e6).toFixed(1)} MB (session ${this.session}), serving on while it catches up`,
+      `standby attached: bootstrap of ${conns} connection(s) in chunks, the first ${b.records.length} records, ${(size / 1e6).toFixed(2)} MB (session ${this.session}, built and sent in ${(performance.now() - t0).toFixed(1)} ms), serving on while it catches up`,
     );
   }
 
@@ -820,7 +828,9 @@ export class HaNode {
       // From this batch on the standby can take over: the lease is its to grant. (It has been
       // answering our heartbeats and batches all along, so the lease is fresh.)
       this.selfLease = false;
-      this.driver.log(`standby synced at batch ${b.lsn}: the lease is now granted by it`);
+      this.driver.log(
+        `standby synced at batch ${b.lsn} (${b.records.length} records, ${(bytes.length / 1e6).toFixed(2)} MB): the lease is now granted by it`,
+      );
       this.pushLease();
       this.askArbiter(this.clock);
     }
@@ -1118,6 +1128,8 @@ export class HaNode {
     if (this.role === 'active' && this.peerReady && this.link)
       t = Math.min(
         t,
+        // The next chunk of a bootstrap goes with the next turn (see Replicator.bootstrap).
+        this.replicator?.bootstrapDueAt() ?? INF,
         this.lastHeardLink + this.standbyLimit(this.clock),
         (this.replicator?.oldestUnackedAt ?? INF) + this.standbyLimit(this.clock),
       );

@@ -5,10 +5,11 @@
  * acknowledged the batch that carries them (sync mode): group commit, one round trip per turn.
  *
  * - A new connection starts held (its SYN or SYN-ACK waits for its `open` to commit).
- * - `bootstrap` puts every connection, buffers included, into one reset batch for a standby that
- *   just joined, and nothing is held while it travels: the standby catches up on the batches that
- *   follow as in async mode (it cannot take over yet, so nothing it lacks can be lost to a
- *   take-over). Once it has applied the bootstrap, the next batch is marked `sync`: from it on
+ * - `bootstrap` sends every connection, buffers included, to a standby that just joined: a reset
+ *   batch, then chunks among the live batches; nothing is held while they travel: the standby
+ *   catches up on the batches as in async mode (it cannot take over yet, so nothing it lacks can
+ *   be lost to a take-over). Once it has applied the last chunk and answers promptly, the next
+ *   batch is marked `sync`: from it on
  *   output is held again, at what has already left, and the standby that applies it holds
  *   everything released. A standby joining under load costs clients one round trip, not the
  *   transfer of the whole snapshot.
@@ -39,6 +40,34 @@ const CATCHING_UP_ACK_LIMIT = Number.MAX_SAFE_INTEGER;
  * detects the reneging sooner): a stall, not a loss.
  */
 const SYNC_WAIT_US = 200_000;
+/**
+ * A standby that applied its bootstrap becomes able to take over (and output waits for it again)
+ * only once it answers promptly: `WARM_ANSWERS` answers in a row (batch ACKs, heartbeat echoes),
+ * each within `WARM_ANSWER_US` of what it answers. A process that just started and applied a
+ * snapshot of every connection runs cold code and collects the snapshot's garbage for tens of
+ * milliseconds (measured: 50 ms of one relay standby's event loop just after its bootstrap);
+ * held output would wait for every one of them. `SYNC_WAIT_US` bounds the wait.
+ */
+const WARM_ANSWER_US = 4_000;
+const WARM_ANSWERS = 4;
+/**
+ * A bootstrap's chunk: whole connections up to either bound (at least one). A state record's
+ * JSON (about 1 KB, built, encrypted, parsed) costs far more than bytes copied. Measured before
+ * chunks: a relay pair's bootstrap of 1,300 records (1.3 MB) blocked the active's event loop
+ * 8-20 ms and the new standby's 20-50 ms, a stall for every client of the active.
+ */
+const BOOTSTRAP_CHUNK_CONNS = 32;
+const BOOTSTRAP_CHUNK_BYTES = 128 * 1024;
+/** Chunks unacknowledged past which no further chunk goes out (the standby sets the pace). */
+const BOOTSTRAP_WINDOW = 4;
+/**
+ * At most one chunk per this (µs): a chunk costs the active 1-3 ms under load, and a busy
+ * active runs several turns back to back (input from the TAP and the link), each of which could
+ * send one. Measured with 64-connection chunks and no gap: three chunks in one 16 ms block.
+ */
+const BOOTSTRAP_CHUNK_GAP_US = 2_000;
+/** What a connection's whole state record weighs, about (JSON, config included). */
+const STATE_BYTES = 1_000;
 
 interface Replicated {
   id: number;
@@ -83,6 +112,11 @@ export class Replicator implements StackObserver {
   };
   private readonly conns = new Map<StackConnection, Replicated>();
   private readonly dirty = new Set<StackConnection>();
+  /** Connections the standby has not received whole since its bootstrap began (in order). */
+  private readonly toBootstrap = new Set<StackConnection>();
+  /** The batches that carried a bootstrap chunk, not acknowledged yet. */
+  private chunksUnacked: number[] = [];
+  private lastChunkAt = -INF;
   private gone: number[] = [];
   private checkpoints: LogRecord[] = [];
   private readonly pending: Commit[] = [];
@@ -98,6 +132,8 @@ export class Replicator implements StackObserver {
   private catchingUp = false;
   private bootstrapLsn = 0;
   private bootstrapAckedAt = INF;
+  /** Prompt answers in a row from the standby since it applied its bootstrap (see WARM_ANSWERS). */
+  private warmAnswers = 0;
   /** The `sync` batch has gone out: the standby holds, or will, everything released. */
   private syncSent = false;
 
@@ -129,6 +165,11 @@ export class Replicator implements StackObserver {
     return this.unacked.length > 0 ? this.unacked[0].at : INF;
   }
 
+  /** Connections replicated (or to be, once a standby attaches). */
+  get connectionCount(): number {
+    return this.conns.size;
+  }
+
   get lastLsn(): number {
     return this.lsn;
   }
@@ -156,7 +197,8 @@ export class Replicator implements StackObserver {
   }
 
   serviced(c: StackConnection): void {
-    this.dirty.add(c);
+    // Not sent whole yet: its chunk will send it as it is then.
+    if (!this.toBootstrap.has(c)) this.dirty.add(c);
   }
 
   removed(c: StackConnection): void {
@@ -164,12 +206,13 @@ export class Replicator implements StackObserver {
     if (!r) return;
     this.conns.delete(c);
     this.dirty.delete(c);
+    this.toBootstrap.delete(c);
     if (this.attached && r.opened) this.gone.push(r.id);
   }
 
   /** The application marked something on `c` (read, wrote, closed) outside a stack poll. */
   touched(c: StackConnection): void {
-    if (this.conns.has(c)) this.dirty.add(c);
+    if (this.conns.has(c) && !this.toBootstrap.has(c)) this.dirty.add(c);
   }
 
   /**
@@ -180,7 +223,8 @@ export class Replicator implements StackObserver {
     const r = this.conns.get(c);
     if (!r) return;
     r.tag = value;
-    if (!this.attached) return;
+    // Not sent whole yet: it will be, tag included.
+    if (!this.attached || this.toBootstrap.has(c)) return;
     this.dirty.add(c);
     this.checkpoints.push(tagRecord(r.id, value));
   }
@@ -189,7 +233,9 @@ export class Replicator implements StackObserver {
   checkpoint(c: StackConnection, value: Uint8Array): void {
     const r = this.conns.get(c);
     if (!r || !this.attached) return;
-    this.dirty.add(c);
+    // Not sent whole yet: its chunk will carry this checkpoint.
+    const pending = this.toBootstrap.has(c);
+    if (!pending) this.dirty.add(c);
     // The application's own positions: bytes still in its stream buffers are not read yet,
     // bytes it wrote that wait outside the engine are written already.
     const t = c.tcp;
@@ -202,12 +248,15 @@ export class Replicator implements StackObserver {
       writeOffset,
       value,
     };
-    this.checkpoints.push(r.ckpt);
+    if (!pending) this.checkpoints.push(r.ckpt);
   }
 
   /**
-   * A standby joined: the reset batch holding every connection whole. Output released so far
-   * stays released; what is beyond it waits for this batch to commit.
+   * A standby joined: the reset batch, holding the first connections whole; the others follow,
+   * whole too, a chunk per batch (`BOOTSTRAP_CHUNK_*`, at most `BOOTSTRAP_WINDOW` batches
+   * unacknowledged) among the live batches, so that neither node spends more than a
+   * millisecond or so of a turn on it. Nothing is held meanwhile; output released so far stays
+   * released.
    */
   bootstrap(now: number): Batch {
     this.attached = true;
@@ -218,36 +267,73 @@ export class Replicator implements StackObserver {
     this.gone = [];
     this.checkpoints = [];
     this.dirty.clear();
+    this.toBootstrap.clear();
     this.lsn = 0;
     this.ackedLsn = 0;
-    const records: LogRecord[] = [];
     for (const [c, r] of this.conns) {
-      const t = c.tcp;
-      const s = t.snapshot(now, true);
-      t.takeArrivals();
-      const recvFrom = s.readOffset;
-      const received = s.received;
-      const { start: sendStart, data: sendData } = s.sendBuffer;
       // A new standby knows nothing: every connection opens again, config and state whole.
       r.opened = false;
       r.last = undefined;
-      records.push(this.stateRecord(c, r, s));
-      if (received.length > 0) records.push({ type: REC_RECV, id: r.id, offset: recvFrom, data: received });
-      r.recvEnd = recvFrom + received.length;
-      if (sendData.length > 0) records.push({ type: REC_SEND, id: r.id, offset: sendStart, data: sendData });
-      r.sendEnd = sendStart + sendData.length;
-      if (r.tag) records.push(tagRecord(r.id, r.tag));
-      // The last checkpoint, if the bytes read after it are still here to deliver again (the
-      // engine drops what the application consumed); else the application's next one counts.
-      if (r.ckpt && r.ckpt.readOffset >= recvFrom) records.push(r.ckpt);
-      else if (r.ckpt) this.counters.checkpointsLost++;
+      this.toBootstrap.add(c);
       // Nothing is held while the standby catches up (it cannot take over yet).
       this.unhold(c, CATCHING_UP_ACK_LIMIT);
     }
+    const records: LogRecord[] = [];
+    this.bootstrapChunk(now, records);
     const b = this.seal(now, true, records, []);
-    this.bootstrapLsn = b.lsn;
+    this.bootstrapLsn = this.toBootstrap.size === 0 ? b.lsn : INF;
+    this.chunksUnacked = [b.lsn];
+    this.lastChunkAt = now;
     this.bootstrapAckedAt = INF;
+    this.warmAnswers = 0;
     return b;
+  }
+
+  /**
+   * When the next chunk of the bootstrap may go (our clock): Infinity when every connection has
+   * gone or the window is full (an acknowledgment opens it).
+   */
+  bootstrapDueAt(): number {
+    if (!this.attached || this.toBootstrap.size === 0 || this.chunksUnacked.length >= BOOTSTRAP_WINDOW)
+      return INF;
+    return this.lastChunkAt + BOOTSTRAP_CHUNK_GAP_US;
+  }
+
+  /** The next connections of the bootstrap, whole, into `records`. */
+  private bootstrapChunk(now: number, records: LogRecord[]): void {
+    let conns = 0;
+    let bytes = 0;
+    for (const c of this.toBootstrap) {
+      if (conns >= BOOTSTRAP_CHUNK_CONNS || bytes >= BOOTSTRAP_CHUNK_BYTES) break;
+      this.toBootstrap.delete(c);
+      this.dirty.delete(c);
+      bytes += this.wholeRecords(c, this.conns.get(c)!, now, records);
+      conns++;
+    }
+  }
+
+  /**
+   * `c` whole into `records`: config and state, every byte it still holds both ways, its tag and
+   * its last checkpoint. Returns the bytes of data it carries plus an estimate of the state's.
+   */
+  private wholeRecords(c: StackConnection, r: Replicated, now: number, records: LogRecord[]): number {
+    const t = c.tcp;
+    const s = t.snapshot(now, true);
+    t.takeArrivals();
+    const recvFrom = s.readOffset;
+    const received = s.received;
+    const { start: sendStart, data: sendData } = s.sendBuffer;
+    records.push(this.stateRecord(c, r, s));
+    if (received.length > 0) records.push({ type: REC_RECV, id: r.id, offset: recvFrom, data: received });
+    r.recvEnd = recvFrom + received.length;
+    if (sendData.length > 0) records.push({ type: REC_SEND, id: r.id, offset: sendStart, data: sendData });
+    r.sendEnd = sendStart + sendData.length;
+    if (r.tag) records.push(tagRecord(r.id, r.tag));
+    // The last checkpoint, if the bytes read after it are still here to deliver again (the
+    // engine drops what the application consumed); else the application's next one counts.
+    if (r.ckpt && r.ckpt.readOffset >= recvFrom) records.push(r.ckpt);
+    else if (r.ckpt) this.counters.checkpointsLost++;
+    return STATE_BYTES + received.length + sendData.length + (r.tag?.length ?? 0);
   }
 
   /**
@@ -264,15 +350,30 @@ export class Replicator implements StackObserver {
   }
 
   /**
-   * Whether the standby may become able to take over now: it applied the bootstrap, and no
-   * connection holds out-of-order bytes (which its peer may count as SACKed, from before the
-   * standby came: it would wait for its RTO to learn they are gone), unless the wait has lasted
-   * `SYNC_WAIT_US`.
+   * The standby answered something we sent `latencyUs` ago (a batch's ACK, a heartbeat's echo):
+   * while it catches up, whether it keeps up (see WARM_ANSWERS).
+   */
+  answered(latencyUs: number): void {
+    if (!this.catchingUp || this.ackedLsn < this.bootstrapLsn) return;
+    this.warmAnswers = latencyUs <= WARM_ANSWER_US ? this.warmAnswers + 1 : 0;
+  }
+
+  /**
+   * Whether the standby may become able to take over now: it applied the bootstrap, answers
+   * promptly (WARM_ANSWERS; nothing sent to it waits longer), and no connection holds
+   * out-of-order bytes (which its peer may count as SACKed, from before the standby came: it
+   * would wait for its RTO to learn they are gone); or the wait has lasted `SYNC_WAIT_US`.
    */
   private readyToSync(now: number): boolean {
     if (this.ackedLsn < this.bootstrapLsn) return false;
     if (this.bootstrapAckedAt === INF) this.bootstrapAckedAt = now;
     if (now >= this.bootstrapAckedAt + SYNC_WAIT_US) return true;
+    // Only held output (sync mode) would wait for a slow standby.
+    if (
+      this.mode === 'sync' &&
+      (this.warmAnswers < WARM_ANSWERS || now - this.oldestUnackedAt > WARM_ANSWER_US)
+    )
+      return false;
     for (const c of this.conns.keys()) if (c.tcp.outOfOrderBytes > 0) return false;
     return true;
   }
@@ -286,17 +387,16 @@ export class Replicator implements StackObserver {
     }
     // The standby has applied the bootstrap: from this batch on, output waits for it again.
     const sync = this.catchingUp && this.readyToSync(now);
-    if (sync) {
-      this.catchingUp = false;
-      for (const c of this.conns.keys()) this.dirty.add(c);
-    }
-    if (!sync && this.dirty.size === 0 && this.gone.length === 0 && this.checkpoints.length === 0)
+    if (sync) this.catchingUp = false;
+    const chunk = this.bootstrapDueAt() <= now;
+    if (!sync && !chunk && this.dirty.size === 0 && this.gone.length === 0 && this.checkpoints.length === 0)
       return undefined;
     const records: LogRecord[] = [];
     const releases: Commit['releases'] = [];
     for (const c of this.dirty) {
       const r = this.conns.get(c);
-      if (!r) continue;
+      // Not sent whole yet: a chunk will send it as it is then.
+      if (!r || this.toBootstrap.has(c)) continue;
       const t = c.tcp;
       const s = t.snapshot(now, false);
       // Bytes written, sent and acknowledged between two batches (nothing holds them while a
@@ -328,20 +428,36 @@ export class Replicator implements StackObserver {
           r.sendEnd += part.length;
         }
       }
-      const rel = this.limitsOf(t, s);
-      if (sync && this.mode === 'sync') {
-        // Hold at what has already gone out; the rest leaves when this batch commits.
-        t.ackLimit = Math.min(rel.ackLimit, Math.max(s.lastAckSent, -1));
-        t.sendLimit = Math.min(rel.sendLimit, Math.max(s.sndMax, -1));
-      }
-      releases.push({ c, ...rel });
+      if (!sync) releases.push({ c, ...this.limitsOf(t) });
     }
     this.dirty.clear();
+    if (sync) {
+      // Every connection, in this batch or not (the standby holds the state of one that did not
+      // change since its last record): held at what has already gone out, the rest released when
+      // this batch commits. (A state record of each, as this batch once carried, cost the active
+      // 6 ms for 223 connections and the standby as much to apply: a stall for every client.)
+      for (const c of this.conns.keys()) {
+        const t = c.tcp;
+        const rel = this.limitsOf(t);
+        if (this.mode === 'sync') {
+          const p = t.releasePoints();
+          t.ackLimit = Math.min(rel.ackLimit, Math.max(p.ackSent, -1));
+          t.sendLimit = Math.min(rel.sendLimit, Math.max(p.sent, -1));
+        }
+        releases.push({ c, ...rel });
+      }
+    }
     for (const id of this.gone) records.push({ type: REC_GONE, id });
     this.gone = [];
     records.push(...this.checkpoints);
     this.checkpoints = [];
+    if (chunk) this.bootstrapChunk(now, records);
     const b = this.seal(now, false, records, releases);
+    if (chunk) {
+      this.chunksUnacked.push(b.lsn);
+      this.lastChunkAt = now;
+    }
+    if (chunk && this.toBootstrap.size === 0) this.bootstrapLsn = b.lsn;
     if (sync) {
       b.sync = true;
       this.syncSent = true;
@@ -385,11 +501,9 @@ export class Replicator implements StackObserver {
   }
 
   /** What the batch lets `t` acknowledge and send once committed (FIN and SYN included). */
-  private limitsOf(t: TcpConnection, s: TcpSnapshot): { ackLimit: number; sendLimit: number } {
-    return {
-      ackLimit: s.rcvNxt,
-      sendLimit: s.finQueued ? s.finOffset + 1 : t.writePosition,
-    };
+  private limitsOf(t: TcpConnection): { ackLimit: number; sendLimit: number } {
+    const p = t.releasePoints();
+    return { ackLimit: p.ackTo, sendLimit: p.sendTo };
   }
 
   /**
@@ -402,6 +516,7 @@ export class Replicator implements StackObserver {
     while (k < this.unacked.length && this.unacked[k].lsn <= lsn) k++;
     const sentAt = k > 0 ? this.unacked[k - 1].at : Number.NaN;
     if (k > 0) this.unacked.splice(0, k);
+    while (this.chunksUnacked.length > 0 && this.chunksUnacked[0] <= lsn) this.chunksUnacked.shift();
     while (this.pending.length > 0 && this.pending[0].lsn <= lsn) {
       const commit = this.pending.shift()!;
       this.counters.commits++;
@@ -432,6 +547,8 @@ export class Replicator implements StackObserver {
     this.unacked = [];
     this.gone = [];
     this.checkpoints = [];
+    this.toBootstrap.clear();
+    this.chunksUnacked = [];
     for (const c of this.conns.keys()) this.unhold(c);
   }
 }

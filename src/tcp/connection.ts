@@ -388,6 +388,20 @@ export class TcpConnection {
     return this.sendBuf.end;
   }
 
+  /**
+   * For a replication gate (`ackLimit`/`sendLimit`): what has already left (the last ACK sent, the
+   * highest sequence offset sent) and what committing the current state would release (RCV.NXT;
+   * the stream's end, FIN included). Offsets as in `snapshot()`.
+   */
+  releasePoints(): { ackSent: number; sent: number; ackTo: number; sendTo: number } {
+    return {
+      ackSent: this.lastAckSent,
+      sent: this.sndMax,
+      ackTo: this.rcvNxt,
+      sendTo: this.finQueued ? this.finOffset + 1 : this.writePosition,
+    };
+  }
+
   /** Send offset acknowledged by the peer (data bytes; excludes SYN/FIN). */
   get acknowledged(): number {
     return Math.max(0, Math.min(this.sndUna, this.sendBuf.end));

@@ -16,6 +16,7 @@ import {
   encodeBatch,
   jsonBytes,
   REC_CONN,
+  REC_GONE,
   REC_RECV,
   REC_SEND,
 } from '../../src/ha/log.ts';
@@ -498,7 +499,9 @@ describe('HA node on the simulator', () => {
       linkNodes(a, b, 200, now);
     });
     const served: Stream[] = [];
-    net.at(25_000, (now) => {
+    // Synced a few answers after the bootstrap (the replicator waits for a standby that keeps up:
+    // four prompt heartbeat echoes when, as here, no batch flows).
+    net.at(60_000, (now) => {
       seen.paired = {
         attached: a.ha.standbyAttached,
         synced: b.ha.mirror.synced,
@@ -856,6 +859,73 @@ describe('HA node messages', () => {
     assert.match(bad.apply({ ...gap(50, 100), lsn: 3 }, 10) ?? '', /sent data at 100, the log ends at 10/);
   });
 
+  test('a bootstrap streams in chunks: whole connections, a chunk per batch at most every 2 ms, deltas only for those sent, the sync only after the last', () => {
+    const src = vipStack(0);
+    const conns: StackConnection[] = [];
+    for (let i = 0; i < 100; i++) {
+      const c = src.connect(ipFromString('198.18.0.1')!, 6000 + i, 0);
+      c.tcp.write(new Uint8Array(i * 10).fill(i));
+      conns.push(c);
+    }
+    const rep = new Replicator(src, 'sync');
+    const mirror = new Mirror();
+    const conOf = (b: Batch) => b.records.filter((r) => r.type === REC_CONN).length;
+    const boot = rep.bootstrap(0);
+    assert.ok(boot.reset);
+    assert.equal(conOf(boot), 32, 'the reset batch holds the first 32 connections');
+    assert.equal(mirror.apply(boot, 0), undefined);
+    // Before its whole record goes, a connection touched, tagged and checkpointed leaves no record
+    // (a delta or a checkpoint the standby could not place); one removed leaves no GONE.
+    const late = conns[90];
+    rep.touched(late);
+    rep.tag(late, jsonBytes({ t: 1 }));
+    rep.checkpoint(late, jsonBytes({ c: 2 }));
+    rep.removed(conns[99]);
+    assert.equal(rep.bootstrapDueAt(), 2_000);
+    assert.equal(rep.batch(1_000), undefined, 'no chunk within 2 ms of the last, nothing else to send');
+    const sent: Batch[] = [boot];
+    for (const at of [2_000, 4_000, 6_000]) sent.push(rep.batch(at)!);
+    assert.deepEqual(sent.map(conOf), [32, 32, 32, 3], 'chunks of 32 until every connection went');
+    assert.equal(rep.bootstrapDueAt(), Number.POSITIVE_INFINITY, 'every connection went');
+    assert.equal(rep.batch(9_000), undefined);
+    for (const b of sent.slice(1)) assert.equal(mirror.apply(b, 7_000), undefined);
+    assert.equal(mirror.conns.size, 99);
+    const lateId = sent[2].records.find(
+      (r) => r.type === REC_CONN && r.tuple.remotePort === late.remotePort,
+    )!.id;
+    assert.deepEqual(mirror.conns.get(lateId)!.tag, { t: 1 });
+    assert.deepEqual(mirror.conns.get(lateId)!.checkpoint?.value, { c: 2 });
+    assert.equal(mirror.conns.get(lateId)!.send.end, 900);
+    assert.ok(!sent.some((b) => b.records.some((r) => r.type === REC_GONE)));
+    // Not synced before the last chunk is acknowledged, and not before the standby answers promptly.
+    rep.ack(3);
+    for (let i = 0; i < 4; i++) rep.answered(50);
+    assert.equal(rep.batch(10_000), undefined, 'the batch carrying the last chunk is not acknowledged yet');
+    rep.ack(4);
+    assert.equal(rep.batch(10_100), undefined, 'no prompt answer since the bootstrap was applied');
+    for (let i = 0; i < 4; i++) rep.answered(50);
+    const sync = rep.batch(10_200)!;
+    assert.ok(sync.sync);
+    assert.equal(sync.records.length, 0, 'a sync batch sets limits; the standby has every state already');
+    assert.equal(mirror.apply(sync, 10_200), undefined);
+    assert.equal(late.tcp.sendLimit, -1, 'held at what has left (nothing yet) until the sync commits');
+    rep.ack(5);
+    assert.equal(late.tcp.sendLimit, 900);
+  });
+
+  test('a bootstrap chunk waits while four chunks are unacknowledged', () => {
+    const src = vipStack(0);
+    for (let i = 0; i < 400; i++) src.connect(ipFromString('198.18.0.1')!, 6000 + i, 0);
+    const rep = new Replicator(src, 'sync');
+    rep.bootstrap(0);
+    for (const at of [2_000, 4_000, 6_000]) assert.ok(rep.batch(at)?.records.length);
+    assert.equal(rep.bootstrapDueAt(), Number.POSITIVE_INFINITY, 'four chunks in flight');
+    assert.equal(rep.batch(8_000), undefined);
+    rep.ack(1);
+    assert.equal(rep.bootstrapDueAt(), 8_000);
+    assert.equal(rep.batch(8_000)!.records.filter((r) => r.type === REC_CONN).length, 32);
+  });
+
   test('DROP: the active drops a synced standby silent for one timeout, then holds until it could have taken over', () => {
     const n = loneNode({ timeoutUs: 100_000 });
     const link = n.link();
@@ -867,6 +937,8 @@ describe('HA node messages', () => {
     assert.equal(n.ha.sendUntil(), INF, 'serving alone while the standby catches up');
     // The standby applies the bootstrap and grants the lease with the batch's clock (200).
     n.ha.message(MSG_ACK, 1, f64(1, 200), n.at(300));
+    // It keeps up (the replicator waits for prompt answers): three heartbeat echoes, as prompt.
+    for (let i = 0; i < 3; i++) n.ha.message(MSG_HEARTBEAT, 1, f64(250, 200), n.at(300));
     n.ha.afterTurn(n.at(400));
     const sync = link.of(MSG_BATCH).map((m) => decodeBatch(m.payload) as Batch);
     assert.equal(sync.length, 2);
@@ -901,6 +973,7 @@ describe('HA node messages', () => {
     const rep = new Replicator(src, 'sync');
     const boot = rep.bootstrap(0);
     rep.ack(boot.lsn);
+    for (let i = 0; i < 4; i++) rep.answered(50);
     const sync = rep.batch(100)!;
     assert.equal(sync.sync, true);
     const link = n.link();

@@ -36,10 +36,13 @@ const TODO: Record<string, string> = {};
 
 /** The anomaly kind of a stall over a scenario's target. */
 const TARGET = 'stall-over-target';
-/** Scenarios whose stall target is reported, not failed: measured at its edge. */
-const TARGET_TODO: Record<string, string> = {
+/**
+ * Scenarios whose stall target is reported, not failed, against a relay pair: measured at its
+ * edge. (Against a node pair it is a failure: 12 of 12 bench runs within it.)
+ */
+const RELAY_TARGET_TODO: Record<string, string> = {
   'standby-churn':
-    "issue 12: a killed standby's link closes only once its kernel has freed its memory (10-50 ms), and sync output waits for it meanwhile: `npm run bench -- nemesis --runs 10` measured an added stall p50 10 ms, p99 24 ms (1 of 10 runs over 20 ms)",
+    "issue 12: `npm run bench -- nemesis --relay --scenario standby-churn` measured 1 run of 28 over the 20 ms target, the active's event loop losing 50 ms twice while the new standby process started on the same 2 cores (before it connected)",
 };
 
 /** The scenarios run again on a pair with the etcd arbiter: the split it exists for, and the faults whose take-over it now decides. */
@@ -77,17 +80,18 @@ function suite(
           t.diagnostic(describeRun(r));
           runs.push(r);
         }
-        // The stall target of standby churn is a figure at its edge, not a safety property: judged
-        // apart (see TARGET_TODO); every other anomaly fails the test.
+        // The stall target of standby churn against a relay pair is a figure at its edge, not a
+        // safety property: judged apart (see RELAY_TARGET_TODO); every other anomaly fails the test.
         const target = (r: RunResult) => r.kinds[TARGET] ?? 0;
-        if (s.name in TARGET_TODO)
-          await t.test(`the stall it adds stays within the target`, { todo: TARGET_TODO[s.name] }, () => {
+        const todo = pair.relay ? RELAY_TARGET_TODO[s.name] : undefined;
+        if (todo)
+          await t.test(`the stall it adds stays within the target`, { todo }, () => {
             assert.deepEqual(
               runs.filter((r) => target(r) > 0).map((r) => `${r.scenario} seed ${r.seed}`),
               [],
             );
           });
-        const bad = runs.filter((r) => r.violations - (s.name in TARGET_TODO ? target(r) : 0) > 0);
+        const bad = runs.filter((r) => r.violations - (todo ? target(r) : 0) > 0);
         assert.deepEqual(
           bad.map((r) => `${r.scenario} seed ${r.seed}: ${JSON.stringify(r.kinds)}`),
           [],
