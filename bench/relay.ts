@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- relay [--kills N] [--mb N] [--json]` (root): `takeover relay` side by side
+ * `npm run bench -- relay [--kills N] [--mb N] [--only PARTS] [--json]` (root): `takeover relay` side by side
  * with HAProxy (Debian's, kernel TCP) on one real network of namespaces, in one run, in front of
  * the same unmodified servers (redis-server, nginx; PostgreSQL when installed):
  *
@@ -20,7 +20,11 @@
  *   (sha256 checked), redis-benchmark (`-P 16 -c 50`, 1 M GET), iperf3 for 20 s each way; each
  *   run broken or not; and the RSTs that reached the client (and the servers, from our relay).
  *
- * With --json one line: {"targets": {name: {downloadMBs, redisOps, pgTps, rttMsP50, rttMsP99,
+ * `--only throughput,relay,keepalived` (any of them, comma-separated) runs those parts alone: the
+ * throughput table, our pair's failures, the HAProxy + keepalived pair's failures (a full run with
+ * 20 kills takes about an hour on 2 cores).
+ *
+ * With --json one line (the parts run): {"targets": {name: {downloadMBs, redisOps, pgTps, rttMsP50, rttMsP99,
  * cpuSecPerGB}}, "ratios": {name: {...}}, "failover": {"kills", "errors", "connectionsBroken",
  * "examples", "stallMsP50", "stallMsP99", "workloads": [{workload, failures,
  * failuresDuringRuns, runs, brokenRuns, examples, checks}], "resets": {toClient, toServer}},
@@ -39,7 +43,7 @@ import {
   Topology,
   waitUntil,
 } from '../test/netns/harness.ts';
-import { type BenchOptions, benchFlags, printTable } from './harness.ts';
+import { type BenchOptions, benchFlags, printTable, UsageError } from './harness.ts';
 import { percentile } from './nemesis.ts';
 import {
   curl,
@@ -85,7 +89,15 @@ function cpuSeconds(pid: number): number {
 }
 
 export async function run(o: BenchOptions): Promise<number> {
-  const flags = benchFlags(o, { kills: { default: 20 }, mb: { default: 300 } });
+  const flags = benchFlags(o, { kills: { default: 20 }, mb: { default: 300 } }, [], ['only']);
+  const PARTS = ['throughput', 'relay', 'keepalived'] as const;
+  const only = flags.only?.split(',').map((x) => x.trim()) ?? [...PARTS];
+  const unknown = only.filter((x) => !(PARTS as readonly string[]).includes(x));
+  if (unknown.length > 0 || only.length === 0)
+    throw new UsageError(
+      `--only takes parts among ${PARTS.join(', ')} (comma-separated), got ${JSON.stringify(flags.only)}`,
+    );
+  const part = (x: (typeof PARTS)[number]) => only.includes(x);
   const skip = rootSkipReason(['redis-server', 'redis-benchmark', 'haproxy', 'keepalived', 'nginx', 'curl']);
   if (skip) {
     console.error(`bench relay: ${skip}`);
@@ -128,50 +140,67 @@ export async function run(o: BenchOptions): Promise<number> {
       throw new Error(`haproxy exited: ${haproxy.output().stderr.slice(-1500)}`);
     const client = pair.client;
     const targets: Record<string, Figures> = {};
-    log('HAProxy …');
-    targets.haproxy = await measure(client, HAPROXY_FRONT, haproxy.pid!, flags.mb, pg, log);
+    if (part('throughput')) {
+      log('HAProxy …');
+      targets.haproxy = await measure(client, HAPROXY_FRONT, haproxy.pid!, flags.mb, pg, log);
+    }
     await pair.start('a');
-    log('relay alone (no standby) …');
-    targets['relay-alone'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
+    if (part('throughput')) {
+      log('relay alone (no standby) …');
+      targets['relay-alone'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
+    }
     await pair.start('b');
     await pair.synced('b');
-    log('relay in sync mode, standby synced …');
-    targets['relay-sync'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
+    if (part('throughput')) {
+      log('relay in sync mode, standby synced …');
+      targets['relay-sync'] = await measure(client, VIP, pair.procs.get('a')!.pid!, flags.mb, pg, log);
+    }
     const common = { mb: flags.mb, sha, pg };
-    log(`relay pair: ${flags.kills} kill -9 of the active relay per workload …`);
     // What reaches the client and the servers: RSTs only (iperf3's end-of-test resets excluded:
     // its server closes a data socket with bytes still arriving, through either relay).
     const rst = 'tcp[tcpflags] & tcp-rst != 0 and not port 5201';
-    const clientCap = await client.capture(join(dir, 'rst-client.pcap'), {
-      filter: `${rst} and dst host ${CLIENT}`,
-    });
-    const serverCap = await backend.capture(join(dir, 'rst-server.pcap'), {
-      filter: `${rst} and src host ${SOURCE}`,
-    });
-    const failover = await throughFailures(relayPair(pair), client, backend, VIP, flags.kills, common, log);
-    await clientCap.stop();
-    await serverCap.stop();
-    const failoverResets = {
-      toClient: await resets(join(dir, 'rst-client.pcap')),
-      toServer: await resets(join(dir, 'rst-server.pcap')),
-    };
+    let ours: { failover: FailoverFigures; resets: { toClient: number; toServer: number } } | undefined;
+    if (part('relay')) {
+      log(`relay pair: ${flags.kills} kill -9 of the active relay per workload …`);
+      const clientCap = await client.capture(join(dir, 'rst-client.pcap'), {
+        filter: `${rst} and dst host ${CLIENT}`,
+      });
+      const serverCap = await backend.capture(join(dir, 'rst-server.pcap'), {
+        filter: `${rst} and src host ${SOURCE}`,
+      });
+      const failover = await throughFailures(relayPair(pair), client, backend, VIP, flags.kills, common, log);
+      await clientCap.stop();
+      await serverCap.stop();
+      ours = {
+        failover,
+        resets: {
+          toClient: await resets(join(dir, 'rst-client.pcap')),
+          toServer: await resets(join(dir, 'rst-server.pcap')),
+        },
+      };
+    }
     await pair.stop('a');
     await pair.stop('b');
     haproxy.kill('SIGKILL');
-    log(`HAProxy + keepalived pair: ${flags.kills} host failures of the master per workload …`);
-    const ka = await keepalivedPair(topo, client, dir, log);
-    const kaCap = await client.capture(join(dir, 'rst-client-ka.pcap'), {
-      filter: `${rst} and dst host ${CLIENT}`,
-    });
-    const kaFailover = await throughFailures(ka, client, backend, VRRP_VIP, flags.kills, common, log);
-    await kaCap.stop();
-    const keepalived = {
-      ...kaFailover,
-      newConnectionMsP50: Math.round(percentile(ka.reconnectMs, 50)),
-      /** Failures skipped because no keepalived master held the address when one was due. */
-      skipped: ka.skipped,
-      resets: { toClient: await resets(join(dir, 'rst-client-ka.pcap')) },
-    };
+    let keepalived:
+      | (FailoverFigures & { newConnectionMsP50: number; skipped: number; resets: { toClient: number } })
+      | undefined;
+    if (part('keepalived')) {
+      log(`HAProxy + keepalived pair: ${flags.kills} host failures of the master per workload …`);
+      const ka = await keepalivedPair(topo, client, dir, log);
+      const kaCap = await client.capture(join(dir, 'rst-client-ka.pcap'), {
+        filter: `${rst} and dst host ${CLIENT}`,
+      });
+      const kaFailover = await throughFailures(ka, client, backend, VRRP_VIP, flags.kills, common, log);
+      await kaCap.stop();
+      keepalived = {
+        ...kaFailover,
+        newConnectionMsP50: Math.round(percentile(ka.reconnectMs, 50)),
+        /** Failures skipped because no keepalived master held the address when one was due. */
+        skipped: ka.skipped,
+        resets: { toClient: await resets(join(dir, 'rst-client-ka.pcap')) },
+      };
+    }
     const ratios: Record<string, Record<string, number>> = {};
     for (const [name, f] of Object.entries(targets))
       ratios[name] = Object.fromEntries(
@@ -183,39 +212,44 @@ export async function run(o: BenchOptions): Promise<number> {
     if (o.json)
       console.log(
         JSON.stringify({
-          targets,
-          ratios,
-          failover: { ...failover, resets: failoverResets },
-          keepalived,
+          ...(part('throughput') ? { targets, ratios } : {}),
+          ...(ours ? { failover: { ...ours.failover, resets: ours.resets } } : {}),
+          ...(keepalived ? { keepalived } : {}),
         }),
       );
     else {
       const r1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : '-');
-      printTable(
-        ['target', 'download MB/s', 'redis ops/s', 'pgbench tps', 'RTT p50/p99 ms', 'CPU s/GB'],
-        Object.entries(targets).map(([n, f]) => [
-          n,
-          `${r1(f.downloadMBs)} (${ratios[n].downloadMBs}×)`,
-          `${Math.round(f.redisOps)} (${ratios[n].redisOps}×)`,
-          `${r1(f.pgTps)} (${ratios[n].pgTps}×)`,
-          `${f.rttMsP50.toFixed(3)}/${f.rttMsP99.toFixed(3)}`,
-          `${r1(f.cpuSecPerGB)} (${ratios[n].cpuSecPerGB}×)`,
-        ]),
-      );
-      console.log(
-        `\nrelay pair, ${failover.kills} kill -9 of the active relay under 8 INCR connections: ${failover.errors} failure(s) with an error, ${failover.connectionsBroken} connection(s) broken; longest wait per failure p50 ${failover.stallMsP50} ms, p99 ${failover.stallMsP99} ms`,
-      );
-      for (const r of failover.workloads) console.log(`relay pair, ${failuresLine(r)}`);
-      console.log(
-        `relay pair: ${failoverResets.toClient} RST reached the client, ${failoverResets.toServer} RST reached a server from the relay`,
-      );
-      console.log(
-        `\nHAProxy + keepalived, ${keepalived.kills} host failures of the master under 8 INCR connections: ${keepalived.connectionsBroken} of ${keepalived.kills * 8} connections broken (${keepalived.examples.join('; ')}); a new connection answered ${keepalived.newConnectionMsP50} ms after the failure (p50)`,
-      );
-      for (const r of keepalived.workloads) console.log(`HAProxy + keepalived, ${failuresLine(r)}`);
-      console.log(
-        `HAProxy + keepalived: ${keepalived.resets.toClient} RST reached the client${keepalived.skipped ? `; ${keepalived.skipped} failure(s) skipped: no keepalived master held the address` : ''}`,
-      );
+      if (part('throughput'))
+        printTable(
+          ['target', 'download MB/s', 'redis ops/s', 'pgbench tps', 'RTT p50/p99 ms', 'CPU s/GB'],
+          Object.entries(targets).map(([n, f]) => [
+            n,
+            `${r1(f.downloadMBs)} (${ratios[n].downloadMBs}×)`,
+            `${Math.round(f.redisOps)} (${ratios[n].redisOps}×)`,
+            `${r1(f.pgTps)} (${ratios[n].pgTps}×)`,
+            `${f.rttMsP50.toFixed(3)}/${f.rttMsP99.toFixed(3)}`,
+            `${r1(f.cpuSecPerGB)} (${ratios[n].cpuSecPerGB}×)`,
+          ]),
+        );
+      if (ours) {
+        const failover = ours.failover;
+        console.log(
+          `\nrelay pair, ${failover.kills} kill -9 of the active relay under 8 INCR connections: ${failover.errors} failure(s) with an error, ${failover.connectionsBroken} connection(s) broken; longest wait per failure p50 ${failover.stallMsP50} ms, p99 ${failover.stallMsP99} ms`,
+        );
+        for (const r of failover.workloads) console.log(`relay pair, ${failuresLine(r)}`);
+        console.log(
+          `relay pair: ${ours.resets.toClient} RST reached the client, ${ours.resets.toServer} RST reached a server from the relay`,
+        );
+      }
+      if (keepalived) {
+        console.log(
+          `\nHAProxy + keepalived, ${keepalived.kills} host failures of the master under 8 INCR connections: ${keepalived.connectionsBroken} of ${keepalived.kills * 8} connections broken (${keepalived.examples.join('; ')}); a new connection answered ${keepalived.newConnectionMsP50} ms after the failure (p50)`,
+        );
+        for (const r of keepalived.workloads) console.log(`HAProxy + keepalived, ${failuresLine(r)}`);
+        console.log(
+          `HAProxy + keepalived: ${keepalived.resets.toClient} RST reached the client${keepalived.skipped ? `; ${keepalived.skipped} failure(s) skipped: no keepalived master held the address` : ''}`,
+        );
+      }
     }
     return 0;
   } finally {
@@ -450,6 +484,8 @@ function workloads(client: Host, host: string, mb: number, sha: string, pg: bool
  * Everything a pair's clients see through its failures: the INCR client's stall per failure,
  * then each workload through `n` failures (after each, PostgreSQL's balances checked).
  */
+type FailoverFigures = Awaited<ReturnType<typeof throughFailures>>;
+
 async function throughFailures(
   fp: FailingPair,
   client: Host,
