@@ -20,9 +20,10 @@
  * connection for its next bytes) and every run with an anomaly; with --json one line:
  * {"runs","violations","failedRuns","seed","scenarios":{name:{"runs","violations","stallMsP50",
  * "stallMsP99","kinds":{kind:count}}},"failures":[{scenario,seed,kinds,examples}]}.
- * NEMESIS_KEEP=1 keeps the directory with each run's capture, node log and result.
+ * NEMESIS_KEEP=1 keeps the directory with each run's capture, node log and result; without it, a
+ * run with an anomaly is kept alone (its path printed): a 1-in-300 event may not replay.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CUT_TOOLS, rootSkipReason } from '../test/netns/harness.ts';
@@ -134,7 +135,14 @@ export async function run(o: BenchOptions): Promise<number> {
         const res = await nem.run(s, seed);
         results.push(res);
         log(`  ${describeRun(res)}`);
-        if (res.violations > 0) for (const e of res.examples.slice(0, 4)) log(`    ${e}`);
+        if (res.violations > 0) {
+          for (const e of res.examples.slice(0, 4)) log(`    ${e}`);
+          if (!process.env.NEMESIS_KEEP) {
+            const kept = join(tmpdir(), `takeover-nemesis-${s}-${seed}-${process.pid}`);
+            cpSync(join(dir, `run-${res.index}`), kept, { recursive: true });
+            console.error(`    kept its capture and logs in ${kept}`);
+          }
+        }
       }
   } finally {
     await nem?.destroy();

@@ -1,5 +1,5 @@
 /**
- * The nemesis checker's reading of the client's capture (DESIGN.md "Checks from captures"): what
+ * The nemesis checker's reading of the client's capture (docs/ARCHITECTURE.md §11): what
  * the nodes sent that reached the client, decoded by tshark (the oracle; never our own parsers),
  * and the I4 check on it: no frame for the VIP from a node after another node's first frame of a
  * later epoch.
@@ -33,6 +33,8 @@ export interface CaptureFacts {
   /** RST segments from a VIP to the client. */
   resets: VipFrame[];
   malformed: number;
+  /** The first malformed frames (number, time, sender, what tshark saw of it). */
+  malformedExamples: string[];
   badChecksums: number;
   /** Lines of tshark's table that did not parse (a harness fault, never expected). */
   unreadable: number;
@@ -90,6 +92,7 @@ export async function readCapture(
     vipFrames: [],
     resets: [],
     malformed: 0,
+    malformedExamples: [],
     badChecksums: 0,
     unreadable: 0,
   };
@@ -137,7 +140,13 @@ export async function readCapture(
       facts.vipFrames.push(f);
       if (sport && (rst === '1' || rst === 'True')) facts.resets.push(f);
     }
-    if (malformed) facts.malformed++;
+    if (malformed) {
+      facts.malformed++;
+      if (facts.malformedExamples.length < 3)
+        facts.malformedExamples.push(
+          `frame ${frame} at ${at.toFixed(3)} s from ${sender}: ${what ?? `${ip4 || ip6 || (arpOp ? 'ARP' : 'non-IP')}${sport ? ` TCP ${sport} > ${dport} len ${len}` : ''}`} (${malformed})`,
+        );
+    }
     if (ipSum === '0' || tcpSum === '0') facts.badChecksums++;
   }
   return facts;

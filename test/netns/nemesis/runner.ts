@@ -376,7 +376,11 @@ export class Nemesis {
           'rst-to-server',
           `frame ${r.frame} (+${r.t.toFixed(3)} s) of ${pcap} from ${r.sender}: ${r.what}`,
         );
-    if (facts.malformed > 0) violation('malformed', `${facts.malformed} malformed frame(s) to the server`);
+    if (facts.malformed > 0)
+      violation(
+        'malformed',
+        `${facts.malformed} malformed frame(s) to the server: ${facts.malformedExamples.join('; ')}`,
+      );
     if (facts.badChecksums > 0 && complete)
       violation('bad-checksum', `${facts.badChecksums} frame(s) to the server with a bad checksum`);
   }
@@ -541,7 +545,11 @@ export class Nemesis {
     }
     if (facts.unreadable > 0)
       violation('harness', `${facts.unreadable} line(s) of tshark's table did not parse`);
-    if (facts.malformed > 0) violation('malformed', `${facts.malformed} malformed frame(s) from the nodes`);
+    if (facts.malformed > 0)
+      violation(
+        'malformed',
+        `${facts.malformed} malformed frame(s) from the nodes: ${facts.malformedExamples.join('; ')}`,
+      );
     if (facts.badChecksums > 0 && !dropped)
       violation('bad-checksum', `${facts.badChecksums} frame(s) with a bad checksum`);
     if (this.backend)
