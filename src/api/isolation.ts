@@ -1,5 +1,5 @@
 /**
- * Isolation (DESIGN.md "Application model"): nothing a client does, and no exception of the
+ * Isolation (docs/ARCHITECTURE.md §8): nothing a client does, and no exception of the
  * application on one connection, takes a node down. That connection is reset and counted; a
  * connection restored by a take-over that fails again is dropped the same way, so a request
  * that crashes the application (a poison pill) costs one connection, not every node in turn.

@@ -1,5 +1,5 @@
 /**
- * The real-time driver (DESIGN.md "Time is passed in"): it turns the outside world into calls on
+ * The real-time driver (docs/ARCHITECTURE.md §2 "Time is passed in"): it turns the outside world into calls on
  * the stack. Frames from the device go to `receive`, the stack's `pollAt` becomes one event-loop
  * timer, and between stack turns it runs the application's callbacks (sockets and servers), so
  * the stack is never re-entered from inside itself. Each callback runs for its connection under
@@ -67,7 +67,7 @@ export interface ConnectionHooks {
 /**
  * A layer that runs once per turn (replication, src/ha): polled at its own deadlines, and called
  * after each turn once the application's synchronous work and its microtasks are done, so
- * everything the turn did is seen at once (DESIGN.md "A tick is a transaction").
+ * everything the turn did is seen at once (docs/ARCHITECTURE.md §2 "A tick is a transaction").
  */
 export interface TurnHook {
   pollAt(): number | undefined;

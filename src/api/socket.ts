@@ -131,7 +131,7 @@ export class Socket extends Duplex {
     return out;
   }
 
-  /** Restored by a take-over (DESIGN.md "Application model"): see `lastCheckpoint`. */
+  /** Restored by a take-over (docs/ARCHITECTURE.md §8): see `lastCheckpoint`. */
   get restored(): boolean {
     return this.conn?.restored !== undefined;
   }

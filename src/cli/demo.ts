@@ -6,7 +6,7 @@
  * the middle of the traffic the active is killed (kill -9, nothing said to anyone); the standby
  * notices the silence, takes the VIP and every connection over, and the client carries on. The
  * client checks every byte it reads, counts every RST that reaches it and measures the stalls
- * (the longest wait of any one connection for its next bytes, and of all of them). The verdict is PASS only when DESIGN.md's I1 and I4 held: every stream
+ * (the longest wait of any one connection for its next bytes, and of all of them). The verdict is PASS only when I1 and I4 (docs/ARCHITECTURE.md §1) held: every stream
  * complete and byte-exact, no RST, no connection error, one take-over, no frame from a node that
  * was not active.
  *
@@ -718,7 +718,7 @@ function explain(r: DemoResult, live: number, verifiedAtCrash: number): string[]
   } else if (r.pass) {
     s = 'Every stream arrived byte-exact with no reset.';
   } else {
-    s = `The take-over broke the promise (DESIGN.md I1/I4): ${r.failures.join('; ')}.`;
+    s = `The take-over broke the promise (I1/I4): ${r.failures.join('; ')}.`;
   }
   return wrap(s, 78);
 }

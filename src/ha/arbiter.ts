@@ -1,5 +1,5 @@
 /**
- * The arbiter (DESIGN.md "Take-over" step 2): when the two nodes of a pair cannot hear each
+ * The arbiter (docs/ARCHITECTURE.md §5, §7): when the two nodes of a pair cannot hear each
  * other, it decides which one may be active. One record per pair, held by a strongly consistent
  * store (etcd, `arbiter-etcd.ts`; `MemoryArbiter` below for the simulator and tests):
  *

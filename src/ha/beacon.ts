@@ -1,6 +1,6 @@
 /**
- * Beacons: the pair's heartbeats on the data link (DESIGN.md "Take-over", step 1: "heartbeats on
- * the replication link and on the data link"), the second path that tells a cut replication link
+ * Beacons: the pair's heartbeats on the data link (docs/ARCHITECTURE.md §5: heartbeats on
+ * the replication link and on the data link), the second path that tells a cut replication link
  * from a dead node, carries lease grants when the replication link is down, and lets a node that
  * comes back learn at once that another took over.
  *

@@ -1,5 +1,5 @@
 /**
- * The replication log (DESIGN.md "Replication"): what the active tells the standby, one batch per
+ * The replication log (docs/ARCHITECTURE.md §4): what the active tells the standby, one batch per
  * turn of its event loop, and the binary form it travels in (inside an authenticated channel
  * message, see protocol.ts).
  *

@@ -1,10 +1,10 @@
 /**
- * The standby's mirror of every connection on the active (DESIGN.md "Replication", "Take-over"
- * step 4): applies the log batch by batch, keeps memory bounded by trimming what the peer has
+ * The standby's mirror of every connection on the active (docs/ARCHITECTURE.md §4,
+ * §6 step 2): applies the log batch by batch, keeps memory bounded by trimming what the peer has
  * acknowledged (send side) and what the application consumed (receive side), and at take-over
  * builds each connection back as an engine snapshot for `TcpConnection.restore`.
  *
- * A batch is applied whole or not at all (DESIGN.md "A tick is a transaction"): it is checked
+ * A batch is applied whole or not at all (docs/ARCHITECTURE.md §2 "A tick is a transaction"): it is checked
  * first, so a bad batch leaves the mirror as it was and the caller drops the link.
  */
 import type { IpAddr } from '../stack/ip.ts';

@@ -1,5 +1,5 @@
 /**
- * One node of an active/standby pair (DESIGN.md "Replication", "Take-over"; docs/ARCHITECTURE.md):
+ * One node of an active/standby pair (docs/ARCHITECTURE.md §4-§6):
  * roles, epochs, the lease on the right to send, heartbeats on both paths and the failure
  * detector, the replication link's messages, and the take-over itself (restore every mirrored
  * connection, kick-start it, claim the VIP).
@@ -1011,8 +1011,8 @@ export class HaNode {
 
   /**
    * A frame the data link delivered to this node while it was muted. A synced standby keeps the
-   * data peers send on mirrored connections past what the active replicated (DESIGN.md
-   * deviation, see README "Standby listens"): at a take-over the new active then holds what the
+   * data peers send on mirrored connections past what the active replicated
+   * (docs/ARCHITECTURE.md §6, "The listening standby"): at a take-over the new active then holds what the
    * dead node received but never acknowledged, and what peers sent while it was dying, so
    * nobody waits for a retransmission timeout. A frame that does not parse, or is not a data
    * segment of a mirrored connection, is ignored.
@@ -1384,7 +1384,7 @@ export class HaNode {
     this.driver.wake();
   }
 
-  /** Step 2-6 of DESIGN.md "Take-over": epoch+1, restore, kick-start, claim the VIP, resume the app. */
+  /** docs/ARCHITECTURE.md §6 "Take-over": epoch+1, restore, kick-start, claim the VIP, resume the app. */
   takeOver(now: number, why?: 'handover'): void {
     const lastHeard = this.lastHeard;
     const cause = why ?? (!this.link && this.peerClosedLink ? 'link closed' : 'silence');

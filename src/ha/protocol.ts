@@ -1,5 +1,5 @@
 /**
- * The replication link's framing (DESIGN.md "Replication"): authenticated, encrypted, versioned
+ * The replication link's framing (docs/ARCHITECTURE.md §4): authenticated, encrypted, versioned
  * messages between the active and the standby over an ordinary reliable byte stream (a kernel
  * TCP socket in production, a simulated pipe in tests). Pure: no I/O, no clock; the handshake's
  * nonce and ephemeral key come from the injected `RandomSource` (in production `CryptoRandom`
@@ -84,8 +84,8 @@
  *   408 bytes); before a message's tag, one message of up to `maxMessageBytes`. Length fields
  *   above it fail at once, without waiting for or allocating the body. Each connection costs us
  *   our own hello before any check: one X25519 key pair and one HMAC per key we hold.
- * - The epoch is carried and authenticated but not judged here: fencing (DESIGN.md "Take-over",
- *   step 2) belongs to the caller, which knows the current epoch.
+ * - The epoch is carried and authenticated but not judged here: fencing (docs/ARCHITECTURE.md
+ *   §6) belongs to the caller, which knows the current epoch.
  * - A stream that ends between messages looks like a quiet peer (heartbeats catch that); one that
  *   ends inside a message leaves `pendingBytes > 0` for the caller to log.
  */

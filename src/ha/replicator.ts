@@ -1,5 +1,5 @@
 /**
- * The active's side of replication (DESIGN.md "Replication"): watches the stack (StackObserver),
+ * The active's side of replication (docs/ARCHITECTURE.md §4): watches the stack (StackObserver),
  * turns everything one turn of the event loop did into one log batch, and holds each
  * connection's ACKs and transmissions (`ackLimit`, `sendLimit`) until the standby has
  * acknowledged the batch that carries them (sync mode): group commit, one round trip per turn.

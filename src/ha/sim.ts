@@ -5,7 +5,7 @@
  * survivor sees the close after one latency).
  *
  * Server applications are stateless functions of a connection's offsets, so the same code runs
- * on both nodes and picks up restored connections (DESIGN.md "Application model"):
+ * on both nodes and picks up restored connections (docs/ARCHITECTURE.md §8):
  * - echo (port 7): reads what it can write back, writes it back;
  * - download (port 19): writes a pattern stream by offset up to a length, then closes;
  * - request/response (port 80): each 64-byte request gets a 1,000-byte answer derived from it.

@@ -1,5 +1,5 @@
 /**
- * The replication link over kernel TCP (DESIGN.md "Replication": an ordinary kernel TCP
+ * The replication link over kernel TCP (docs/ARCHITECTURE.md §4: an ordinary kernel TCP
  * connection on a separate address), each connection wrapped in a SecureChannel (PSK-authenticated
  * handshake, per-session AES-256-GCM keys per direction, counters, key updates). This is a driver
  * edge: it does I/O and reads the clock.

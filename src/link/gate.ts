@@ -1,5 +1,5 @@
 /**
- * The output gate of an HA node's data link (DESIGN.md I4, "Take-over" step 2): a LinkDevice
+ * The output gate of an HA node's data link (I4, docs/ARCHITECTURE.md §5): a LinkDevice
  * wrapper that enforces who may speak for the VIP.
  *
  * - `muted` (a standby, or a node superseded by a take-over): nothing the stack sends leaves and

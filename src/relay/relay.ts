@@ -1,6 +1,6 @@
 /**
  * The TCP relay (`takeover relay`, README "Relay"): an application on our node:net API
- * (DESIGN.md: `relay/` is an app on top of `api/`), so both of its legs are connections of our
+ * (docs/ARCHITECTURE.md §14), so both of its legs are connections of our
  * stack, replicated like any other, and survive a take-over.
  *
  * For each client connection a frontend accepts, a server of its backend is chosen (balance,

@@ -214,7 +214,7 @@ export class TcpConnection {
   private assembler: Assembler;
   private rcvRightEdge = 0;
 
-  /** Never acknowledge past this receive offset (DESIGN.md: the standby must hold it first). */
+  /** Never acknowledge past this receive offset (the standby must hold it first: docs/ARCHITECTURE.md §3). */
   ackLimit = INF;
   /** Never transmit past this send offset (the SYN is offset -1). */
   sendLimit = INF;
@@ -471,7 +471,7 @@ export class TcpConnection {
   }
 
   /**
-   * Take-over kick-start (DESIGN.md "Take-over" 5), for a connection just restored on a new node:
+   * Take-over kick-start (docs/ARCHITECTURE.md §6 step 3), for a connection just restored on a new node:
    * do not wait for the peer's back-off. Outstanding data (or a SYN/FIN) is retransmitted at once
    * from SND.UNA, else a probe at SND.UNA - 1 makes the peer answer with an ACK; and duplicate ACKs
    * make the peer fast-retransmit what it sent to the dead node (the first may count as a window
@@ -1421,7 +1421,7 @@ export class TcpConnection {
   /**
    * Do segments carry SACK blocks now: out-of-order data held, SACK agreed, and no `ackLimit`.
    * A SACK block acknowledges too (selectively): under a replication limit the blocks would
-   * announce bytes the standby does not hold, so none are sent (DESIGN.md I2).
+   * announce bytes the standby does not hold, so none are sent (I2, docs/ARCHITECTURE.md §1).
    */
   private sacking(): boolean {
     return this.sackOk && this.assembler.bytes > 0 && this.ackLimit === INF;
@@ -1548,7 +1548,7 @@ export class TcpConnection {
   }
 
   // ---------------------------------------------------------------------------------------------
-  // Snapshot and restore (DESIGN.md "A connection is a value")
+  // Snapshot and restore (docs/ARCHITECTURE.md §3 "a connection is a value")
 
   /**
    * The whole connection as plain data (JSON-safe but for byte buffers). `now` is the instant it

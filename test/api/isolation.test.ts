@@ -1,5 +1,5 @@
 /**
- * Isolation (DESIGN.md "Application model", issue 12) on two stacks joined in memory: a client's
+ * Isolation (docs/ARCHITECTURE.md §8, issue 12) on two stacks joined in memory: a client's
  * RST, an exception of the application on one connection, a socket with no 'error' listener, a
  * restored connection that fails again. Each costs that connection (reset, counted), never the
  * process, and the other connections stay byte-exact. The exceptions that escape asynchronously

@@ -1,5 +1,5 @@
 /**
- * The HA node's roles, epochs and link messages (DESIGN.md "Replication", "Take-over"): fail-back
+ * The HA node's roles, epochs and link messages (docs/ARCHITECTURE.md §4, §6): fail-back
  * without preemption and a second take-over, a standby that has not bootstrapped, degraded
  * 'refuse', fencing on a higher epoch or a claim of the VIP, refused batches, the DROP of a silent
  * standby, async replication, one-way cuts of the replication link. Scenarios run on the

@@ -1,5 +1,5 @@
 /**
- * Take-over on the simulated network (DESIGN.md I1-I4): a client stack talks to the VIP of an
+ * Take-over on the simulated network (I1-I4, docs/ARCHITECTURE.md §1): a client stack talks to the VIP of an
  * active/standby pair; the active crashes at a random instant; every client stream must arrive
  * byte-exact, with no RST, no error and no reconnect, and only one node ever sends for the VIP.
  */

@@ -1,5 +1,5 @@
 /**
- * Real networks for tests (DESIGN.md "Test networks"): Linux network namespaces joined by a
+ * Real networks for tests (docs/ARCHITECTURE.md §2, §11): Linux network namespaces joined by a
  * bridge, kernel hosts on veth pairs, TAP ports for our stack, captures judged by tshark, and the
  * impairments this kernel has (iptables `statistic` loss, tbf rate limits; no netem: use
  * `link/fault.ts` in the stack process for delay, reordering, duplication and corruption).
@@ -434,7 +434,7 @@ function ipv4Address(spec: string): string {
   if (!m || !octets || octets.some((o) => o > 255) || Number(m[5]) > 32)
     throw new Error(`ipv4 must look like '198.18.0.1/24', got '${spec}'.`);
   if (octets[0] !== 198 || (octets[1] !== 18 && octets[1] !== 19))
-    throw new Error(`ipv4 ${spec} is outside 198.18.0.0/15, the only range tests may use (DESIGN.md).`);
+    throw new Error(`ipv4 ${spec} is outside 198.18.0.0/15, the only range tests may use (docs/ARCHITECTURE.md §11).`);
   return octets.join('.');
 }
 
@@ -443,7 +443,7 @@ function ipv6Address(spec: string): string {
   if (!m || !m[1].includes(':') || Number(m[2]) > 128)
     throw new Error(`ipv6 must look like 'fd00::1/64', got '${spec}'.`);
   if (!/^fd[0-9a-f]{2}:/i.test(m[1]))
-    throw new Error(`ipv6 ${spec} is outside fd00::/8, the only range tests may use (DESIGN.md).`);
+    throw new Error(`ipv6 ${spec} is outside fd00::/8, the only range tests may use (docs/ARCHITECTURE.md §11).`);
   return m[1].toLowerCase();
 }
 
@@ -854,7 +854,7 @@ const SEVERITY_WARN = 0x00600000;
 const CHECKSUM_BAD = '0';
 
 /**
- * Reads a capture with tshark, checksum validation on: the checks DESIGN.md asks of a client's
+ * Reads a capture with tshark, checksum validation on: the checks docs/ARCHITECTURE.md §11 asks of a client's
  * capture (no RST, no "ACKed unseen segment", nothing malformed, no checksum error).
  */
 export async function expertSummary(file: string, opts: { timeoutMs?: number } = {}): Promise<ExpertSummary> {

@@ -1,5 +1,5 @@
 /**
- * Isolation on a real network (issue 12; DESIGN.md "Application model"): two `takeover node`
+ * Isolation on a real network (issue 12; docs/ARCHITECTURE.md §8): two `takeover node`
  * processes host test/netns/apps/isolation-app.ts (the echo example on 7, an echo with no
  * 'error' listener on 8, a line protocol on 9 whose requests can make the application throw).
  * Linux kernel clients on a host of their own (198.18.0.2) reset connections mid-stream, all at

@@ -33,7 +33,7 @@ function expectedSha(n: number): string {
 }
 
 /**
- * The client-side capture judged by tshark (DESIGN.md "Checks from captures"): no RST, no ACKed
+ * The client-side capture judged by tshark (docs/ARCHITECTURE.md §11): no RST, no ACKed
  * unseen segment, no malformed frame, no bad checksum. A capture that lost packets itself cannot
  * tell an unseen segment from a dropped one, so that one check needs a lossless capture.
  */

@@ -1,5 +1,5 @@
 /**
- * Take-over on a real network (DESIGN.md I1-I5; issue 5's acceptance): two `takeover node`
+ * Take-over on a real network (I1-I5, docs/ARCHITECTURE.md §1; issue 5's acceptance): two `takeover node`
  * processes, each with a TAP on one bridge, share a VIP; Linux kernel clients in their own
  * namespace stream to it; the active is killed with SIGKILL mid-transfer; the standby takes
  * over. Every byte must arrive, with no RST in the client's capture. Then the killed node is

@@ -2,7 +2,7 @@
  * Take-over scenarios on the simulator, shared by test/ha/takeover-sim.test.ts and
  * `npm run bench -- ha-sim`: a client stack talks to the VIP of an active/standby pair (echo,
  * download and request/response connections), the active may crash at a given instant, and
- * `check` asserts DESIGN.md I1-I4 on the outcome.
+ * `check` asserts I1-I4 (docs/ARCHITECTURE.md §1) on the outcome.
  */
 import assert from 'node:assert/strict';
 import {
@@ -117,7 +117,7 @@ export function runScenario(s: Scenario) {
     });
   }
   if (s.crashAtUs !== undefined) {
-    // A standby that is not synced cannot take over (DESIGN.md: bootstrap first): the crash
+    // A standby that is not synced cannot take over (docs/ARCHITECTURE.md §4: bootstrap first): the crash
     // waits for it, checked every millisecond for at most 10 s.
     const crashWhenSynced = (now: number) => {
       const back = s.standbyRestartAtUs === undefined || now >= s.standbyRestartAtUs + STANDBY_BACK_AFTER_US;

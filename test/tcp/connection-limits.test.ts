@@ -1,5 +1,5 @@
 /**
- * The two replication limits (DESIGN.md "The TCP engine knows nothing about replication"):
+ * The two replication limits (docs/ARCHITECTURE.md §3):
  * `ackLimit`, a receive offset the ACK field may not pass, and `sendLimit`, a send offset no
  * transmitted byte (nor the SYN at -1, nor the FIN at its offset) may reach. Raising either
  * releases what it held at the next poll, without waiting for a timer.

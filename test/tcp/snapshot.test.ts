@@ -1,5 +1,5 @@
 /**
- * "A connection is a value" (DESIGN.md): 500 seeds, each runs a random two-engine scenario to a
+ * "A connection is a value" (docs/ARCHITECTURE.md §3): 500 seeds, each runs a random two-engine scenario to a
  * random instant, snapshots one side's connection, sends the snapshot through JSON (buffers as
  * base64), restores it into a fresh engine, and from then on feeds the original and the copy the
  * same inputs, application calls and polls. Every output (segments, deadlines, reads, state)

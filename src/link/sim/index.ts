@@ -1,5 +1,5 @@
 /**
- * The deterministic simulated network (DESIGN.md "Test networks"): a virtual clock in
+ * The deterministic simulated network (docs/ARCHITECTURE.md §2, §11): a virtual clock in
  * microseconds, a seeded RNG, full-duplex links with latency, bandwidth, queue limits, loss,
  * duplication, reordering, corruption and partitions, a learning switch, and pcap capture of any
  * link. Same seed + same scenario = the same run, byte for byte.

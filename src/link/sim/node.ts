@@ -1,6 +1,6 @@
 /**
  * What the simulated network drives. A node does no I/O and keeps no clock of its own: the
- * network calls it with `now` and asks `pollAt()` after every call (DESIGN.md "time is passed in").
+ * network calls it with `now` and asks `pollAt()` after every call (docs/ARCHITECTURE.md §2 "Time is passed in").
  */
 import type { NodeHandle } from './network.ts';
 

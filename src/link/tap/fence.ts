@@ -1,5 +1,5 @@
 /**
- * A kernel-enforced send deadline for a TAP device (DESIGN.md, "Take-over" step 2, the fence).
+ * A kernel-enforced send deadline for a TAP device (docs/ARCHITECTURE.md §5, the fence).
  *
  * User space checks the lease before each write(2) (TapDevice.writeGuard), but a process paused
  * between that check and the write (SIGSTOP, a long GC, a frozen VM) emits the frame seconds later,
