@@ -434,7 +434,9 @@ function ipv4Address(spec: string): string {
   if (!m || !octets || octets.some((o) => o > 255) || Number(m[5]) > 32)
     throw new Error(`ipv4 must look like '198.18.0.1/24', got '${spec}'.`);
   if (octets[0] !== 198 || (octets[1] !== 18 && octets[1] !== 19))
-    throw new Error(`ipv4 ${spec} is outside 198.18.0.0/15, the only range tests may use (docs/ARCHITECTURE.md §11).`);
+    throw new Error(
+      `ipv4 ${spec} is outside 198.18.0.0/15, the only range tests may use (docs/ARCHITECTURE.md §11).`,
+    );
   return octets.join('.');
 }
 
@@ -443,7 +445,9 @@ function ipv6Address(spec: string): string {
   if (!m || !m[1].includes(':') || Number(m[2]) > 128)
     throw new Error(`ipv6 must look like 'fd00::1/64', got '${spec}'.`);
   if (!/^fd[0-9a-f]{2}:/i.test(m[1]))
-    throw new Error(`ipv6 ${spec} is outside fd00::/8, the only range tests may use (docs/ARCHITECTURE.md §11).`);
+    throw new Error(
+      `ipv6 ${spec} is outside fd00::/8, the only range tests may use (docs/ARCHITECTURE.md §11).`,
+    );
   return m[1].toLowerCase();
 }
 
