@@ -52,9 +52,9 @@ const BENCHES: Record<
     load: () => import('./channel.ts'),
   },
   relay: {
-    flags: '[--kills N] [--mb N]',
+    flags: '[--kills N] [--mb N] [--only throughput,relay,keepalived]',
     about:
-      'takeover relay vs HAProxy in front of redis, nginx, PostgreSQL: MB/s, ops/s, tps, RTT, CPU/GB; failover stall over kill -9s (--kills N, --mb N)',
+      'takeover relay vs HAProxy in front of redis, nginx, PostgreSQL: MB/s, ops/s, tps, RTT, CPU/GB; what clients see through kill -9s of our pair and host failures of HAProxy + keepalived',
     load: () => import('./relay.ts'),
   },
   fuzz: {
