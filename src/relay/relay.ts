@@ -68,11 +68,6 @@ interface Tag {
   leg: 'client' | 'server';
   backend: string;
   server: string;
-  /**
-   * On a client leg: its server leg ended its stream (the FIN passed on), so a take-over that
-   * restores this leg without its partner finishes it (what is left, then FIN), not a reset.
-   */
-  ended?: true;
 }
 
 function isTag(v: unknown): v is Tag {
@@ -120,8 +115,6 @@ export class Relay {
   private next = 0;
   /** Restored legs waiting for their partner (by session name). */
   private readonly unpaired = new Map<string, { leg: Socket; tag: Tag }>();
-  /** Each live client leg's tag as last replicated (a restored socket's `restoreTag` is older). */
-  private readonly clientTags = new WeakMap<Socket, Tag>();
   private sweepQueued = false;
   readonly restored = { paired: 0, orphaned: 0 };
   private closed = false;
@@ -257,9 +250,7 @@ export class Relay {
     // take-over while the leg is still connecting finishes the connect (`established`).
     const tag: Tag = { relay: id, leg: 'server', backend: b.cfg.name, server: s.cfg.name };
     server.setRestoreTag(tag);
-    const clientTag: Tag = { ...tag, leg: 'client' };
-    client.setRestoreTag(clientTag);
-    this.clientTags.set(client, clientTag);
+    client.setRestoreTag({ ...tag, leg: 'client' });
     this.established(b, s, client, server, (why) => {
       if (retries > 0 && !client.destroyed) {
         this.o.log(`relay: ${b.cfg.name}/${s.cfg.name} ${why}: retrying on another server`);
@@ -352,18 +343,7 @@ export class Relay {
     server.on('drain', () => client.resume());
     client.on('drain', () => server.resume());
     client.on('end', () => server.end());
-    server.on('end', () => {
-      // Replicated in this turn, with the end: the FIN may still wait behind bytes the client
-      // has not taken, and a take-over meanwhile must finish the leg, not reset it (the client
-      // has every byte, or will).
-      const t = this.clientTags.get(client);
-      if (t && !t.ended) {
-        const ended: Tag = { ...t, ended: true };
-        this.clientTags.set(client, ended);
-        client.setRestoreTag(ended);
-      }
-      client.end();
-    });
+    server.on('end', () => client.end());
     client.on('close', (hadError: boolean) => {
       finish();
       if (hadError) server.resetAndDestroy();
@@ -405,7 +385,6 @@ export class Relay {
     }
     this.unpaired.delete(tag.relay);
     const [client, server] = tag.leg === 'client' ? [leg, other.leg] : [other.leg, leg];
-    this.clientTags.set(client, tag.leg === 'client' ? tag : other.tag);
     const b = this.backends.get(tag.backend);
     const s = b?.servers.find((x) => x.cfg.name === tag.server);
     this.restored.paired++;
@@ -436,15 +415,13 @@ export class Relay {
   }
 
   /**
-   * A restored leg with nothing to relay to: a client still waiting is reset; a server leg, a
-   * client leg whose server had ended its stream (`Tag.ended`: the FIN waited behind bytes the
-   * client had not taken), or a leg that was closing already (its session ended before the
-   * take-over), is closed with a FIN.
+   * A restored leg with nothing to relay to: a client still waiting is reset; a server leg, or a
+   * leg that was closing already (its session ended before the take-over), is closed with a FIN.
    */
-  private orphan(leg: Socket, side: 'client' | 'server', serverEnded = false): void {
+  private orphan(leg: Socket, side: 'client' | 'server'): void {
     this.restored.orphaned++;
     const open = leg.readyState === 'open' || leg.readyState === 'opening';
-    if (side === 'client' && open && !serverEnded) {
+    if (side === 'client' && open) {
       // The client may wait for an answer that will not come: tell it now.
       leg.resetAndDestroy();
       return;
@@ -466,7 +443,7 @@ export class Relay {
       for (const [id, { leg, tag }] of this.unpaired) {
         this.unpaired.delete(id);
         this.o.log(`relay: restored ${tag.leg} leg of ${tag.backend}/${tag.server} without its partner`);
-        this.orphan(leg, tag.leg, tag.ended === true);
+        this.orphan(leg, tag.leg);
       }
     });
   }

@@ -211,6 +211,11 @@ export interface RelayScenario {
   loss: number;
   /** The clients reach the VIP over IPv6 (the server legs stay IPv4: the relay translates). */
   v6: boolean;
+  /**
+   * The clients' receive buffer (bytes; default the engine's): a small one makes a slow reader,
+   * so the relay holds bytes for it after the server has finished and gone.
+   */
+  clientRecvBuffer?: number;
 }
 
 /** A relay config for the simulated topology: one frontend and one backend server per service. */
@@ -304,7 +309,12 @@ export async function runRelayScenario(s: RelayScenario) {
   const vip = ipFromString(s.v6 ? RELAY_VIP6 : RELAY_VIP4)!;
   net.at(5_000, (now) => {
     const open = (kind: ClientKind, port: number) => {
-      const c = client.stack.connect(vip, port, now);
+      const c = client.stack.connect(
+        vip,
+        port,
+        now,
+        s.clientRecvBuffer ? { tcp: { recvBufferSize: s.clientRecvBuffer } } : {},
+      );
       const cc = new SimClientConn(kind, c, s);
       conns.set(c, cc);
       if (cc.drive()) client.stack.touch(c);

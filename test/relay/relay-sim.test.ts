@@ -23,6 +23,32 @@ async function run(s: RelayScenario) {
 }
 
 describe('relay pair on the simulator', () => {
+  test('a slow client (a 4 KB window): take-overs across the whole download, byte-exact, no RST', async () => {
+    // The relay holds bytes for a client that reads slowly (backpressure pauses the server leg),
+    // so each take-over restores a client leg with unsent bytes in its stream buffer and a server
+    // leg paused mid-stream; every 2 ms of the download, one crash each.
+    let paired = 0;
+    for (let crashAtUs = 6_000; crashAtUs <= 40_000; crashAtUs += 2_000) {
+      const r = await run({
+        seed: 7,
+        echo: 0,
+        downloads: 1,
+        rr: 0,
+        echoBytes: 0,
+        downloadBytes: 400_000,
+        requests: 0,
+        crashAtUs,
+        secondCrash: false,
+        loss: 0,
+        v6: false,
+        clientRecvBuffer: 4096,
+      });
+      // The node that took over paired the download's two legs again (mid-stream, not after it).
+      for (const n of r.nodes) paired += n.relay.status().restored.paired;
+    }
+    assert.ok(paired >= 15, `${paired} restored sessions paired over 18 take-overs`);
+  });
+
   test('no crash: echo, download and request/response through the relay, byte-exact, every leg closed', async () => {
     const r = await run({
       seed: 1,
