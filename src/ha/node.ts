@@ -810,12 +810,11 @@ export class HaNode {
     this.session++;
     const rep = this.replicator!;
     rep.session = this.session;
-    const t0 = performance.now();
     const conns = rep.connectionCount;
     const b = rep.bootstrap(now);
     const size = this.sendBatch(b);
     this.driver.log(
-      `standby attached: bootstrap of ${conns} connection(s) in chunks, the first ${b.records.length} records, ${(size / 1e6).toFixed(2)} MB (session ${this.session}, built and sent in ${(performance.now() - t0).toFixed(1)} ms), serving on while it catches up`,
+      `standby attached: bootstrap of ${conns} connection(s) in chunks, the first ${b.records.length} records, ${(size / 1e6).toFixed(2)} MB (session ${this.session}), serving on while it catches up`,
     );
   }
 
