@@ -5,10 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { ConfigError, parseNodeConfig } from '../../src/cli/config.ts';
 import { parseRelayConfig } from '../../src/relay/config.ts';
 
@@ -27,6 +27,7 @@ function printed(cmd: 'node' | 'relay'): unknown {
 describe('example configs', () => {
   const dir = mkdtempSync(join(tmpdir(), 'takeover-examples-'));
   writeFileSync(join(dir, 'key'), 'ab'.repeat(32));
+  after(() => rmSync(dir, { recursive: true, force: true }));
 
   test('takeover node --example-config is a valid node config', () => {
     const raw = printed('node') as { replication: { keyFile: string } };

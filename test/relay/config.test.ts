@@ -5,15 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { ConfigError, nodeJsonSchema } from '../../src/cli/config.ts';
 import { parseRelayConfig, relayJsonSchema } from '../../src/relay/config.ts';
 import { ipFromString } from '../../src/stack/ip.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'takeover-relay-config-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
 const MAIN = new URL('../../src/cli/main.ts', import.meta.url).pathname;
 
 function valid(): Record<string, unknown> {
