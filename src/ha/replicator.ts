@@ -112,7 +112,11 @@ export class Replicator implements StackObserver {
   };
   private readonly conns = new Map<StackConnection, Replicated>();
   private readonly dirty = new Set<StackConnection>();
-  /** Connections the standby has not received whole since its bootstrap began (in order). */
+  /**
+   * Connections the standby has not received whole since its bootstrap began (in order). None of
+   * them is ever in `dirty` (`serviced`, `touched`, `tag`, `checkpoint` leave them out): their
+   * chunk sends them as they are then.
+   */
   private readonly toBootstrap = new Set<StackConnection>();
   /** The batches that carried a bootstrap chunk, not acknowledged yet. */
   private chunksUnacked: number[] = [];
@@ -306,7 +310,6 @@ export class Replicator implements StackObserver {
     for (const c of this.toBootstrap) {
       if (conns >= BOOTSTRAP_CHUNK_CONNS || bytes >= BOOTSTRAP_CHUNK_BYTES) break;
       this.toBootstrap.delete(c);
-      this.dirty.delete(c);
       bytes += this.wholeRecords(c, this.conns.get(c)!, now, records);
       conns++;
     }
@@ -395,8 +398,7 @@ export class Replicator implements StackObserver {
     const releases: Commit['releases'] = [];
     for (const c of this.dirty) {
       const r = this.conns.get(c);
-      // Not sent whole yet: a chunk will send it as it is then.
-      if (!r || this.toBootstrap.has(c)) continue;
+      if (!r) continue;
       const t = c.tcp;
       const s = t.snapshot(now, false);
       // Bytes written, sent and acknowledged between two batches (nothing holds them while a
@@ -438,13 +440,12 @@ export class Replicator implements StackObserver {
       // 6 ms for 223 connections and the standby as much to apply: a stall for every client.)
       for (const c of this.conns.keys()) {
         const t = c.tcp;
-        const rel = this.limitsOf(t);
+        const p = t.releasePoints();
         if (this.mode === 'sync') {
-          const p = t.releasePoints();
-          t.ackLimit = Math.min(rel.ackLimit, Math.max(p.ackSent, -1));
-          t.sendLimit = Math.min(rel.sendLimit, Math.max(p.sent, -1));
+          t.ackLimit = Math.min(p.ackTo, Math.max(p.ackSent, -1));
+          t.sendLimit = Math.min(p.sendTo, Math.max(p.sent, -1));
         }
-        releases.push({ c, ...rel });
+        releases.push({ c, ackLimit: p.ackTo, sendLimit: p.sendTo });
       }
     }
     for (const id of this.gone) records.push({ type: REC_GONE, id });
@@ -456,8 +457,8 @@ export class Replicator implements StackObserver {
     if (chunk) {
       this.chunksUnacked.push(b.lsn);
       this.lastChunkAt = now;
+      if (this.toBootstrap.size === 0) this.bootstrapLsn = b.lsn;
     }
-    if (chunk && this.toBootstrap.size === 0) this.bootstrapLsn = b.lsn;
     if (sync) {
       b.sync = true;
       this.syncSent = true;

@@ -268,7 +268,7 @@ export class HaPair {
     await whenReady(p, `node ${name}`);
     if (o.startupNice !== undefined && pid > 0) {
       // Threads started meanwhile (the pulse worker, libuv's pool) inherited the nice value.
-      for (const tid of readdirSync(`/proc/${pid}/task`, { withFileTypes: false })) {
+      for (const tid of readdirSync(`/proc/${pid}/task`)) {
         try {
           setPriority(Number(tid), 0);
         } catch {
