@@ -600,8 +600,8 @@ export class HaNode {
     this.lastHeardLink = now;
     this.clock = now;
     // Superseded: fence, then take the message as the standby we now are (a ROLE from the
-    // new active makes us join it over this very link).
-    if (epoch > this.epoch && this.role === 'active')
+    // new active makes us join it over this very link). A ROLE is judged in `onRole`.
+    if (epoch > this.epoch && this.role === 'active' && type !== MSG_ROLE)
       this.fence(`the peer speaks for epoch ${epoch}, ours is ${this.epoch}`);
     switch (type) {
       case MSG_ROLE:
@@ -751,6 +751,21 @@ export class HaNode {
       this.refuse('a role message without a role');
       return;
     }
+    if (epoch > this.epoch && this.role === 'active') {
+      if (notActive(role) && !this.driver.arbitrate) {
+        // We became active alone (the peer unreachable then) below the epochs the peer lived
+        // through; it is not active, and it is the only other node: nobody serves at them. Move
+        // above them, or the peer refuses our batches and we would fence, both waiting for ever.
+        this.driver.log(
+          `the peer (${role}) has seen epoch ${epoch}, ours is ${this.epoch}: active at ${epoch + 1}`,
+        );
+        this.epoch = epoch + 1;
+        this.pushLease();
+        this.beaconNow(now);
+      } else this.fence(`the peer speaks for epoch ${epoch}, ours is ${this.epoch}`);
+    }
+    // A starting node claims above every epoch the pair has seen (see above).
+    if (this.role === 'candidate' && epoch > this.epoch) this.epoch = epoch;
     // Our role message on this link may have been lost: when both nodes dial at once, a node
     // sends it on the link it kept before the peer has made that link its own, and the peer's
     // transport drops it. The first role heard on a link is answered (once on each side).

@@ -1213,6 +1213,37 @@ describe('HA pair: replication link cuts and start-up', () => {
     assert.equal(standby.framesSent, 0, `the standby announced the VIP: ${ctx()}`);
     assert.ok(standby.ha.mirror.synced, ctx());
   });
+  /**
+   * b is an unsynced standby that has lived through take-overs up to epoch 7 (it was dropped, say,
+   * and then the active died: seen in the nemesis, host crash after a DROP); a restarted
+   * configured-active meets it, at start (`linkAt` 0) or after serving alone (3.5 s).
+   */
+  const meetLaterEpoch = (linkAt: number) => {
+    const net = new Network({ seed: 4 });
+    const sw = net.attach(new LearningSwitch({ ports: 3 }), 'sw');
+    const a = new HaSimNode({ nodeId: 'a', role: 'active' });
+    const b = new HaSimNode({ nodeId: 'b', role: 'standby' });
+    net.connect(net.attach(a, 'a'), 0, sw, 0, { latencyUs: 100 });
+    net.connect(net.attach(b, 'b'), 0, sw, 1, { latencyUs: 100 });
+    b.ha.epoch = 7;
+    net.at(linkAt, (now) => linkNodes(a, b, 200, now));
+    net.run({ until: linkAt + 1_000_000 });
+    const ctx = () => logsOf(a, b);
+    assert.equal(a.ha.role, 'active', ctx());
+    assert.equal(a.ha.epoch, 8, ctx());
+    assert.equal(b.ha.role, 'standby', ctx());
+    assert.ok(b.ha.mirror.synced, `the pair formed: ${ctx()}`);
+    assert.equal(a.ha.fences.length + b.ha.fences.length, 0, ctx());
+    assert.equal(b.framesSent, 0, ctx());
+  };
+
+  test('a restarted active meets an unsynced standby of a later epoch: it claims above it and the pair forms (no two standbys waiting for ever)', () => {
+    meetLaterEpoch(0);
+  });
+
+  test('an active that started alone meets a standby of a later epoch: it moves above it instead of fencing, and the pair forms', () => {
+    meetLaterEpoch(3_500_000);
+  });
 });
 
 describe('take-over: kick-start of window- and cwnd-limited streams', () => {
