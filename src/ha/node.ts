@@ -547,10 +547,12 @@ export class HaNode {
     }
     // With an arbiter, the record decides (`askArbiter`: drop, then serve alone).
     if (this.driver.arbitrate) return;
-    const quietPeer = !p || p.at < this.lossAt;
     if (this.o.dataLinkProof) {
+      // The traffic counted is heard after the peer's last beacon (`beacon` restarts the count):
+      // a beacon sent before the standby died and read after we lost it (a turn late, say) must
+      // not stand for a live standby for ever (seen: a 2 s hold in the nemesis, bootstrap-kill).
       const span = this.rxSinceLoss.last - this.rxSinceLoss.first;
-      if (quietPeer && span >= PROOF_HEARTBEATS * this.o.heartbeatUs && now >= this.lease()) {
+      if (span >= PROOF_HEARTBEATS * this.o.heartbeatUs && now >= this.lease()) {
         this.driver.log(
           'the lost standby is not on the data link (traffic heard, no beacon from it): serving alone',
         );
@@ -558,10 +560,15 @@ export class HaNode {
       }
       return;
     }
-    if (quietPeer && now >= Math.max(this.lease(), this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs) {
+    if (now >= this.quietSince() + this.o.timeoutUs + this.o.leaseMarginUs) {
       this.driver.log('the lost standby did not claim the VIP: serving alone');
       this.serveAlone(now);
     }
+  }
+
+  /** After a loss, from when the lost standby has been silent: since the loss, its lease, its last beacon. */
+  private quietSince(): number {
+    return Math.max(this.lease(), this.lossAt, this.peerBeacon?.at ?? -INF);
   }
 
   /** No standby can take over from us: lift every limit and grant ourselves the lease. */
@@ -636,8 +643,9 @@ export class HaNode {
             this.granted(v[1], epoch, now);
             this.replicator?.answered(now - v[1]);
           }
-        } else if (this.role === 'standby' && epoch === this.epoch) {
-          // The active's heartbeat: answer at once with its clock, granting the lease.
+        } else if (this.role === 'standby' && epoch === this.epoch && !notActive(this.peerRole)) {
+          // The active's heartbeat (not a standby's: a restarted node waiting for our
+          // take-over beats too): answer at once with its clock, granting the lease.
           if (this.mayGrant()) {
             this.grant(now);
             this.send(MSG_HEARTBEAT, f64(now, v[0]));
@@ -764,8 +772,6 @@ export class HaNode {
         this.beaconNow(now);
       } else this.fence(`the peer speaks for epoch ${epoch}, ours is ${this.epoch}`);
     }
-    // A starting node claims above every epoch the pair has seen (see above).
-    if (this.role === 'candidate' && epoch > this.epoch) this.epoch = epoch;
     // Our role message on this link may have been lost: when both nodes dial at once, a node
     // sends it on the link it kept before the peer has made that link its own, and the peer's
     // transport drops it. The first role heard on a link is answered (once on each side).
@@ -796,7 +802,7 @@ export class HaNode {
     if (role === 'candidate' && this.role === 'candidate') {
       // Both configured active and starting: the smaller node id takes the VIP, the other waits
       // as standby (it will hear the winner's role).
-      if (this.o.nodeId < String(body.nodeId)) this.claimActive(now);
+      if (this.o.nodeId < String(body.nodeId)) this.claimAbove(epoch, now);
       else {
         this.role = 'standby';
         this.sendRole();
@@ -811,7 +817,7 @@ export class HaNode {
         this.role = 'standby';
         this.driver.log(`peer ${String(body.nodeId)} is a synced standby: waiting for it to take over`);
         this.sendRole();
-      } else if (this.role === 'candidate') this.claimActive(now);
+      } else if (this.role === 'candidate') this.claimAbove(epoch, now);
       if (this.role === 'active' && !this.peerReady) this.attachStandby(now);
     }
   }
@@ -960,6 +966,8 @@ export class HaNode {
     if (b.role === 'active') this.fromActiveBeacon(b, now);
     else if (b.role === 'standby' && this.role === 'active') {
       if (Number.isFinite(b.echo)) this.granted(b.echo, b.epoch, now);
+      // A word from the lost standby: the proof that it is off the data link starts again.
+      if (this.lossAt !== INF) this.rxSinceLoss = { first: INF, last: -INF };
       this.decideLoss(now);
     }
   }
@@ -1149,7 +1157,7 @@ export class HaNode {
       );
     // With `dataLinkProof` the decision waits for frames (`heard`), not for a time.
     if (this.role === 'active' && this.lossAt !== INF && !this.o.dataLinkProof && !this.driver.arbitrate)
-      t = Math.min(t, Math.max(this.lease(), this.lossAt) + this.o.timeoutUs + this.o.leaseMarginUs);
+      t = Math.min(t, this.quietSince() + this.o.timeoutUs + this.o.leaseMarginUs);
     if (this.role === 'candidate' && !this.wantsStart) t = Math.min(t, this.startedAt + this.o.startupWaitUs);
     if (this.driver.arbitrate && !this.arbiterPending && this.arbiterRetryAt > this.clock) {
       const retry =
@@ -1225,6 +1233,17 @@ export class HaNode {
     }
     this.wantsStart = true;
     this.askArbiter(now);
+  }
+
+  /**
+   * A candidate claims the VIP above every epoch the pair has seen (`peerEpoch`, the peer's): a
+   * peer that lived through take-overs refuses an active of a lower epoch, and the two would
+   * wait on each other for ever (seen in the nemesis: a standby at epoch 11, unsynced, and a
+   * restarted active at 1).
+   */
+  private claimAbove(peerEpoch: number, now: number): void {
+    this.epoch = Math.max(this.epoch, peerEpoch);
+    this.claimActive(now);
   }
 
   /** A synced standby takes over: at once without an arbiter, else once the record is its. */

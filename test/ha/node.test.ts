@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ArbiterStore, decodeRecord, MemoryArbiter } from '../../src/ha/arbiter.ts';
+import { isBeaconFrame } from '../../src/ha/beacon.ts';
 import {
   type Batch,
   type ConnTuple,
@@ -1669,6 +1670,37 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     assert.ok(b.ha.mirror.synced, `resynced after the cut: ${ctx()}`);
     // One timeout to drop it, three heartbeats of traffic without its beacon, a round trip.
     assert.ok(maxGap < 150_000, `the client waited ${maxGap} µs: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
+  test('a standby gone silent whose last beacons arrive after the active lost it (late by 80 ms): the active still proves it off the data link and serves alone, not holding for ever', () => {
+    const { w, ctx } = pair(50);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    const inner = a.receive.bind(a);
+    const bMac = nodeMac('b');
+    a.receive = (port, frame, now) => {
+      let src = 0;
+      for (let i = 6; i < 12; i++) src = src * 256 + frame[i];
+      if (isBeaconFrame(frame) && src === bMac) net.after(80_000, (t) => inner(port, frame, t));
+      else inner(port, frame, now);
+    };
+    // Gone for good, its replication link left open (a host that froze).
+    net.at(100_000, () => b.pause());
+    let s: Stream | undefined;
+    net.at(5_100, () => {
+      s = [...w.streams.values()].find((x) => x.kind === 'echo');
+    });
+    const maxGap = longestWait(net, () => s, 700_000);
+    net.run({ until: 8_000_000 });
+    assert.ok(
+      a.logs.some((l) => l.includes('not on the data link')),
+      ctx(),
+    );
+    assert.equal(a.ha.role, 'active', ctx());
+    // Silent 50 ms, its last beacon read 80 ms late, then traffic over three heartbeats: the
+    // clients, unanswered meanwhile, send again at their RTO (200 ms).
+    assert.ok(maxGap < 400_000, `the client waited ${maxGap} µs: ${ctx()}`);
     assertStreams(w, w.streams.values(), ctx);
   });
 
