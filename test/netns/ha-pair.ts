@@ -351,7 +351,7 @@ export class HaPair {
   }
 
   /** Cuts the replication link both ways (no FIN, no RST gets through), or heals it (`hostNamespaces` only). */
-  async cutReplication(cut = true): Promise<void> {
+  async cutReplication(cut = true, deafFirst?: string): Promise<void> {
     if (!cut) {
       const heal = this.healReplication;
       this.healReplication = undefined;
@@ -360,7 +360,17 @@ export class HaPair {
     }
     if (this.hosts.size !== 2) throw new Error('cutReplication needs a pair created with hostNamespaces.');
     if (this.healReplication) return;
-    this.healReplication = await cutInput([...this.hosts.values()], 'repl0');
+    // The cut takes one host after the other: `deafFirst` goes deaf first. For a node cut off
+    // (a host losing power, a blip) its peer must stop hearing it first, as when its outbound
+    // path dies: the other way round, the isolated node, deaf, drops its standby and the standby
+    // hears the word (a one-way cut, another fault).
+    const hosts = [...this.hosts.entries()].sort(
+      ([x], [y]) => Number(y === deafFirst) - Number(x === deafFirst),
+    );
+    this.healReplication = await cutInput(
+      hosts.map(([, h]) => h),
+      'repl0',
+    );
   }
 
   /**

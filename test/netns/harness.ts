@@ -802,19 +802,24 @@ export async function iptablesLoss(
  * Resolves with a function that removes the rules again.
  */
 export async function cutInput(hosts: readonly Namespace[], iface: string): Promise<() => Promise<void>> {
-  const rules = hosts.flatMap((h) => ['iptables', 'ip6tables'].map((tool) => [h, tool] as const));
   const match = ['INPUT', '-i', iface, '-j', 'DROP'];
-  // All at once: one after the other (15-20 ms each) made a one-way cut of 50 ms or more first
-  // (the first host deaf, the other still hearing it), long enough for the deaf one to drop its
-  // peer and be heard doing so: a different fault from the one asked for.
-  const all = (op: string) =>
-    Promise.all(rules.map(([h, tool]) => must(['ip', 'netns', 'exec', h.ns, tool, '-w', '5', op, ...match])));
-  await all('-I');
+  // Host by host, in the order given (both tools of a host at once): the rules of two hosts
+  // cannot go in at one instant (xtables serialises them, 15-20 ms each), so for up to 60 ms the
+  // cut is one-way, and the caller says which way (`cutReplication`'s `deafFirst`).
+  const each = async (op: string) => {
+    for (const h of hosts)
+      await Promise.all(
+        ['iptables', 'ip6tables'].map((tool) =>
+          must(['ip', 'netns', 'exec', h.ns, tool, '-w', '5', op, ...match]),
+        ),
+      );
+  };
+  await each('-I');
   let healed = false;
   return async () => {
     if (healed) return;
     healed = true;
-    await all('-D');
+    await each('-D');
   };
 }
 

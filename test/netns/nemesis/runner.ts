@@ -760,8 +760,8 @@ export class Nemesis {
         await pair.cutData(name, cut);
         this.mark(`${cut ? 'cut' : 'healed'} ${name}'s data link`);
       },
-      cutReplication: async (cut = true) => {
-        await pair.cutReplication(cut);
+      cutReplication: async (cut = true, deafFirst) => {
+        await pair.cutReplication(cut, deafFirst);
         this.mark(`${cut ? 'cut' : 'healed'} the replication link`);
       },
       cutBetween: async (cut = true) => {

@@ -52,7 +52,11 @@ export interface FaultContext {
   pause(name: string): void;
   resume(name: string): void;
   cutData(name: string, cut?: boolean): Promise<void>;
-  cutReplication(cut?: boolean): Promise<void>;
+  /**
+   * Cuts the replication link both ways, or heals it. The two ends go one after the other (tens
+   * of ms apart): `deafFirst` is the node that stops hearing the other first.
+   */
+  cutReplication(cut?: boolean, deafFirst?: string): Promise<void>;
   /** Cuts the data path between the two nodes only (both still reach the clients), or heals it. */
   cutBetween(cut?: boolean): Promise<void>;
   /** The nodes that are active with a lease that lets them send (held, or alone), as statuses say. */
@@ -111,7 +115,7 @@ export const SCENARIOS: Scenario[] = [
     takeover: 'required',
     async fault(x) {
       // Both links at once (a host losing power), then the process: nothing of it gets out.
-      await Promise.all([x.cutData(x.active), x.cutReplication()]);
+      await Promise.all([x.cutData(x.active), x.cutReplication(true, x.standby)]);
       await x.sleep(x.between(0, 30));
       x.kill(x.active);
       await takeoverWithin(x, x.standby, detectBound(x));
@@ -160,7 +164,7 @@ export const SCENARIOS: Scenario[] = [
     async fault(x) {
       const ms = x.between(2000, 3000);
       x.note(`cut ${ms} ms`);
-      await Promise.all([x.cutData(x.active), x.cutReplication()]);
+      await Promise.all([x.cutData(x.active), x.cutReplication(true, x.standby)]);
       await x.sleep(ms);
       await Promise.all([x.cutData(x.active, false), x.cutReplication(false)]);
       await x.sleep(1000);
