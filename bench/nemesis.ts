@@ -93,7 +93,7 @@ interface ScenarioSummary {
   /** The same, of the connections open before the fault only. */
   establishedStallMsP50: number;
   establishedStallMsP99: number;
-  /** standby-churn: what the churn added to the median connection's longest wait. */
+  /** Scenarios with an added-stall target (standby-churn, switchover): what the fault added (runner.ts). */
   addedStallMsP50?: number;
   addedStallMsP99?: number;
   kinds: Record<string, number>;
@@ -174,7 +174,7 @@ export async function run(o: BenchOptions): Promise<number> {
         rs.map((r) => r.establishedStallMs),
         99,
       ),
-      ...(s === 'standby-churn'
+      ...(rs.some((r) => r.addedStallMs !== undefined)
         ? {
             addedStallMsP50: percentile(
               rs.map((r) => r.addedStallMs ?? Number.NaN),

@@ -14,6 +14,7 @@
  * what the reader sees is the run as it happens. One seed gives one run, line for line.
  */
 import { parseArgs } from 'node:util';
+import type { TakeoverCause } from '../ha/node.ts';
 import {
   crashNode,
   DOWNLOAD_PORT,
@@ -264,7 +265,7 @@ export interface DemoResult {
   /** Time from the active's last message to the take-over (the failure detector's delay). */
   detectionMs: number | undefined;
   /** What told b that a was gone. */
-  cause: 'link closed' | 'silence' | 'handover' | undefined;
+  cause: TakeoverCause | undefined;
   restored: number;
   errors: number;
   corrupt: number;

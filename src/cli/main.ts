@@ -19,6 +19,9 @@ commands:
               print the JSON Schema of a node's or a relay's config file (for editors)
   status (--socket <path> | --config <file>) [--json]
               role, epoch, connections, replication lag and last take-over of a running node
+  switchover (--socket <path> | --config <file>) [--timeout-ms N] [--json]
+              planned: the active hands every connection to its synced standby and rejoins
+              as its standby (then stop and upgrade it, and switch back)
   version     print the version
   help        this text`;
 
@@ -91,6 +94,10 @@ export async function main(argv: string[]): Promise<number> {
     case 'status': {
       const { runStatus } = await import('./status.ts');
       return runStatus(rest);
+    }
+    case 'switchover': {
+      const { runSwitchover } = await import('./status.ts');
+      return runSwitchover(rest);
     }
     case 'demo': {
       const { runDemo } = await import('./demo.ts');

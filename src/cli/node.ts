@@ -12,7 +12,7 @@
  */
 
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import { createServer, type Server as UnixServer } from 'node:net';
 import { dirname } from 'node:path';
@@ -22,7 +22,7 @@ import { CryptoRandom, monotonicUs, Runtime } from '../api/runtime.ts';
 import { type ArbiterState, arbitrate, describeRecord } from '../ha/arbiter.ts';
 import { beaconKey } from '../ha/beacon.ts';
 import { bindHa } from '../ha/bind.ts';
-import { HaNode } from '../ha/node.ts';
+import { HaNode, type TakeoverCause } from '../ha/node.ts';
 import { Pulse } from '../ha/pulse.ts';
 import { ReplicationTransport } from '../ha/transport.ts';
 import { GatedDevice } from '../link/gate.ts';
@@ -52,7 +52,7 @@ export interface NodeStatus {
   lastTakeover: {
     at: string;
     /** What told this node the active was gone, and when after the active's last word. */
-    cause: 'link closed' | 'silence' | 'handover';
+    cause: TakeoverCause;
     detectionMs: number;
     /**
      * Of the restored connections that had output unacknowledged at the take-over, the `resumed`
@@ -72,6 +72,12 @@ export interface NodeStatus {
    * enforces it ('tcx' | 'tc', or why it does not: the userspace check remains).
    */
   lease?: { state: string; kernelFence: string; lapses: number; framesHeld: number; framesDropped: number };
+  /**
+   * The last planned switchover this node handed over (as the active): when it was asked, the
+   * epoch it handed over, the connections, and how long output was held until the standby held
+   * everything.
+   */
+  lastSwitchover?: { at: string; epoch: number; connections: number; heldMs: number } | null;
   /** Times this node was superseded (a later epoch) and rejoined as standby; the last. */
   fences?: { count: number; last: { at: string; epoch: number; reason: string; dropped: number } | null };
   /** Beacons on the data link: sent, accepted, refused (forged, replayed), grants given. */
@@ -294,6 +300,7 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
     const rep = ha.replicator;
     const last = ha.takeovers[ha.takeovers.length - 1];
     const lastFence = ha.fences[ha.fences.length - 1];
+    const lastSwitch = ha.switchovers[ha.switchovers.length - 1];
     const wallOf = (us: number) => new Date(Date.now() - (monotonicUs() - us) / 1000).toISOString();
     return {
       nodeId: cfg.nodeId,
@@ -334,6 +341,14 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
         framesHeld: gate.counters.leaseHeld,
         framesDropped: gate.counters.leaseDropped + (fence?.drops() ?? 0),
       },
+      lastSwitchover: lastSwitch
+        ? {
+            at: wallOf(lastSwitch.at),
+            epoch: lastSwitch.epoch,
+            connections: lastSwitch.connections,
+            heldMs: Math.round((lastSwitch.handedAt - lastSwitch.at) / 100) / 10,
+          }
+        : null,
       fences: {
         count: ha.fences.length,
         last: lastFence
@@ -367,7 +382,12 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
       relay: relay?.status(),
     };
   };
-  const statusServer = await serveStatus(cfg, status, log);
+  const switchover = (): string => {
+    const why = ha.switchover(monotonicUs());
+    rt.kick();
+    return why === undefined ? 'ok\n' : `refused: ${why}\n`;
+  };
+  const statusServer = await serveStatus(cfg.status.socket, { status, switchover }, log);
   let metricsServer: HttpServer | undefined;
   if (cfg.admin) {
     const { nodeMetrics, serveMetrics } = await import('./metrics.ts');
@@ -424,12 +444,26 @@ export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node
   return 0;
 }
 
-async function serveStatus(
-  cfg: NodeConfig,
-  status: () => NodeStatus,
+/** What the status socket answers: `status` (the JSON), `switchover` (`ok` or `refused: why`). */
+export interface StatusCommands {
+  status: () => NodeStatus;
+  switchover: () => string;
+}
+
+/** The longest request line the status socket reads, and how long it waits for one. */
+const REQUEST_MAX = 64;
+const REQUEST_TIMEOUT_MS = 5000;
+
+/**
+ * The status socket (mode 0600: a switchover moves every connection, so only the node's user may
+ * ask): one request line per connection, `status` or `switchover`; a client that sends nothing
+ * and ends gets the status (`nc -U`).
+ */
+export async function serveStatus(
+  path: string,
+  commands: StatusCommands,
   log: (line: string) => void,
 ): Promise<UnixServer | undefined> {
-  const path = cfg.status.socket;
   try {
     mkdirSync(dirname(path), { recursive: true });
     rmSync(path, { force: true });
@@ -439,13 +473,42 @@ async function serveStatus(
   }
   const server = createServer((s) => {
     s.on('error', () => {});
-    s.end(`${JSON.stringify(status())}\n`);
+    s.setTimeout(REQUEST_TIMEOUT_MS, () => s.destroy());
+    let text = '';
+    let answered = false;
+    const answer = (line: string) => {
+      if (answered) return;
+      answered = true;
+      const cmd = line.trim();
+      if (cmd === '' || cmd === 'status') s.end(`${JSON.stringify(commands.status())}\n`);
+      else if (cmd === 'switchover') {
+        log('status socket: switchover asked');
+        s.end(commands.switchover());
+      } else
+        s.end(
+          `refused: unknown command ${JSON.stringify(cmd.slice(0, REQUEST_MAX))}: say status or switchover\n`,
+        );
+    };
+    s.on('data', (d) => {
+      text += d.toString('latin1');
+      const nl = text.indexOf('\n');
+      if (nl >= 0) answer(text.slice(0, nl));
+      else if (text.length > REQUEST_MAX) answer(text);
+    });
+    s.on('end', () => answer(text));
   });
   return new Promise((resolve) => {
     server.once('error', (e) => {
       log(`status socket ${path}: ${e.message}; takeover status will not answer`);
       resolve(undefined);
     });
-    server.listen(path, () => resolve(server));
+    server.listen(path, () => {
+      try {
+        chmodSync(path, 0o600);
+      } catch (e) {
+        log(`status socket ${path}: ${(e as Error).message}; it keeps the default mode`);
+      }
+      resolve(server);
+    });
   });
 }

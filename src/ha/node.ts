@@ -169,11 +169,7 @@ export interface TakeoverRecord {
   /** When the active was last heard from and when the take-over ran (our clock, µs). */
   lastHeardAt: number;
   at: number;
-  /**
-   * What told us the active was gone: its link closed (its process died) or its silence on both
-   * paths; either way only once the lease we granted it had expired.
-   */
-  cause: 'link closed' | 'silence' | 'handover';
+  cause: TakeoverCause;
   epoch: number;
   connections: number;
   failed: number;
@@ -187,6 +183,23 @@ export interface TakeoverRecord {
    */
   resumed: number;
   stallUs: number | undefined;
+}
+
+/**
+ * What made a standby take over: the active's link closed (its process died), its silence on
+ * both paths (either only once the lease we granted it had expired), its hand-over when it lost
+ * its data link, or a planned switchover (`HaNode.switchover`).
+ */
+export type TakeoverCause = 'link closed' | 'silence' | 'handover' | 'switchover';
+
+/** A planned switchover this node (the active) carried out (`HaNode.switchover`). */
+export interface SwitchoverRecord {
+  /** When it was asked, and when the standby held everything and we handed over (our clock, µs). */
+  at: number;
+  handedAt: number;
+  /** The epoch we handed over (the standby serves at the next one). */
+  epoch: number;
+  connections: number;
 }
 
 /** A time this node stopped being active because another superseded it. */
@@ -247,6 +260,14 @@ const RESUME_CHECK_US = 1000;
 const SLOW_STANDBY_TIMEOUTS = 5;
 /** Timeouts an active hears nothing on its data link, while the standby hears clients, before it hands over. */
 const HANDOVER_TIMEOUTS = 3;
+/** How long a switchover may wait for the standby to hold everything before it is given up. */
+const SWITCHOVER_TIMEOUTS = 2;
+/**
+ * While switching over, output is held and input still flows (and is replicated); if the
+ * standby has not acknowledged everything after this long (input keeps coming), input is
+ * muted too: the listening standby overhears it and restores it at the take-over.
+ */
+const SWITCHOVER_QUIESCE_US = 5_000;
 /** Heartbeats of data-link traffic without the lost standby's beacon that prove it is off it. */
 const PROOF_HEARTBEATS = 3;
 /** After the arbiter did not answer (or said wait), how long (µs) before the node asks again. */
@@ -287,6 +308,9 @@ export class HaNode {
   replicator: Replicator | undefined;
   readonly takeovers: TakeoverRecord[] = [];
   readonly fences: FenceRecord[] = [];
+  readonly switchovers: SwitchoverRecord[] = [];
+  /** A switchover under way: output held until the standby holds everything, or `until`. */
+  private switching: { at: number; until: number; epoch: number; muted: boolean } | undefined;
   /** Data-link frames a standby overheard (`snoop`), and the peer bytes it kept from them. */
   readonly snooped = { frames: 0, bytes: 0 };
   /** Beacons sent, accepted, and refused (forged, replayed, malformed), and lease grants. */
@@ -314,7 +338,7 @@ export class HaNode {
    * take-over's cause once the arbiter agrees).
    */
   private takeoverWanted = false;
-  private takeoverCause: 'handover' | undefined;
+  private takeoverCause: 'handover' | 'switchover' | undefined;
   /** A standby asked to take over and told to drop its mirror meanwhile: dropped after the verdict. */
   private unsyncDeferred = false;
   /** The replication session the arbiter's record entitles (as far as we know; -1: none). */
@@ -443,7 +467,7 @@ export class HaNode {
    * +Infinity when serving alone; else the lease its standby granted.
    */
   sendUntil(): number {
-    if (this.role !== 'active') return -INF;
+    if (this.role !== 'active' || this.switching) return -INF;
     return this.selfLease ? INF : this.lease();
   }
 
@@ -664,9 +688,14 @@ export class HaNode {
       }
       case MSG_HANDOVER:
         if (this.role === 'standby' && this.mirror.synced && epoch === this.epoch) {
-          this.driver.log('the active cannot reach its data link and hands over: taking over now');
+          const planned = DEC.decode(payload) === 'switchover';
+          this.driver.log(
+            planned
+              ? 'the active hands over (switchover): taking over now'
+              : 'the active cannot reach its data link and hands over: taking over now',
+          );
           this.o.side?.freezeGrants();
-          this.claimTakeover(now, 'handover');
+          this.claimTakeover(now, planned ? 'switchover' : 'handover');
         }
         return;
       case MSG_DROP:
@@ -1074,6 +1103,77 @@ export class HaNode {
     if (this.role !== 'active' || !this.replicator) return;
     const b = this.replicator.batch(now);
     if (b && this.link && this.peerReady) this.sendBatch(b);
+    if (this.switching) this.switchStep(now);
+  }
+
+  /**
+   * A planned switchover (docs/ARCHITECTURE.md §6 "Switchover"): hands every live connection to
+   * the synced standby at once, with no detection delay. Output is held from now (the lease is
+   * closed on our side), what the turns still do is replicated, and once the standby has
+   * acknowledged every batch this node steps down to standby (dropping its connections without
+   * a word) and tells it to take over (MSG_HANDOVER after the last batch on the same link). The
+   * standby needs no lease expiry: we gave the lease back. Returns why it cannot start, if so.
+   */
+  switchover(now: number): string | undefined {
+    this.clock = now;
+    if (this.role !== 'active') return `this node is ${this.role}, not active: ask the active node`;
+    if (this.switching) return 'a switchover is already under way';
+    if (!this.link || !this.peerReady || this.selfLease || this.lossAt !== INF)
+      return 'no standby is attached: there is nobody to hand the connections to';
+    if (!this.replicator?.standbySynced)
+      return 'the standby is still catching up (bootstrap): try again once it is synced';
+    if (this.driver.arbitrate && this.registered !== this.session)
+      return 'the arbiter does not name the standby yet: try again in a moment';
+    this.switching = {
+      at: now,
+      until: now + SWITCHOVER_TIMEOUTS * this.o.timeoutUs,
+      epoch: this.epoch,
+      muted: false,
+    };
+    this.driver.log(
+      `switchover: holding output, handing ${this.stack.connectionCount} connection(s) to the standby`,
+    );
+    this.pushLease();
+    this.switchStep(now);
+    return undefined;
+  }
+
+  /** Switchover: hand over once the standby holds everything; give up after `until`. */
+  private switchStep(now: number): void {
+    const sw = this.switching;
+    if (!sw) return;
+    const gone = this.role !== 'active' || this.epoch !== sw.epoch;
+    if (gone || !this.link || !this.peerReady || now >= sw.until) {
+      this.switching = undefined;
+      if (sw.muted && this.role === 'active') this.driver.setMuted(false);
+      if (!gone)
+        this.driver.log(
+          `switchover abandoned: ${this.peerReady && this.link ? `the standby did not acknowledge everything within ${((sw.until - sw.at) / 1000).toFixed(0)} ms` : 'the standby is gone'}; serving on`,
+        );
+      this.pushLease();
+      this.driver.wake();
+      return;
+    }
+    const rep = this.replicator!;
+    // What the application did since the last turn goes in a batch of its own first.
+    const b = rep.batch(now);
+    if (b) this.sendBatch(b);
+    if (rep.inFlight > 0) {
+      if (!sw.muted && now >= sw.at + SWITCHOVER_QUIESCE_US) {
+        sw.muted = true;
+        this.driver.setMuted(true);
+      }
+      return;
+    }
+    const link = this.link;
+    const connections = this.stack.connectionCount;
+    this.switchovers.push({ at: sw.at, handedAt: now, epoch: this.epoch, connections });
+    this.switching = undefined;
+    this.stepDown(
+      `switchover: the standby holds all ${connections} connection(s) after ${((now - sw.at) / 1000).toFixed(1)} ms; handing over`,
+      false,
+    );
+    link.send(MSG_HANDOVER, sw.epoch, ENC.encode('switchover'));
   }
 
   /**
@@ -1167,6 +1267,11 @@ export class HaNode {
       if (retry) t = Math.min(t, this.arbiterRetryAt);
     }
     if (this.announceAt.length > 0) t = Math.min(t, this.announceAt[0]);
+    if (this.switching)
+      t = Math.min(
+        t,
+        this.switching.muted ? this.switching.until : this.switching.at + SWITCHOVER_QUIESCE_US,
+      );
     return t;
   }
 
@@ -1207,6 +1312,7 @@ export class HaNode {
     this.decideLoss(now);
     this.askArbiter(now);
     this.dataLinkWatch(now);
+    this.switchStep(now);
     // The same sums as pollAt's: `now - a >= d` can miss `now >= a + d` by a rounding.
     if (this.link && now >= this.lastSent + this.o.heartbeatUs) this.send(MSG_HEARTBEAT, f64(now));
     if (this.o.beaconKey && this.role !== 'candidate' && now >= this.lastBeaconAt + this.o.heartbeatUs)
@@ -1247,7 +1353,7 @@ export class HaNode {
   }
 
   /** A synced standby takes over: at once without an arbiter, else once the record is its. */
-  private claimTakeover(now: number, why: 'handover' | undefined): void {
+  private claimTakeover(now: number, why: 'handover' | 'switchover' | undefined): void {
     if (!this.driver.arbitrate) {
       this.takeOver(now, why);
       return;
@@ -1378,7 +1484,7 @@ export class HaNode {
           this.driver.log(`arbiter: not taking over (${why}); resyncing`);
           this.unsync();
         } else if (deferred) this.unsync();
-        else if (cause === 'handover') {
+        else if (cause === 'handover' || cause === 'switchover') {
           // Handed over: the active is silent already; no silence will make us ask again.
           this.takeoverWanted = true;
           this.takeoverCause = cause;
@@ -1418,7 +1524,7 @@ export class HaNode {
   }
 
   /** docs/ARCHITECTURE.md §6 "Take-over": epoch+1, restore, kick-start, claim the VIP, resume the app. */
-  takeOver(now: number, why?: 'handover'): void {
+  takeOver(now: number, why?: 'handover' | 'switchover'): void {
     const lastHeard = this.lastHeard;
     const cause = why ?? (!this.link && this.peerClosedLink ? 'link closed' : 'silence');
     const t0 = this.driver.clock?.() ?? 0;
@@ -1593,8 +1699,14 @@ export class HaNode {
    * replication link comes up again and the new active bootstraps us.
    */
   private fence(reason: string): void {
+    this.stepDown(reason, true);
+  }
+
+  /** Stops being active (superseded: a fence, counted; else a switchover) and rejoins as standby. */
+  private stepDown(reason: string, superseded: boolean): void {
     const dropped = this.stack.connectionCount;
-    this.fences.push({ at: this.clock, epoch: this.epoch, reason, dropped });
+    if (superseded) this.fences.push({ at: this.clock, epoch: this.epoch, reason, dropped });
+    this.switching = undefined;
     this.role = 'fenced';
     this.pushLease();
     this.driver.setMuted(true);
@@ -1612,7 +1724,7 @@ export class HaNode {
     this.unsync();
     this.role = 'standby';
     this.driver.log(
-      `fenced: ${reason}; ${dropped} connection(s) dropped without a word; rejoining as standby`,
+      `${superseded ? 'fenced: ' : ''}${reason}; ${dropped} connection(s) dropped without a word; rejoining as standby`,
     );
     // Over the link we have, if any (the new active bootstraps us on this ROLE); a dead one is
     // closed by the standby's silence rule, and the transport dials again.

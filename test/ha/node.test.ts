@@ -1599,6 +1599,91 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     assertStreams(w, w.streams.values(), ctx);
   });
 
+  /** Switchover a→b at 100 ms, b→a at 400 ms (each new active dials the old one 30 ms later). */
+  const switchoverThereAndBack = (withArbiter: boolean) => {
+    const arb = arbiters();
+    const { w, stale, ctx } = pair(48, withArbiter ? { a: { arbiter: arb.a }, b: { arbiter: arb.b } } : {});
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    const refusals: (string | undefined)[] = [];
+    net.at(100_000, (now) => {
+      refusals.push(b.ha.switchover(now));
+      refusals.push(a.ha.switchover(now));
+      refusals.push(a.ha.switchover(now));
+    });
+    // The new active closes the old link at its take-over; the transport dials again.
+    net.at(130_000, (now) => linkNodes(a, b, 200, now));
+    net.at(400_000, (now) => refusals.push(b.ha.switchover(now)));
+    net.at(430_000, (now) => linkNodes(a, b, 200, now));
+    let s: Stream | undefined;
+    net.at(5_100, () => {
+      s = [...w.streams.values()].find((x) => x.kind === 'echo');
+    });
+    const maxGap = longestWait(net, () => s, 700_000);
+    net.run({ until: 8_000_000 });
+    assert.match(refusals[0] ?? '', /not active/, ctx());
+    assert.equal(refusals[1], undefined, ctx());
+    assert.match(refusals[2] ?? '', /already under way/, ctx());
+    assert.equal(refusals[3], undefined, ctx());
+    assert.deepEqual(
+      b.ha.takeovers.map((t) => t.cause),
+      ['switchover'],
+      ctx(),
+    );
+    assert.deepEqual(
+      a.ha.takeovers.map((t) => t.cause),
+      ['switchover'],
+      ctx(),
+    );
+    assert.equal(a.ha.switchovers.length, 1, ctx());
+    assert.equal(b.ha.switchovers.length, 1, ctx());
+    assert.equal(a.ha.fences.length + b.ha.fences.length, 0, `a switchover is no fence: ${ctx()}`);
+    assert.equal(stale(a) + stale(b), 0, ctx());
+    assert.equal(a.ha.role, 'active', ctx());
+    assert.equal(a.ha.epoch, 3, ctx());
+    assert.equal(b.ha.role, 'standby', ctx());
+    assert.ok(b.ha.mirror.synced, ctx());
+    if (withArbiter)
+      assert.deepEqual(arb.record(), { epoch: 3, active: 'a', standby: { node: 'b', session: 2 } }, ctx());
+    for (const sw of [...a.ha.switchovers, ...b.ha.switchovers])
+      assert.ok(sw.handedAt - sw.at <= 2_000, `output held ${sw.handedAt - sw.at} µs: ${ctx()}`);
+    // The paced stream moves every 1-2 ms; a switchover costs a few replication round trips
+    // (and one to the store with the arbiter).
+    assert.ok(maxGap <= 10_000, `the client waited ${maxGap} µs: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
+  };
+
+  test('a planned switchover there and back (a rolling upgrade in miniature): each hand-over at once, no fence, nothing sent after it, the streams wait at most a round trip', () => {
+    switchoverThereAndBack(false);
+  });
+
+  test('the same switchover there and back with the arbiter: each hand-over is a take-over the record allows, the record follows', () => {
+    switchoverThereAndBack(true);
+  });
+
+  test('a switchover whose standby stops answering (paused for 150 ms) is given up: the active drops it, serves on, nobody takes over, the streams stay byte-exact', () => {
+    const { w, stale, ctx } = pair(49);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    let refused: string | undefined = 'not asked';
+    net.at(100_000, () => b.pause());
+    net.at(100_500, (now) => {
+      refused = a.ha.switchover(now);
+    });
+    net.at(250_000, (now) => b.resume(now));
+    net.run({ until: 8_000_000 });
+    assert.equal(refused, undefined, ctx());
+    assert.ok(
+      a.logs.some((l) => l.includes('switchover abandoned: the standby is gone')),
+      ctx(),
+    );
+    assert.equal(a.ha.switchovers.length, 0, ctx());
+    assert.equal(b.ha.takeovers.length, 0, ctx());
+    assert.equal(a.ha.role, 'active', ctx());
+    assert.equal(stale(b), 0, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
   test('a pause shorter than the lease: no take-over, the streams just wait', () => {
     const { w, ctx } = pair(42);
     const { net, a, b } = w;

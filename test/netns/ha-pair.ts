@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chownSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { HTTP_PATTERN } from '../../examples/http.ts';
@@ -28,6 +28,7 @@ import {
   expertSummary,
   type Host,
   type Namespace,
+  runCommand,
   type Spawned,
   signalProcess,
   type TapHost,
@@ -77,7 +78,17 @@ export interface PairOptions {
   admin?: boolean;
   /** The config's `arbiter.etcd` of each node (README "Partitions"). */
   arbiter?: (name: string) => { endpoints: string[]; cluster: string; timeoutMs?: number };
+  /**
+   * Run the nodes as this user and group with CAP_NET_ADMIN and CAP_BPF only (what the systemd
+   * unit grants, deploy/systemd/): `setpriv` with those as the ambient, inheritable and bounding
+   * sets. The pair's directory is handed to that user. Not with `hostNamespaces` (entering the
+   * switch's namespace needs CAP_SYS_ADMIN).
+   */
+  runAs?: { uid: number; gid: number };
 }
+
+/** The capabilities a node runs with under `runAs` (and the systemd unit). */
+export const NODE_CAPS = ['net_admin', 'bpf'];
 
 export interface StartOptions {
   /**
@@ -184,7 +195,7 @@ export class HaPair {
       await a.exec('ip', ['addr', 'add', '198.18.1.1/32', 'dev', 'lo']);
       await a.exec('ip', ['addr', 'add', '198.18.1.2/32', 'dev', 'lo']);
     }
-    writeFileSync(join(dir, 'key'), randomBytes(32).toString('hex'));
+    writeFileSync(join(dir, 'key'), randomBytes(32).toString('hex'), { mode: 0o600 });
     const nodes = [
       ['a', a, 'active', '198.18.1.1', '198.18.1.2'],
       ['b', b, 'standby', '198.18.1.2', '198.18.1.1'],
@@ -214,6 +225,12 @@ export class HaPair {
       };
       writeFileSync(join(dir, `${name}.json`), JSON.stringify(cfg, null, 2));
     }
+    const run = opts.runAs;
+    if (run) {
+      if (opts.hostNamespaces)
+        throw new Error('runAs does not go with hostNamespaces (setns needs CAP_SYS_ADMIN).');
+      for (const f of [dir, ...readdirSync(dir).map((f) => join(dir, f))]) chownSync(f, run.uid, run.gid);
+    }
     return pair;
   }
 
@@ -240,8 +257,26 @@ export class HaPair {
       join(this.dir, `${name}.json`),
     ];
     const env = o.env ? { ...process.env, ...o.env } : undefined;
-    const p =
-      o.monotonicOffsetS === undefined
+    const run = this.opts.runAs;
+    const caps = NODE_CAPS.map((c) => `+${c}`).join(',');
+    const p = run
+      ? // setpriv execs node in place (same pid): a signal to it is one to node.
+        where.spawn(
+          'setpriv',
+          [
+            `--reuid=${run.uid}`,
+            `--regid=${run.gid}`,
+            '--clear-groups',
+            `--inh-caps=-all,${caps}`,
+            `--ambient-caps=-all,${caps}`,
+            `--bounding-set=-all,${caps}`,
+            '--',
+            process.execPath,
+            ...node,
+          ],
+          env ? { env } : {},
+        )
+      : o.monotonicOffsetS === undefined
         ? where.spawn(process.execPath, node, env ? { env } : {})
         : // unshare execs node in place (same pid, same process group): a signal to it is one to node.
           where.spawn(
@@ -306,10 +341,38 @@ export class HaPair {
     }
   }
 
+  /**
+   * `takeover switchover` against node `name` (the real command line, as an operator runs it):
+   * its exit code and the JSON it printed (or its error).
+   */
+  async switchover(name: string, timeoutMs = 10_000): Promise<{ code: number | null; out: string }> {
+    const r = await runCommand(
+      [
+        process.execPath,
+        '--import',
+        'tsx',
+        join(ROOT, 'src/cli/main.ts'),
+        'switchover',
+        '--socket',
+        join(this.dir, `${name}.sock`),
+        '--json',
+        '--timeout-ms',
+        String(timeoutMs),
+      ],
+      { timeoutMs: timeoutMs + 10_000 },
+    );
+    return { code: r.code, out: (r.stdout + r.stderr).trim() };
+  }
+
   /** The status, or undefined when the node does not answer within `timeoutMs` (stopped, dead). */
   async tryStatus(name: string, timeoutMs = 1000): Promise<NodeStatus | undefined> {
     if (!this.running(name)) return undefined;
     return queryStatus(join(this.dir, `${name}.sock`), timeoutMs).catch(() => undefined);
+  }
+
+  /** The pid of node `name`'s process, if it runs. */
+  pidOf(name: string): number | undefined {
+    return this.procs.get(name)?.pid;
   }
 
   /** SIGSTOP to node `name`'s process: it keeps its sockets and its memory, and does nothing. */

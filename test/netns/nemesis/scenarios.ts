@@ -67,6 +67,11 @@ export interface FaultContext {
   lease(name: string): Promise<string>;
   /** The node's connection count (active) or mirrored connections (standby), or undefined. */
   connections(name: string): Promise<number | undefined>;
+  /**
+   * `takeover switchover` against node `name` (the command line); true once `name` is a synced
+   * standby of the other, else a 'switchover-failed' anomaly and false.
+   */
+  switchover(name: string): Promise<boolean>;
 }
 
 export interface Scenario {
@@ -83,6 +88,12 @@ export interface Scenario {
   arbiter?: boolean;
   /** How long the load runs before the fault (ms). Default 300. */
   baselineMs?: number;
+  /**
+   * The most the fault may add to the connections' longest waits over the quiet baseline (ms;
+   * judged on the third most delayed connection, see runner.ts), else 'stall-over-target'.
+   * Give with a `baselineMs` about as long as the fault.
+   */
+  addedStallTargetMs?: number;
   fault(x: FaultContext): Promise<void>;
 }
 
@@ -235,9 +246,26 @@ export const SCENARIOS: Scenario[] = [
     about: 'kill -9 of the standby under load, restarted (it bootstraps under load): the stall it adds',
     takeover: 'forbidden',
     baselineMs: 2500,
+    addedStallTargetMs: 20,
     async fault(x) {
       x.kill(x.standby);
       await x.sleep(x.between(100, 400));
+      await x.restart(x.standby);
+      await x.sleep(300);
+    },
+  },
+  {
+    name: 'switchover',
+    about:
+      'a rolling upgrade under load: `takeover switchover` to the standby, the old active restarted (the upgrade) and synced, switched back, the other restarted: the stall it adds',
+    takeover: 'required',
+    baselineMs: 2500,
+    addedStallTargetMs: 20,
+    async fault(x) {
+      if (!(await x.switchover(x.active))) return;
+      await x.restart(x.active);
+      await x.sleep(x.between(100, 400));
+      if (!(await x.switchover(x.standby))) return;
       await x.restart(x.standby);
       await x.sleep(300);
     },
