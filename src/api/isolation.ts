@@ -33,6 +33,7 @@
  * connection. Replicated like any abort, it also closes the standby's mirror of it.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import type { LogEvent, LogFn } from '../log.ts';
 import { ipToString, isV4 } from '../stack/ip.ts';
 import type { StackConnection } from '../stack/stack.ts';
 
@@ -85,7 +86,7 @@ export class Isolation {
   /** The latest failure, one line, with its wall time. */
   last: string | undefined;
   /** Where failures are logged (`takeover node` sets its own). */
-  log: (line: string) => void = (line) => process.stderr.write(`takeover isolation: ${line}\n`);
+  log: LogFn = (line) => process.stderr.write(`takeover isolation: ${line}\n`);
   private readonly scopes = new WeakMap<StackConnection, Scope>();
   private windowStart = 0;
   private windowLines = 0;
@@ -170,6 +171,14 @@ export class Isolation {
       `${tuple(s.conn)}: ${how === 'threw' ? 'the application threw' : "'error' with no listener"}: ${
         how === 'threw' ? detail(err) : message(err)
       }; connection reset${restored ? ' (restored by a take-over: dropped, not retried)' : ''}`,
+      {
+        event: 'connection-dropped',
+        level: 'warn',
+        connection: tuple(s.conn),
+        why: how === 'threw' ? 'application threw' : 'socket error without listener',
+        error: message(err),
+        restored,
+      },
     );
     try {
       // Tearing the socket down can call the application back at once (a pending write's
@@ -181,7 +190,7 @@ export class Isolation {
     this.abort(s.conn);
   }
 
-  private note(line: string): void {
+  private note(line: string, fields?: LogEvent): void {
     const at = new Date();
     this.last = `${at.toISOString()} ${line}`;
     const now = performance.now();
@@ -196,7 +205,7 @@ export class Isolation {
     this.windowLines++;
     const more = this.suppressed > 0 ? ` (and ${this.suppressed} more not logged)` : '';
     this.suppressed = 0;
-    this.log(`${line}${more}`);
+    this.log(`${line}${more}`, fields);
   }
 }
 

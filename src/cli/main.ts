@@ -11,9 +11,9 @@ commands:
   demo [--json] [--seed N] [--connections N] [--crash-at-ms N] [--loss P]
               an active/standby pair on a simulated network, the active killed mid-stream,
               the standby taking over every connection (no root needed)
-  node --config <file> | --example-config
+  node --config <file> [--log-format pretty|json] | --example-config
               run one node of a pair on a TAP device (root or CAP_NET_ADMIN)
-  relay --config <file> | --example-config
+  relay --config <file> [--log-format pretty|json] | --example-config
               a node of a pair whose application is a TCP relay to unmodified servers
   config schema node|relay
               print the JSON Schema of a node's or a relay's config file (for editors)
@@ -47,17 +47,29 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     case 'node':
     case 'relay': {
-      let values: { config?: string; 'example-config'?: boolean };
+      let values: { config?: string; 'example-config'?: boolean; 'log-format'?: string };
       try {
         ({ values } = parseArgs({
           args: rest,
           strict: true,
           allowPositionals: false,
-          options: { config: { type: 'string' }, 'example-config': { type: 'boolean' } },
+          options: {
+            config: { type: 'string' },
+            'example-config': { type: 'boolean' },
+            'log-format': { type: 'string' },
+          },
         }));
       } catch (e) {
         console.error(
-          `takeover ${cmd}: ${flagError(e)}; usage: takeover ${cmd} --config <file> | --example-config.`,
+          `takeover ${cmd}: ${flagError(e)}; usage: takeover ${cmd} --config <file> [--log-format pretty|json] | --example-config.`,
+        );
+        return 2;
+      }
+      const { LOG_FORMATS } = await import('./log.ts');
+      const logFormat = values['log-format'] ?? 'pretty';
+      if (!(LOG_FORMATS as readonly string[]).includes(logFormat)) {
+        console.error(
+          `takeover ${cmd}: --log-format ${logFormat} is not one: say --log-format pretty (lines for people, the default) or --log-format json (one pino record per line).`,
         );
         return 2;
       }
@@ -75,7 +87,7 @@ export async function main(argv: string[]): Promise<number> {
         return 2;
       }
       const { runNode } = await import('./node.ts');
-      return runNode(values.config, cmd);
+      return runNode(values.config, cmd, { logFormat: logFormat as 'pretty' | 'json' });
     }
     case 'config': {
       if (rest.length !== 2 || rest[0] !== 'schema' || (rest[1] !== 'node' && rest[1] !== 'relay')) {

@@ -31,6 +31,7 @@ import { TapDevice } from '../link/tap/index.ts';
 import { loadRelayConfig, type RelayNodeConfig } from '../relay/config.ts';
 import { Relay, type RelayStatus } from '../relay/relay.ts';
 import { ConfigError, loadNodeConfig, type NodeConfig, readKeyFile } from './config.ts';
+import { type LogFormat, nodeLogger } from './log.ts';
 
 export interface NodeStatus {
   nodeId: string;
@@ -112,14 +113,18 @@ export interface NodeStatus {
  * Runs the node until a signal; returns the exit code for a startup failure. `relay`: the
  * application is the TCP relay (`takeover relay`), configured in the same file.
  */
-export async function runNode(configPath: string, kind: 'node' | 'relay' = 'node'): Promise<number> {
+export async function runNode(
+  configPath: string,
+  kind: 'node' | 'relay' = 'node',
+  opts: { logFormat?: LogFormat } = {},
+): Promise<number> {
   const cfg: NodeConfig | RelayNodeConfig | ConfigError =
     kind === 'relay' ? loadRelayConfig(configPath) : loadNodeConfig(configPath);
   if (cfg instanceof ConfigError) {
     console.error(cfg.message);
     return 2;
   }
-  const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${cfg.nodeId}: ${line}\n`);
+  const log = nodeLogger(cfg.nodeId, opts.logFormat ?? 'pretty');
   let tap: TapDevice;
   try {
     tap = await TapDevice.open({ name: cfg.tap.name, mtu: cfg.tap.mtu, netns: cfg.tap.netns });

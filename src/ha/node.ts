@@ -48,6 +48,7 @@
  * takes over only by swapping that entitlement for the next epoch (`takeover`). Of two nodes
  * that cannot hear each other exactly one wins; the other fences or drops its mirror.
  */
+import type { LogEvent } from '../log.ts';
 import { connKey, type NetStack, type StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';
 import { toHex } from '../wire/bytes.ts';
@@ -153,7 +154,8 @@ export interface HaDriver {
   committed?(latencyUs: number): void;
   /** Connections restored by a take-over, for the application. */
   restored(conns: { c: StackConnection; checkpoint: unknown }[], now: number): void;
-  log(line: string): void;
+  /** A sentence, with an event's name and fields for the operator's key events (src/log.ts). */
+  log(line: string, fields?: LogEvent): void;
   /** A real clock (µs) to measure how long the restore takes; the simulator has none. */
   clock?(): number;
   /**
@@ -540,12 +542,23 @@ export class HaNode {
     this.peerReady = false;
     this.orphaned = true;
     if (!synced) {
-      this.driver.log(`standby lost (${why}) before it synced: serving alone`);
+      this.driver.log(`standby lost (${why}) before it synced: serving alone`, {
+        event: 'standby-lost',
+        level: 'warn',
+        why,
+        synced: false,
+      });
       this.serveAlone(now);
       return;
     }
     if (why === 'link closed' && now < this.lease() && !this.driver.arbitrate) {
-      this.driver.log('standby lost (link closed) while our lease held: its process is gone; serving alone');
+      this.driver.log('standby lost (link closed) while our lease held: its process is gone; serving alone', {
+        event: 'standby-lost',
+        level: 'warn',
+        why,
+        synced: true,
+        hold: false,
+      });
       this.serveAlone(now);
       return;
     }
@@ -555,6 +568,7 @@ export class HaNode {
       this.driver.arbitrate
         ? `standby lost (${why}): withdrawing its entitlement at the arbiter before serving alone`
         : `standby lost (${why}): holding output until it is known unable to take over`,
+      { event: 'standby-lost', level: 'warn', why, synced: true, hold: true },
     );
     this.beaconNow(now);
     this.askArbiter(now);
@@ -597,13 +611,20 @@ export class HaNode {
 
   /** No standby can take over from us: lift every limit and grant ourselves the lease. */
   private serveAlone(now: number): void {
+    const lossAt = this.lossAt;
     this.lossAt = INF;
     this.peerReady = false;
     if (this.role !== 'active') return;
     this.replicator?.detach();
     this.selfLease = true;
     this.stack.acceptingNew = this.o.degraded === 'serve';
-    this.driver.log(`serving alone (degraded) at epoch ${this.epoch}`);
+    this.driver.log(`serving alone (degraded) at epoch ${this.epoch}`, {
+      event: 'serving-alone',
+      level: 'warn',
+      epoch: this.epoch,
+      // Output held since the loss (0: served alone at once).
+      heldMs: lossAt === INF ? 0 : Math.round((now - lossAt) / 100) / 10,
+    });
     this.pushLease();
     this.beaconNow(now);
     this.driver.wake();
@@ -727,7 +748,15 @@ export class HaNode {
     if (this.role !== 'active' || epoch !== this.epoch || !Number.isFinite(echo) || echo > now) return;
     const until = echo + this.peerLeaseUs;
     if (until <= this.leaseUntil) return;
-    if (!this.selfLease && now >= this.leaseUntil && this.leaseUntil > -INF) this.beacons.leaseLapses++;
+    // Lapsed on every channel (the pulse's grants count): output was held until now.
+    const held = this.lease();
+    if (!this.selfLease && now >= held && this.leaseUntil > -INF) {
+      this.beacons.leaseLapses++;
+      this.driver.log(
+        `lease lapsed for ${((now - held) / 1000).toFixed(1)} ms (no grant from the standby in time): output was held meanwhile`,
+        { event: 'lease-lapse', level: 'warn', epoch, lapsedMs: Math.round((now - held) / 100) / 10 },
+      );
+    }
     this.leaseUntil = until;
     this.pushLease();
   }
@@ -865,6 +894,7 @@ export class HaNode {
     const size = this.sendBatch(b);
     this.driver.log(
       `standby attached: bootstrap of ${conns} connection(s) in chunks, the first ${b.records.length} records, ${(size / 1e6).toFixed(2)} MB (session ${this.session}), serving on while it catches up`,
+      { event: 'bootstrap-started', session: this.session, connections: conns, standby: this.peerId ?? null },
     );
   }
 
@@ -879,6 +909,7 @@ export class HaNode {
       this.selfLease = false;
       this.driver.log(
         `standby synced at batch ${b.lsn} (${b.records.length} records, ${(bytes.length / 1e6).toFixed(2)} MB): the lease is now granted by it`,
+        { event: 'standby-synced', session: this.session, lsn: b.lsn, standby: this.peerId ?? null },
       );
       this.pushLease();
       this.askArbiter(this.clock);
@@ -909,7 +940,12 @@ export class HaNode {
     }
     if (b.reset) this.mirrorSession = b.session ?? 0;
     if (this.mirror.synced && !wasSynced)
-      this.driver.log(`synced at batch ${b.lsn} (session ${this.mirrorSession}): able to take over`);
+      this.driver.log(`synced at batch ${b.lsn} (session ${this.mirrorSession}): able to take over`, {
+        event: 'synced',
+        session: this.mirrorSession,
+        lsn: b.lsn,
+        connections: this.mirror.conns.size,
+      });
     // Asking to take over, it acknowledges without the echo: no lease for the active meanwhile.
     this.grant(now);
     this.send(MSG_ACK, this.mayGrant() ? f64(b.lsn, b.at) : f64(b.lsn));
@@ -1132,6 +1168,7 @@ export class HaNode {
     };
     this.driver.log(
       `switchover: holding output, handing ${this.stack.connectionCount} connection(s) to the standby`,
+      { event: 'switchover-started', epoch: this.epoch, connections: this.stack.connectionCount },
     );
     this.pushLease();
     this.switchStep(now);
@@ -1149,6 +1186,12 @@ export class HaNode {
       if (!gone)
         this.driver.log(
           `switchover abandoned: ${this.peerReady && this.link ? `the standby did not acknowledge everything within ${((sw.until - sw.at) / 1000).toFixed(0)} ms` : 'the standby is gone'}; serving on`,
+          {
+            event: 'switchover-abandoned',
+            level: 'warn',
+            epoch: sw.epoch,
+            standbyGone: !(this.peerReady && this.link),
+          },
         );
       this.pushLease();
       this.driver.wake();
@@ -1602,6 +1645,16 @@ export class HaNode {
     this.watchCheckedAt = now;
     this.driver.log(
       `take-over: ${conns.length} connection(s) restored, ${failed.length} failed, ${((now - lastHeard) / 1000).toFixed(0)} ms after the active was last heard (${cause})`,
+      {
+        event: 'takeover',
+        level: 'warn',
+        epoch: this.epoch,
+        cause,
+        connections: conns.length,
+        failed: failed.length,
+        detectionMs: Math.round((now - lastHeard) / 100) / 10,
+        restoreMs: Math.round(((this.driver.clock?.() ?? 0) - t0) / 100) / 10,
+      },
     );
     this.driver.restored(conns, now);
   }
@@ -1690,6 +1743,12 @@ export class HaNode {
     if (still.length === 0 && moved > 0)
       this.driver.log(
         `take-over: every restored connection owed output had it acknowledged, the last ${((rec.stallUs ?? 0) / 1000).toFixed(1)} ms after the active's last word`,
+        {
+          event: 'takeover-resumed',
+          epoch: rec.epoch,
+          resumed: rec.resumed,
+          stallMs: Math.round((rec.stallUs ?? 0) / 100) / 10,
+        },
       );
   }
 
@@ -1705,7 +1764,8 @@ export class HaNode {
   /** Stops being active (superseded: a fence, counted; else a switchover) and rejoins as standby. */
   private stepDown(reason: string, superseded: boolean): void {
     const dropped = this.stack.connectionCount;
-    if (superseded) this.fences.push({ at: this.clock, epoch: this.epoch, reason, dropped });
+    const epoch = this.epoch;
+    if (superseded) this.fences.push({ at: this.clock, epoch, reason, dropped });
     this.switching = undefined;
     this.role = 'fenced';
     this.pushLease();
@@ -1725,6 +1785,9 @@ export class HaNode {
     this.role = 'standby';
     this.driver.log(
       `${superseded ? 'fenced: ' : ''}${reason}; ${dropped} connection(s) dropped without a word; rejoining as standby`,
+      superseded
+        ? { event: 'fence', level: 'warn', epoch, reason, dropped }
+        : { event: 'switchover', epoch, handedOver: dropped },
     );
     // Over the link we have, if any (the new active bootstraps us on this ROLE); a dead one is
     // closed by the standby's silence rule, and the transport dials again.

@@ -15,6 +15,7 @@ import type { LinkDevice } from '../link/device.ts';
 import { GatedDevice } from '../link/gate.ts';
 import type { NodeHandle, SimNode } from '../link/sim/index.ts';
 import { fillPattern } from '../link/sim/pattern.ts';
+import type { LogEvent } from '../log.ts';
 import { cidrFromString } from '../stack/ip.ts';
 import { NetStack, type StackConfig, type StackConnection } from '../stack/stack.ts';
 import { TcpState } from '../tcp/state.ts';
@@ -139,6 +140,8 @@ export class HaSimNode implements SimNode {
   paused = false;
   private backlog: ((now: number) => void)[] = [];
   readonly logs: string[] = [];
+  /** The events among them (src/log.ts), with the virtual time (µs). */
+  readonly events: (LogEvent & { at: number })[] = [];
   link: SimPipeEnd | undefined;
 
   constructor(readonly opts: HaSimOptions) {}
@@ -174,7 +177,10 @@ export class HaSimNode implements SimNode {
       sendBeacon: (f) => h.send(0, f),
       wake: () => h.wake(),
       restored: () => {},
-      log: (line) => this.logs.push(`${(h.now / 1000).toFixed(1)} ms ${this.opts.nodeId}: ${line}`),
+      log: (line, fields) => {
+        this.logs.push(`${(h.now / 1000).toFixed(1)} ms ${this.opts.nodeId}: ${line}`);
+        if (fields) this.events.push({ ...fields, at: h.now });
+      },
     };
     const arb = this.opts.arbiter;
     if (arb) driver.arbitrate = (intent) => this.arbitrate(arb, intent);

@@ -1645,6 +1645,22 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     assert.ok(b.ha.mirror.synced, ctx());
     if (withArbiter)
       assert.deepEqual(arb.record(), { epoch: 3, active: 'a', standby: { node: 'b', session: 2 } }, ctx());
+    // Each step is one event with its fields (src/log.ts), as `takeover node` logs them.
+    const events = (n: HaSimNode, name: string) =>
+      n.events.filter((e) => e.event === name).map(({ at: _, level: __, ...f }) => f);
+    assert.deepEqual(events(a, 'switchover'), [{ event: 'switchover', epoch: 1, handedOver: 2 }], ctx());
+    assert.deepEqual(
+      events(b, 'takeover').map((e) => [e.epoch, e.cause, e.connections, e.failed]),
+      [[2, 'switchover', 2, 0]],
+      ctx(),
+    );
+    assert.deepEqual(
+      events(a, 'takeover').map((e) => [e.epoch, e.cause, e.connections]),
+      [[3, 'switchover', 2]],
+      ctx(),
+    );
+    assert.equal(events(a, 'fence').length + events(b, 'fence').length, 0, ctx());
+    assert.ok(events(a, 'synced').length >= 1 && events(b, 'bootstrap-started').length >= 1, ctx());
     for (const sw of [...a.ha.switchovers, ...b.ha.switchovers])
       assert.ok(sw.handedAt - sw.at <= 2_000, `output held ${sw.handedAt - sw.at} µs: ${ctx()}`);
     // The paced stream moves every 1-2 ms; a switchover costs a few replication round trips
@@ -1726,6 +1742,11 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     assert.equal(b.ha.takeovers.length, 1, ctx());
     assert.equal(stale(a), 0, `the returning node sent ${stale(a)} frames for the VIP: ${ctx()}`);
     assert.equal(a.ha.fences.length, 1, ctx());
+    assert.deepEqual(
+      a.events.filter((e) => e.event === 'fence').map((e) => [e.level, e.epoch, e.dropped]),
+      [['warn', 1, a.ha.fences[0].dropped]],
+      ctx(),
+    );
     assert.equal(a.ha.role, 'standby', ctx());
     assert.equal(a.ha.mirror.synced, true, `it rejoined: ${ctx()}`);
     assertStreams(w, w.streams.values(), ctx);
