@@ -6,6 +6,7 @@
  * (timers, promises, deferred stream callbacks) reach the process guard: those cases run in a
  * child process (guarded-node.ts), as node:test fails a test on any uncaught exception.
  */
+
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,6 +14,7 @@ import { after, describe, test } from 'node:test';
 import examples from '../../examples/all.ts';
 import type { NetApi, Runtime, Socket } from '../../src/api/index.ts';
 import { checkPattern, fillPattern } from '../../src/link/sim/pattern.ts';
+import type { LogEvent } from '../../src/log.ts';
 import type { StackConnection } from '../../src/stack/stack.ts';
 import isolationApp from '../netns/apps/isolation-app.ts';
 import { runtimePair } from './pair.ts';
@@ -22,13 +24,17 @@ after(async () => {
   for (const r of runtimes) await r.close();
 });
 
-/** The pair, with the server's isolation log kept (`logs`) instead of written to stderr. */
-function pair(): { a: NetApi; b: NetApi; ra: Runtime; rb: Runtime; logs: string[] } {
+/** The pair, with the server's isolation log kept (`logs`, `events`) instead of written to stderr. */
+function pair(): { a: NetApi; b: NetApi; ra: Runtime; rb: Runtime; logs: string[]; events: LogEvent[] } {
   const p = runtimePair();
   runtimes.push(...p.rts);
   const logs: string[] = [];
-  p.rts[1].isolation.log = (line) => logs.push(line);
-  return { a: p.a, b: p.b, ra: p.rts[0], rb: p.rts[1], logs };
+  const events: LogEvent[] = [];
+  p.rts[1].isolation.log = (line, fields) => {
+    logs.push(line);
+    if (fields) events.push(fields);
+  };
+  return { a: p.a, b: p.b, ra: p.rts[0], rb: p.rts[1], logs, events };
 }
 
 const STREAM = 11;
@@ -85,7 +91,7 @@ async function ask(net: NetApi, port: number, line: string): Promise<{ s: Socket
 
 describe('isolation: a client cannot take the node down', () => {
   test('RST mid-stream to an echo with no error listener: that connection counted, the node and another stream unharmed', async () => {
-    const { a, b, rb, logs } = pair();
+    const { a, b, rb, logs, events } = pair();
     isolationApp(b);
     const other = echoStream(a, 7, 2_000_000);
     // A client that sends 1,000 bytes, reads the first echo and resets (SO_LINGER 0), while
@@ -114,6 +120,17 @@ describe('isolation: a client cannot take the node down', () => {
     const again = await echoStream(a, 8, 10_000);
     assert.deepEqual(again, { got: 10_000, bad: -1 });
     assert.equal(logs.length, 1, `logged once: ${logs.join('\n')}`);
+    // One event, with its fields (src/log.ts).
+    assert.equal(events.length, 1);
+    const { connection, error, ...rest } = events[0];
+    assert.match(String(connection), /^198\.18\.0\.1:\d+ -> 198\.18\.0\.2:8$/);
+    assert.match(String(error), /^read ECONNRESET/);
+    assert.deepEqual(rest, {
+      event: 'connection-dropped',
+      level: 'warn',
+      why: 'socket error without listener',
+      restored: false,
+    });
   });
 
   test('the examples listen for errors: a reset on each of echo, download and HTTP is not counted', async () => {
