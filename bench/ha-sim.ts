@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- ha-sim [--seeds N] [--from S] [--json]`: the simulator take-over property
- * (test/ha/takeover-sim.test.ts runs 1,000 seeds) over many more seeds: each seed a client and an
+ * (test/ha/takeover-seeds-*.test.ts run 1,000 seeds) over many more seeds: each seed a client and an
  * active/standby pair with 1-200 connections of echo, download and request/response traffic, loss,
  * reordering and duplication, the active crashed at a random instant; every stream byte-exact, no
  * RST, no error, no frame from a non-active node. Prints failures (with replay commands) and
@@ -28,7 +28,7 @@ export async function run(o: BenchOptions): Promise<number> {
       failures.push({ seed, error: (e as Error).message.split('\n')[0] });
       if (!o.json)
         console.error(
-          `seed ${seed} failed (replay: SEED=${seed} npm test -- test/ha/takeover-sim.test.ts): ${(e as Error).message.split('\n')[0]}`,
+          `seed ${seed} failed (replay: SEED=${seed} npm test -- test/ha/takeover-seeds-1.test.ts): ${(e as Error).message.split('\n')[0]}`,
         );
     }
     if (!o.json && (seed - from + 1) % 1000 === 0) console.error(`${seed - from + 1}/${seeds} seeds …`);

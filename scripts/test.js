@@ -25,7 +25,7 @@ const files =
 // The real-network suites that judge time (stalls, silence detected within a lease) or load the
 // machine (a 1 GB transfer, pgbench): run alone, one after the other, after the rest (two files
 // at a time). Beside each other on 2 cores they starve the node processes they measure.
-const EXCLUSIVE = ['nemesis.test.ts', 'relay.test.ts', 'takeover.test.ts'];
+const EXCLUSIVE = ['nemesis.test.ts', 'relay.test.ts', 'takeover.test.ts', 'capabilities.test.ts'];
 const alone = files.filter((f) => EXCLUSIVE.some((x) => f.endsWith(`netns/${x}`)));
 const rest = files.filter((f) => !alone.includes(f));
 const run = (list, concurrency) =>

@@ -2,11 +2,12 @@
  * Take-over on the simulated network (I1-I4, docs/ARCHITECTURE.md §1): a client stack talks to the VIP of an
  * active/standby pair; the active crashes at a random instant; every client stream must arrive
  * byte-exact, with no RST, no error and no reconnect, and only one node ever sends for the VIP.
+ * The random scenarios over 1,000 seeds are split over takeover-seeds-{1..4}.test.ts (files run
+ * in parallel).
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { check, randomScenario } from '../support/ha-scenario.ts';
-import { forEachSeed } from '../support/seeds.ts';
 
 describe('take-over on the simulator', () => {
   test('no crash: the pair serves echo, download and request/response byte-exact (sync replication)', () => {
@@ -76,33 +77,5 @@ describe('take-over on the simulator', () => {
       assert.equal(s.snoop, true);
       check(s);
     }
-  });
-
-  test('random scenarios: crash at any instant (handshake, mid-stream, mid-close), loss, v4/v6', () => {
-    let runs = 0;
-    let withLive = 0;
-    let restartsWithLive = 0;
-    let snoopedWithLive = 0;
-    forEachSeed(Number(process.env.HA_SEEDS ?? 1000), (seed) => {
-      const s = randomScenario(seed);
-      const r = check(s);
-      runs++;
-      const live = r.b.ha.takeovers[0]?.connections ?? 0;
-      if (live > 0) withLive++;
-      if (live > 0 && s.standbyRestartAtUs !== undefined) restartsWithLive++;
-      if (live > 0 && (r.b.ha.snooped.bytes > 0 || r.oldB.ha.snooped.bytes > 0)) snoopedWithLive++;
-    });
-    // The crash instants must hit live connections often, or the property says little.
-    assert.ok(withLive >= runs * 0.3, `only ${withLive} of ${runs} take-overs had live connections`);
-    if (runs >= 100)
-      assert.ok(
-        restartsWithLive >= runs * 0.05,
-        `only ${restartsWithLive} of ${runs} take-overs followed a standby restart with live connections`,
-      );
-    if (runs >= 100)
-      assert.ok(
-        snoopedWithLive >= runs * 0.05,
-        `only ${snoopedWithLive} of ${runs} take-overs used bytes the standby overheard`,
-      );
   });
 });

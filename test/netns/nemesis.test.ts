@@ -49,7 +49,7 @@ const TARGET_TODO: Record<string, { node: string; relay: string }> = {
 };
 
 /** The scenarios run again on a pair with the etcd arbiter: the split it exists for, and the faults whose take-over it now decides. */
-const WITH_ARBITER = ['node-split', 'kill9', 'host-crash', 'repl-partition', 'sigstop'];
+const WITH_ARBITER = ['node-split', 'kill9', 'host-crash', 'repl-partition', 'sigstop', 'switchover'];
 
 function suite(
   title: string,

@@ -25,6 +25,7 @@ import { macFromString } from '../../src/wire/address.ts';
 import { isWireError } from '../../src/wire/error.ts';
 import { parseFrame } from '../../src/wire/frame.ts';
 import { TCP_RST } from '../../src/wire/tcp.ts';
+import { forEachSeed } from './seeds.ts';
 import { StackNode } from './stack-sim.ts';
 
 export interface Scenario {
@@ -197,4 +198,48 @@ export function randomScenario(seed: number): Scenario {
   // Half the seeds: the standby listens on the data link.
   s.snoop = rng.int(0, 1) === 1;
   return s;
+}
+
+/** The random take-over scenarios run by `npm test` (HA_SEEDS to change), split over this many files. */
+export const SEED_PARTS = 4;
+
+/**
+ * Part `part` (1..SEED_PARTS) of the random take-over property: its share of HA_SEEDS (default
+ * 1,000) seeds, each a crash at any instant (handshake, mid-stream, mid-close), with loss, v4 or
+ * v6; then checks the seeds hit what the property is about often enough.
+ */
+export function randomTakeovers(part: number, file: string): void {
+  const total = Number(process.env.HA_SEEDS ?? 1000);
+  const per = Math.ceil(total / SEED_PARTS);
+  const from = (part - 1) * per + 1;
+  const count = Math.max(0, Math.min(per, total - from + 1));
+  let runs = 0;
+  let withLive = 0;
+  let restartsWithLive = 0;
+  let snoopedWithLive = 0;
+  forEachSeed(
+    count,
+    (seed) => {
+      const s = randomScenario(seed);
+      const r = check(s);
+      runs++;
+      const live = r.b.ha.takeovers[0]?.connections ?? 0;
+      if (live > 0) withLive++;
+      if (live > 0 && s.standbyRestartAtUs !== undefined) restartsWithLive++;
+      if (live > 0 && (r.b.ha.snooped.bytes > 0 || r.oldB.ha.snooped.bytes > 0)) snoopedWithLive++;
+    },
+    { from, file },
+  );
+  // The crash instants must hit live connections often, or the property says little.
+  assert.ok(withLive >= runs * 0.3, `only ${withLive} of ${runs} take-overs had live connections`);
+  if (runs >= 100)
+    assert.ok(
+      restartsWithLive >= runs * 0.05,
+      `only ${restartsWithLive} of ${runs} take-overs followed a standby restart with live connections`,
+    );
+  if (runs >= 100)
+    assert.ok(
+      snoopedWithLive >= runs * 0.05,
+      `only ${snoopedWithLive} of ${runs} take-overs used bytes the standby overheard`,
+    );
 }

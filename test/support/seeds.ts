@@ -15,6 +15,8 @@ export interface SeedOptions {
   file?: string;
   /** Environment to read SEED/SEEDS from. Default `process.env`. */
   env?: Record<string, string | undefined>;
+  /** The first seed (default 1): a property split over files runs `from`..`from + count - 1` in each. */
+  from?: number;
 }
 
 function envInt(env: Record<string, string | undefined>, name: string): number | undefined {
@@ -32,13 +34,17 @@ function displayFile(file: string | undefined): string {
   return isAbsolute(f) ? relative(process.cwd(), f) : f;
 }
 
-/** The seeds a run covers: [SEED] if set, else 1..(SEEDS ?? count). */
-export function seedsToRun(count: number, env: Record<string, string | undefined> = process.env): number[] {
+/** The seeds a run covers: [SEED] if set, else from..from + (SEEDS ?? count) - 1. */
+export function seedsToRun(
+  count: number,
+  env: Record<string, string | undefined> = process.env,
+  from = 1,
+): number[] {
   const only = envInt(env, 'SEED');
   if (only !== undefined) return [only];
   const n = envInt(env, 'SEEDS') ?? count;
   const out: number[] = [];
-  for (let s = 1; s <= n; s++) out.push(s);
+  for (let s = from; s < from + n; s++) out.push(s);
   return out;
 }
 
@@ -49,7 +55,7 @@ function failure(seed: number, file: string, cause: unknown): Error {
 
 /** Runs `fn` for each seed (see the module comment); stops at the first failing seed. */
 export function forEachSeed(count: number, fn: (seed: number) => void, opts: SeedOptions = {}): void {
-  for (const seed of seedsToRun(count, opts.env)) {
+  for (const seed of seedsToRun(count, opts.env, opts.from)) {
     try {
       fn(seed);
     } catch (e) {
@@ -64,7 +70,7 @@ export async function forEachSeedAsync(
   fn: (seed: number) => Promise<void>,
   opts: SeedOptions = {},
 ): Promise<void> {
-  for (const seed of seedsToRun(count, opts.env)) {
+  for (const seed of seedsToRun(count, opts.env, opts.from)) {
     try {
       await fn(seed);
     } catch (e) {
