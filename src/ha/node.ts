@@ -50,7 +50,6 @@
  */
 import type { LogEvent } from '../log.ts';
 import { connKey, type NetStack, type StackConnection } from '../stack/stack.ts';
-import { TcpState } from '../tcp/state.ts';
 import { toHex } from '../wire/bytes.ts';
 import { isWireError } from '../wire/error.ts';
 import { parseFrame } from '../wire/frame.ts';
@@ -61,6 +60,7 @@ import { decodeBatch, encodeBatch } from './log.ts';
 import { Mirror } from './mirror.ts';
 import type { SideChannel } from './pulse.ts';
 import { Replicator } from './replicator.ts';
+import { ResumeWatcher } from './resume.ts';
 
 export const MSG_ROLE = 1;
 
@@ -106,7 +106,7 @@ export interface HaNodeOptions {
   tsMarginMs?: number;
   /**
    * GARP/NA at take-over and after these delays (µs), then every `announceRefreshUs`. Within
-   * `RESUME_WATCH_US` of a take-over, each one also kick-starts again the restored connections
+   * `RESUME_WATCH_US` (resume.ts) of a take-over, each one also kick-starts again the restored connections
    * whose peer has not been heard since: frames the dead node had queued may have reached the
    * switch after our first claim and pointed it back at the dead port.
    */
@@ -179,7 +179,7 @@ export interface TakeoverRecord {
   restoreUs: number;
   /**
    * The stall as this node sees it: of the restored connections that had output unacknowledged
-   * at the take-over, how many had their peer acknowledge more within `RESUME_WATCH_US`, and the
+   * at the take-over, how many had their peer acknowledge more within `RESUME_WATCH_US` (resume.ts), and the
    * longest time from the active's last word to that (µs; undefined until one does). Connections
    * with nothing to deliver are not counted: their peer's next move is up to its application.
    */
@@ -213,23 +213,6 @@ export interface FenceRecord {
   dropped: number;
 }
 
-/** One restored connection as the take-over watches it. */
-interface ResumeWatch {
-  c: StackConnection;
-  /** Acknowledged offset at the take-over; `moved` once it advanced (or nothing was owed). */
-  acked0: number;
-  /** Output not yet acknowledged at the take-over, and the part of it already sent. */
-  owed: number;
-  inFlight: number;
-  moved: boolean;
-  /** Where it stood at the last announcement (for the re-kick). */
-  acked: number;
-  received: number;
-  heardAt: number;
-  /** Its peer answered since the take-over: the path to it works. */
-  proven: boolean;
-}
-
 /** The peer as its last beacon described it. */
 interface PeerBeacon {
   role: Beacon['role'];
@@ -252,12 +235,6 @@ export function nodeMac(nodeId: string): number {
 
 /** How long a new active absorbs stray segments of connections the old node closed (µs). */
 const GONE_QUIET_US = 10_000_000;
-/** How long after a take-over restored connections are watched for their first move. */
-export const RESUME_WATCH_US = 10_000_000;
-/** A restored connection whose output waits longer than this (µs) for its peer is logged. */
-const SLOW_RESUME_US = 300_000;
-/** How often (µs) the watch looks at the restored connections. */
-const RESUME_CHECK_US = 1000;
 /** Timeouts a standby that is slow but alive (its side channel answers) may lag before it is dropped. */
 const SLOW_STANDBY_TIMEOUTS = 5;
 /** Timeouts an active hears nothing on its data link, while the standby hears clients, before it hands over. */
@@ -371,12 +348,8 @@ export class HaNode {
     beaconKeysAccepted?: Uint8Array[];
     side?: SideChannel;
   };
-  /** The connections restored by the last take-over, watched for `RESUME_WATCH_US`. */
-  private watch: ResumeWatch[] = [];
-  /** Those of `watch` that owed output at the take-over and have not had it acknowledged yet. */
-  private waiting: ResumeWatch[] = [];
-  private watchUntil = 0;
-  private watchCheckedAt = 0;
+  /** The connections restored by the last take-over, watched for their first move. */
+  private readonly resume: ResumeWatcher;
   private lastAnnounceAt = 0;
 
   // The lease, active side.
@@ -447,6 +420,11 @@ export class HaNode {
     this.startedAt = now;
     this.clock = now;
     stack.onAddressClaim = (_a, t) => this.addressClaimed(t);
+    this.resume = new ResumeWatcher(
+      stack,
+      (line, fields) => this.driver.log(line, fields),
+      () => this.driver.wake(),
+    );
     driver.setMuted(true);
     this.pushLease();
   }
@@ -1135,7 +1113,7 @@ export class HaNode {
   afterTurn(now: number): void {
     this.clock = now;
     this.pushLease();
-    if (this.watch.length > 0) this.watchResume(now);
+    this.resume.check(now);
     if (this.role !== 'active' || !this.replicator) return;
     const b = this.replicator.batch(now);
     if (b && this.link && this.peerReady) this.sendBatch(b);
@@ -1365,7 +1343,7 @@ export class HaNode {
       if (this.role === 'active') {
         this.stack.announce();
         if (this.announceAt.length === 0) this.announceAt.push(now + this.o.announceRefreshUs);
-        this.rekick(now, now - this.lastAnnounceAt);
+        this.resume.rekick(now, now - this.lastAnnounceAt);
         this.lastAnnounceAt = now;
       }
     }
@@ -1631,18 +1609,11 @@ export class HaNode {
       resumed: 0,
       stallUs: undefined,
     });
-    this.watch = conns.map(({ c }) => {
-      const acked = c.tcp.acknowledged;
-      const received = c.tcp.receivedPosition;
-      const heardAt = c.tcp.lastReceivedAt;
-      const owed = c.tcp.writePosition - acked;
-      const snap = c.tcp.snapshot(now, false);
-      const inFlight = Math.max(0, snap.sndMax - snap.sndUna);
-      return { c, acked0: acked, owed, inFlight, moved: owed === 0, acked, received, heardAt, proven: false };
-    });
-    this.waiting = this.watch.filter((w) => !w.moved);
-    this.watchUntil = now + RESUME_WATCH_US;
-    this.watchCheckedAt = now;
+    this.resume.start(
+      this.takeovers[this.takeovers.length - 1],
+      conns.map(({ c }) => c),
+      now,
+    );
     this.driver.log(
       `take-over: ${conns.length} connection(s) restored, ${failed.length} failed, ${((now - lastHeard) / 1000).toFixed(0)} ms after the active was last heard (${cause})`,
       {
@@ -1657,99 +1628,6 @@ export class HaNode {
       },
     );
     this.driver.restored(conns, now);
-  }
-
-  /**
-   * At an announcement: kick-starts again each restored connection that made no progress since
-   * the last one (neither direction advanced) while it has bytes to deliver or its peer has not
-   * answered once since the take-over. Frames the dead node had queued may reach the switch after
-   * our first claim and point it back at the dead port; a stream then waits for an RTO that may
-   * be the peer's, with its back-off. An idle connection whose peer answered is left alone, and
-   * so is one whose smoothed RTT is longer than the time since the last announcement.
-   */
-  private rekick(now: number, sinceUs: number): void {
-    if (this.watch.length === 0 || now > this.watchUntil) return;
-    let n = 0;
-    const seen: string[] = [];
-    for (const w of this.watch) {
-      const t = w.c.tcp;
-      const heard = t.lastReceivedAt !== w.heardAt;
-      if (heard) w.proven = true;
-      const progressed = t.acknowledged !== w.acked || t.receivedPosition !== w.received;
-      w.acked = t.acknowledged;
-      w.received = t.receivedPosition;
-      w.heardAt = t.lastReceivedAt;
-      if (progressed || (w.proven && t.writePosition === t.acknowledged)) continue;
-      // Nothing to kick: its peer owes it nothing more (kickStart leaves these alone).
-      if (t.state === TcpState.TimeWait || t.state === TcpState.Closed) continue;
-      if ((t.stats.srttUs ?? 0) * 2 > sinceUs) continue;
-      t.kickStart(now);
-      this.stack.touch(w.c);
-      if (n++ < 3)
-        seen.push(`${t.state}, ${t.writePosition - t.acknowledged} owed${w.proven ? '' : ', peer silent'}`);
-    }
-    if (n > 0) {
-      this.driver.log(
-        `take-over: ${n} restored connection(s) made no progress: kick-started again (${seen.join('; ')}${n > 3 ? '; …' : ''})`,
-      );
-      this.driver.wake();
-    }
-  }
-
-  /** Notes restored connections whose peer acknowledged more (see TakeoverRecord.stallUs). */
-  private watchResume(now: number): void {
-    if (now < this.watchCheckedAt + RESUME_CHECK_US) return;
-    this.watchCheckedAt = now;
-    const rec = this.takeovers[this.takeovers.length - 1];
-    if (!rec || now > this.watchUntil) {
-      const stuck = this.waiting;
-      if (rec && stuck.length > 0) {
-        const states = stuck
-          .slice(0, 5)
-          .map(
-            (w) =>
-              `${w.c.tcp.state} ${w.c.tcp.writePosition - w.c.tcp.acknowledged} owed, window ${w.c.tcp.stats.sndWnd}`,
-          );
-        this.driver.log(
-          `take-over: ${stuck.length} restored connection(s) still wait for their peer to acknowledge output (${states.join('; ')})`,
-        );
-      }
-      this.watch = [];
-      this.waiting = [];
-      return;
-    }
-    if (this.waiting.length === 0) return;
-    let moved = 0;
-    let late = 0;
-    let example = '';
-    const still: ResumeWatch[] = [];
-    for (const w of this.waiting) {
-      if (w.c.tcp.acknowledged === w.acked0) {
-        still.push(w);
-        continue;
-      }
-      w.moved = true;
-      moved++;
-      rec.resumed++;
-      rec.stallUs = Math.max(rec.stallUs ?? 0, now - rec.lastHeardAt);
-      if (now - rec.lastHeardAt > SLOW_RESUME_US && late++ === 0)
-        example = `${w.c.tcp.state}, ${w.owed} owed and ${w.inFlight} in flight at the take-over, srtt ${((w.c.tcp.stats.srttUs ?? 0) / 1000).toFixed(1)} ms`;
-    }
-    if (late > 0)
-      this.driver.log(
-        `take-over: ${late} connection(s) had their output acknowledged only ${((now - rec.lastHeardAt) / 1000).toFixed(0)} ms after the active's last word (e.g. ${example})`,
-      );
-    this.waiting = still;
-    if (still.length === 0 && moved > 0)
-      this.driver.log(
-        `take-over: every restored connection owed output had it acknowledged, the last ${((rec.stallUs ?? 0) / 1000).toFixed(1)} ms after the active's last word`,
-        {
-          event: 'takeover-resumed',
-          epoch: rec.epoch,
-          resumed: rec.resumed,
-          stallMs: Math.round((rec.stallUs ?? 0) / 100) / 10,
-        },
-      );
   }
 
   /**
@@ -1771,8 +1649,7 @@ export class HaNode {
     this.pushLease();
     this.driver.setMuted(true);
     this.announceAt = [];
-    this.watch = [];
-    this.waiting = [];
+    this.resume.clear();
     this.lossAt = INF;
     this.peerReady = false;
     this.selfLease = false;
