@@ -249,6 +249,11 @@ const SWITCHOVER_TIMEOUTS = 2;
 const SWITCHOVER_QUIESCE_US = 5_000;
 /** Heartbeats of data-link traffic without the lost standby's beacon that prove it is off it. */
 const PROOF_HEARTBEATS = 3;
+/**
+ * Once that proof is in, heartbeats to wait (beaconing) before serving alone: the last call for a
+ * peer that became active meanwhile, whose beacon we would hear within one.
+ */
+const PROOF_LAST_CALL_HEARTBEATS = 1.5;
 /** After the arbiter did not answer (or said wait), how long (µs) before the node asks again. */
 const ARBITER_RETRY_US = 100_000;
 /** Sender nonces (process lives) the beacon replay memory holds. */
@@ -362,7 +367,7 @@ export class HaNode {
   /** A synced standby was lost (link closed or silent) while our lease did not vouch for it. */
   private lossAt = INF;
   /** Data-link frames heard since `lossAt`: the first and the last (our clock). */
-  private rxSinceLoss = { first: INF, last: -INF };
+  private rxSinceLoss = { first: INF, last: -INF, provedAt: INF };
   /** The lease the peer grants (its ROLE says; at most ours). */
   private peerLeaseUs: number;
   /** Standbys bootstrapped so far (batches and beacons carry it). */
@@ -541,7 +546,7 @@ export class HaNode {
       return;
     }
     this.lossAt = now;
-    this.rxSinceLoss = { first: INF, last: -INF };
+    this.rxSinceLoss = { first: INF, last: -INF, provedAt: INF };
     this.driver.log(
       this.driver.arbitrate
         ? `standby lost (${why}): withdrawing its entitlement at the arbiter before serving alone`
@@ -567,13 +572,24 @@ export class HaNode {
       // The traffic counted is heard after the peer's last beacon (`beacon` restarts the count):
       // a beacon sent before the standby died and read after we lost it (a turn late, say) must
       // not stand for a live standby for ever (seen: a 2 s hold in the nemesis, bootstrap-kill).
-      const span = this.rxSinceLoss.last - this.rxSinceLoss.first;
-      if (span >= PROOF_HEARTBEATS * this.o.heartbeatUs && now >= this.lease()) {
-        this.driver.log(
-          'the lost standby is not on the data link (traffic heard, no beacon from it): serving alone',
-        );
-        this.serveAlone(now);
+      const r = this.rxSinceLoss;
+      if (r.last - r.first < PROOF_HEARTBEATS * this.o.heartbeatUs || now < this.lease()) return;
+      // The traffic may span a time our data link was down (cut off, then healed), when the
+      // standby took over and beaconed unheard: a last call first. We beacon, and serve alone
+      // only if no peer answers or beacons within 1.5 heartbeats (a new active's beacon fences
+      // us). Seen in the nemesis: an active cut off in steps heard clients for 15 ms, nothing for
+      // 2.5 s, and served alone at the first frame after the heal, 11 frames before it fenced.
+      if (r.provedAt === INF) {
+        r.provedAt = now;
+        this.beaconNow(now);
+        this.driver.wake();
+        return;
       }
+      if (now < r.provedAt + PROOF_LAST_CALL_HEARTBEATS * this.o.heartbeatUs) return;
+      this.driver.log(
+        'the lost standby is not on the data link (traffic heard, no beacon from it): serving alone',
+      );
+      this.serveAlone(now);
       return;
     }
     if (now >= this.quietSince() + this.o.timeoutUs + this.o.leaseMarginUs) {
@@ -940,8 +956,9 @@ export class HaNode {
     this.lastDataRx = now;
     this.lastClientRx = now;
     if (this.lossAt !== INF) {
-      if (this.rxSinceLoss.first === INF) this.rxSinceLoss.first = now;
-      this.rxSinceLoss.last = now;
+      const r = this.rxSinceLoss;
+      if (r.first === INF) r.first = now;
+      r.last = now;
       this.decideLoss(now);
       this.askArbiter(now);
     }
@@ -1010,7 +1027,7 @@ export class HaNode {
     else if (b.role === 'standby' && this.role === 'active') {
       if (Number.isFinite(b.echo)) this.granted(b.echo, b.epoch, now);
       // A word from the lost standby: the proof that it is off the data link starts again.
-      if (this.lossAt !== INF) this.rxSinceLoss = { first: INF, last: -INF };
+      if (this.lossAt !== INF) this.rxSinceLoss = { first: INF, last: -INF, provedAt: INF };
       this.decideLoss(now);
     }
   }
@@ -1276,9 +1293,11 @@ export class HaNode {
         this.lastHeardLink + this.standbyLimit(this.clock),
         (this.replicator?.oldestUnackedAt ?? INF) + this.standbyLimit(this.clock),
       );
-    // With `dataLinkProof` the decision waits for frames (`heard`), not for a time.
+    // With `dataLinkProof` the decision waits for frames (`heard`), then for the last call.
     if (this.role === 'active' && this.lossAt !== INF && !this.o.dataLinkProof && !this.driver.arbitrate)
       t = Math.min(t, this.quietSince() + this.o.timeoutUs + this.o.leaseMarginUs);
+    if (this.role === 'active' && this.lossAt !== INF && this.rxSinceLoss.provedAt !== INF)
+      t = Math.min(t, this.rxSinceLoss.provedAt + PROOF_LAST_CALL_HEARTBEATS * this.o.heartbeatUs);
     if (this.role === 'candidate' && !this.wantsStart) t = Math.min(t, this.startedAt + this.o.startupWaitUs);
     if (this.driver.arbitrate && !this.arbiterPending && this.arbiterRetryAt > this.clock) {
       const retry =

@@ -1713,6 +1713,36 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     assertStreams(w, w.streams.values(), ctx);
   });
 
+  test('the active, cut off in steps (the nodes deaf to each other, then its data link), must not take the gap for proof when the data link returns (seen in the nemesis: 11 frames after the take-over)', () => {
+    const { w, stale, ctx } = pair(46);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    // The replication link and the nodes' frames to each other go at 30 ms (a's way out and
+    // the standby's way in first, as when a host's outbound path dies); a still hears clients.
+    let apart = false;
+    deafTo(a, b, () => apart);
+    deafTo(b, a, () => apart);
+    net.at(30_000, () => {
+      apart = true;
+      cutReplication(a, b);
+    });
+    // a's data link goes 15 ms after it lost its standby (at 80 ms): it heard clients after the
+    // standby's last word, but not for three heartbeats.
+    net.at(95_000, () => w.la.setUp(false));
+    // Clients still at work when it returns (the first streams are done by then).
+    net.at(2_500_000, (now) => w.open('echo', now));
+    net.at(2_530_000, () => {
+      w.la.setUp(true);
+      apart = false;
+    });
+    net.run({ until: 8_000_000 });
+    assert.equal(b.ha.takeovers.length, 1, ctx());
+    assert.equal(stale(a), 0, `the returning node sent ${stale(a)} frames for the VIP: ${ctx()}`);
+    assert.ok(!a.logs.some((l) => l.includes('serving alone')), ctx());
+    assert.equal(a.ha.fences.length, 1, ctx());
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
   test('the active cut off (data and replication links) for 2.5 s: the standby takes over, the isolated node neither serves alone nor speaks when the network returns; it rejoins', () => {
     const { w, stale, ctx } = pair(43);
     const { net, a, b } = w;
