@@ -406,6 +406,8 @@ export async function runNode(
     if (stopping) return;
     stopping = true;
     log('stopping');
+    // A standby tells its active first, which then serves alone at once (no hold for it).
+    ha.leave(monotonicUs());
     statusServer?.close();
     metricsServer?.close();
     rmSync(cfg.status.socket, { force: true });

@@ -77,6 +77,11 @@ export const MSG_DROP = 5;
 export const MSG_DATALINK = 6;
 /** The active, cut off from its data link, hands over: it is silent already; take over now. */
 export const MSG_HANDOVER = 7;
+/**
+ * A standby that stops on purpose (SIGTERM: an upgrade, a restart) says so first: it will not
+ * take over, so the active serves alone at once instead of holding output until it knows.
+ */
+export const MSG_LEAVE = 8;
 
 /** `fenced` is passed through on the way back to standby (kept for status and logs). */
 export type Role = 'candidate' | 'active' | 'standby' | 'fenced';
@@ -325,6 +330,8 @@ export class HaNode {
   private takeoverCause: 'handover' | 'switchover' | undefined;
   /** A standby asked to take over and told to drop its mirror meanwhile: dropped after the verdict. */
   private unsyncDeferred = false;
+  /** Stopping on purpose (`leave`): never take over from here on. */
+  private leaving = false;
   /** The replication session the arbiter's record entitles (as far as we know; -1: none). */
   private registered = -1;
   /** The peer's node id, from its ROLE. */
@@ -711,6 +718,20 @@ export class HaNode {
           );
           this.o.side?.freezeGrants();
           this.claimTakeover(now, planned ? 'switchover' : 'handover');
+        }
+        return;
+      case MSG_LEAVE:
+        if (this.role === 'active' && this.peerReady) {
+          this.driver.log('the standby leaves (it is stopping and will not take over): serving alone', {
+            event: 'standby-lost',
+            level: 'warn',
+            why: 'left',
+            synced: this.replicator?.standbySynced ?? false,
+            hold: false,
+          });
+          this.peerReady = false;
+          this.orphaned = true;
+          this.serveAlone(now);
         }
         return;
       case MSG_DROP:
@@ -1125,6 +1146,22 @@ export class HaNode {
 
   // -------------------------------------------------------------------------------------------
   // Driver calls
+
+  /**
+   * The process is stopping on purpose (`takeover node` on SIGTERM). A standby tells its active
+   * (MSG_LEAVE) and gives up its mirror first, so that it can never take over from here on and
+   * the active need not hold output for it. An active stops as it would die: its standby takes
+   * over once the link closes and the lease it granted runs out (use `switchover` first for no
+   * stall).
+   */
+  leave(now: number): void {
+    this.clock = now;
+    if (this.role !== 'standby') return;
+    this.leaving = true;
+    this.o.side?.freezeGrants();
+    this.unsync();
+    if (this.link) this.send(MSG_LEAVE, ENC.encode('stopping'));
+  }
 
   /** End of a driver turn: the active ships what the turn did as one batch. */
   afterTurn(now: number): void {
@@ -1565,6 +1602,7 @@ export class HaNode {
 
   /** docs/ARCHITECTURE.md §6 "Take-over": epoch+1, restore, kick-start, claim the VIP, resume the app. */
   takeOver(now: number, why?: 'handover' | 'switchover'): void {
+    if (this.leaving) return;
     const lastHeard = this.lastHeard;
     const cause = why ?? (!this.link && this.peerClosedLink ? 'link closed' : 'silence');
     const t0 = this.driver.clock?.() ?? 0;

@@ -1840,6 +1840,35 @@ describe('faults on the simulator: pauses, isolation, standby churn (the nemesis
     assertStreams(w, w.streams.values(), ctx);
   });
 
+  test('a standby stopped on purpose (SIGTERM) says it leaves: the active serves alone at once, no hold while its link closes', () => {
+    const { w, ctx } = pair(52);
+    const { net, a, b } = w;
+    linkNodes(a, b, 200, 0);
+    // It says it leaves, then stops answering while it winds down (60 ms: longer than the lease
+    // it granted), then exits (the link closes).
+    net.at(100_000, (now) => {
+      b.ha.leave(now);
+      b.pause();
+    });
+    net.at(160_000, () => crashNode(b));
+    let s: Stream | undefined;
+    net.at(5_100, () => {
+      s = [...w.streams.values()].find((x) => x.kind === 'echo');
+    });
+    const maxGap = longestWait(net, () => s, 700_000);
+    net.run({ until: 8_000_000 });
+    assert.ok(
+      a.logs.some((l) => l.includes('the standby leaves')),
+      ctx(),
+    );
+    assert.ok(!a.logs.some((l) => l.includes('holding output')), ctx());
+    assert.equal(b.ha.takeovers.length, 0, ctx());
+    assert.equal(a.ha.role, 'active', ctx());
+    // A round trip: no hold after it said so.
+    assert.ok(maxGap <= 10_000, `the client waited ${maxGap} µs: ${ctx()}`);
+    assertStreams(w, w.streams.values(), ctx);
+  });
+
   test('standby churn costs clients no stall: killed (its link closes while our lease holds: serve alone at once), then a new one bootstraps while traffic flows', () => {
     const { w, ctx } = pair(45);
     const { net, a, b } = w;
