@@ -174,6 +174,18 @@ export class Runtime {
    * the server listening on its port (the socket says `restored`). Those with no listener run
    * without an application.
    */
+  /**
+   * Runs the stack's timers and sends what they produce now, without the application's turn:
+   * after a take-over, the restored connections' kick-start retransmissions and the VIP's
+   * announcement leave before the application adopts them (which takes a while for many), and
+   * the events they raise wait for the next turn.
+   */
+  flushOutput(): void {
+    if (this.closed) return;
+    this.stack.poll(this.clock.now());
+    this.device.flush();
+  }
+
   adoptRestored(conns: StackConnection[]): void {
     for (const c of conns) {
       const l = this.stack.listenerFor(c.local, c.localPort);

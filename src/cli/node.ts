@@ -230,6 +230,9 @@ export async function runNode(
       committed: (us) => metrics?.commitLatency(us),
       restored: (conns, now) => {
         wallAt.set(now, new Date().toISOString());
+        // The kick-start and the announcement leave first: clients need not wait for the
+        // application to adopt every connection.
+        rt.flushOutput();
         rt.adoptRestored(conns.map((x) => x.c));
       },
       log,
