@@ -41,6 +41,11 @@ const TARGET = 'stall-over-target';
  * would fail CI a few times in a hundred for a reason outside the pair (2 shared cores).
  */
 const TARGET_TODO: Record<string, { node: string; relay: string }> = {
+  switchover: {
+    node: 'issue 14: `npm run bench -- nemesis --scenario switchover` measured 50-100 ms added (target 20 ms) on the 2026-12-05 machine: the hand-over itself is 1-10 ms, then the new active restores cold (about 60 ms for 64 connections on a first take-over in a process, 10 ms warm) while clients wait',
+    relay:
+      'issue 14: the same as for a node pair (the switchover target is measured, not met yet: the cold restore dominates)',
+  },
   'standby-churn': {
     node: "issue 12: `npm run bench -- nemesis --runs 30` measured 1 run of 30 over the 20 ms target (22 ms, during the new standby's start-up and bootstrap); 14 of 14 within it in the stop's other runs",
     relay:
