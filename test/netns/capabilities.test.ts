@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { rootSkipReason, Topology } from './harness.ts';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const NOBODY = { uid: 65534, gid: 65534 };
+const TUN = '/dev/net/tun';
 
 /** Why nobody cannot run the node from this checkout (a clone under /root, say), if so. */
 function unreadableReason(): string | undefined {
@@ -51,7 +52,16 @@ describe('a pair run as nobody with CAP_NET_ADMIN and CAP_BPF only (the systemd 
   let topo: Topology | undefined;
   let pair: HaPair | undefined;
   let dir = '';
+  /** /dev/net/tun's mode before the test, when the test had to open it to others. */
+  let tunMode: number | undefined;
   before(async () => {
+    // udev makes it 0666 on a distribution (50-udev-default.rules); a minimal VM may leave it
+    // 0600, which no capability but CAP_DAC_OVERRIDE gets past: opened for the test, restored.
+    const mode = statSync(TUN).mode & 0o777;
+    if ((mode & 0o006) !== 0o006) {
+      tunMode = mode;
+      chmodSync(TUN, 0o666);
+    }
     dir = mkdtempSync(join(tmpdir(), 'takeover-caps-'));
     topo = await Topology.create({ prefix: 'tkc' });
     pair = await HaPair.create(topo, dir, { runAs: NOBODY });
@@ -62,6 +72,7 @@ describe('a pair run as nobody with CAP_NET_ADMIN and CAP_BPF only (the systemd 
   after(async () => {
     await topo?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
+    if (tunMode !== undefined) chmodSync(TUN, tunMode);
   });
 
   test('both nodes run as nobody with exactly those capabilities, the kernel fence attached; kill -9 of the active under load: every byte arrives, no RST', async () => {

@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chownSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { join } from 'node:path';
 import { HTTP_PATTERN } from '../../examples/http.ts';
@@ -229,7 +229,10 @@ export class HaPair {
     if (run) {
       if (opts.hostNamespaces)
         throw new Error('runAs does not go with hostNamespaces (setns needs CAP_SYS_ADMIN).');
-      for (const f of [dir, ...readdirSync(dir).map((f) => join(dir, f))]) chownSync(f, run.uid, run.gid);
+      // Its files are that user's; the directory is everyone's (the node creates its status
+      // socket there, dumpcap, which drops root, its captures).
+      for (const f of readdirSync(dir)) chownSync(join(dir, f), run.uid, run.gid);
+      chmodSync(dir, 0o1777);
     }
     return pair;
   }
