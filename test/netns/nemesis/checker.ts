@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { nodeMac } from '../../../src/ha/node.ts';
 import { macToString } from '../../../src/wire/address.ts';
-import { runCommand } from '../harness.ts';
+import { malformedOnWire, runCommand } from '../harness.ts';
 
 /** A frame for the VIP as the client received it. */
 export interface VipFrame {
@@ -145,7 +145,7 @@ export async function readCapture(
       facts.vipFrames.push(f);
       if (sport && (rst === '1' || rst === 'True')) facts.resets.push(f);
     }
-    if (malformed) {
+    if (malformed && malformedOnWire(malformed)) {
       facts.malformed++;
       if (facts.malformedExamples.length < 3)
         facts.malformedExamples.push(
