@@ -13,6 +13,7 @@
  * The network runs in slices of virtual time; the timeline is printed as the slices advance, so
  * what the reader sees is the run as it happens. One seed gives one run, line for line.
  */
+import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { TakeoverCause } from '../ha/node.ts';
 import {
@@ -49,6 +50,8 @@ export interface DemoOptions {
   /** Virtual ms at which the active is killed; undefined: mid-stream (a share of the traffic, per seed). */
   crashAtMs: number | undefined;
   loss: number;
+  /** Where to write the run's timeline as a page (dashboard.ts); undefined: none. */
+  report: string | undefined;
 }
 
 export const DEMO_DEFAULTS: DemoOptions = {
@@ -57,10 +60,11 @@ export const DEMO_DEFAULTS: DemoOptions = {
   connections: 6,
   crashAtMs: undefined,
   loss: 0,
+  report: undefined,
 };
 
 export const DEMO_USAGE = `usage: takeover demo [--json] [--seed N] [--connections N]
-                     [--crash-at-ms N] [--loss P]
+                     [--crash-at-ms N] [--loss P] [--report FILE]
 
 An active/standby pair and a client on a simulated network, in this process
 (no root): the client streams to the virtual IP, the active is killed
@@ -72,7 +76,10 @@ byte and counts resets. PASS (exit 0) or FAIL (exit 1).
   --connections N   1..200, a mix of echo, download, request/response (6)
   --crash-at-ms N   when the active is killed, virtual ms, 1..10000
                     (default: mid-stream, at a point drawn from the seed)
-  --loss P          frame loss on the client's link, 0..0.2 (default 0)`;
+  --loss P          frame loss on the client's link, 0..0.2 (default 0)
+  --report FILE     also write the take-over's timeline as a page (HTML, no
+                    network needed to view it): each connection's wait, the
+                    client's traffic around the kill`;
 
 const MAX_CONNECTIONS = 200;
 const MIN_CRASH_MS = 1;
@@ -94,16 +101,23 @@ export function parseDemoArgs(argv: string[]): DemoOptions | { error: string } |
         connections: { type: 'string' },
         'crash-at-ms': { type: 'string' },
         loss: { type: 'string' },
+        report: { type: 'string' },
       },
     }));
   } catch (e) {
     // node:util's sentence names the flag (unknown, missing its value, or a stray word).
     return {
-      error: `takeover demo: ${flagError(e)}. Flags: --json, --seed N, --connections N, --crash-at-ms N, --loss P (see 'takeover demo --help').`,
+      error: `takeover demo: ${flagError(e)}. Flags: --json, --seed N, --connections N, --crash-at-ms N, --loss P, --report FILE (see 'takeover demo --help').`,
     };
   }
   if (values.help) return 'help';
   const o: DemoOptions = { ...DEMO_DEFAULTS, json: values.json === true };
+  const report = values.report as string | undefined;
+  if (report !== undefined) {
+    if (report.trim() === '')
+      return { error: "takeover demo: --report needs a file name (e.g. --report takeover.html), got ''." };
+    o.report = report;
+  }
   const num = (text: string) => (text.trim() === '' ? Number.NaN : Number(text));
   const seed = values.seed as string | undefined;
   if (seed !== undefined) {
@@ -273,7 +287,16 @@ export interface DemoResult {
   virtualMs: number;
   /** Why the verdict is FAIL, one phrase each (empty on PASS). */
   failures: string[];
+  /** Restoring every connection (virtual ms; the simulation's clock does not move while it runs). */
+  restoreMs: number | undefined;
+  /** Each connection open at the take-over: its first bytes after it, in virtual ms from the kill. */
+  resumeAfterKillMs: number[];
+  /** Bytes the client received in each `TRAFFIC_BIN_US` of virtual time from 0. */
+  traffic: number[];
 }
+
+/** The width of one bin of DemoResult.traffic (µs of virtual time). */
+export const TRAFFIC_BIN_US = 1000;
 
 const US_PER_MS = 1000;
 
@@ -356,8 +379,15 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
   const manyConns = o.connections > 12;
   let doneInSlice: ClientConn[] = [];
 
+  const traffic: number[] = [];
+  const resumeAfterKill = new Map<ClientConn, number>();
   const noteBytes = (cc: ClientConn, now: number, n: number) => {
     if (n <= 0) return;
+    const bin = Math.floor(now / TRAFFIC_BIN_US);
+    while (traffic.length <= bin) traffic.push(0);
+    traffic[bin] += n;
+    if (takeoverAt !== undefined && crashedAt !== undefined && !resumeAfterKill.has(cc))
+      resumeAfterKill.set(cc, now - crashedAt);
     if (now - cc.lastAt > cc.gap.us) cc.gap = { us: now - cc.lastAt, from: cc.lastAt, to: now };
     cc.lastAt = now;
     if (now - lastByteAt > pause.us) pause = { us: now - lastByteAt, from: lastByteAt, to: now };
@@ -652,6 +682,9 @@ export async function simulateDemo(o: DemoOptions, line?: (s: string) => void): 
     framesWhileNotActive,
     virtualMs: end / US_PER_MS,
     failures,
+    restoreMs: rec ? rec.restoreUs / US_PER_MS : undefined,
+    resumeAfterKillMs: [...resumeAfterKill.values()].map((us) => Math.round(us) / US_PER_MS),
+    traffic,
   };
 
   if (line) {
@@ -777,13 +810,22 @@ export async function runDemo(argv: string[], out: (line: string) => void): Prom
     out(o.error);
     return 2;
   }
-  if (o.json) {
-    const r = await simulateDemo(o);
-    out(demoJson(r));
-    return r.pass ? 0 : 1;
+  const r = o.json ? await simulateDemo(o) : undefined;
+  if (r) out(demoJson(r));
+  else {
+    out(`takeover demo: session take-over on a simulated network, seed ${o.seed} (no root)`);
+    out('');
   }
-  out(`takeover demo: session take-over on a simulated network, seed ${o.seed} (no root)`);
-  out('');
-  const r = await simulateDemo(o, out);
-  return r.pass ? 0 : 1;
+  const result = r ?? (await simulateDemo(o, out));
+  if (o.report) {
+    const { demoReport, reportPage } = await import('./dashboard.ts');
+    try {
+      writeFileSync(o.report, reportPage(demoReport(result)));
+      if (!o.json) out(`the take-over's timeline: ${o.report}`);
+    } catch (e) {
+      out(`takeover demo: cannot write --report ${o.report}: ${(e as Error).message}`);
+      return 2;
+    }
+  }
+  return result.pass ? 0 : 1;
 }

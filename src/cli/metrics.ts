@@ -8,6 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { StackCounters } from '../stack/stack.ts';
 import type { HostPort } from './config.ts';
+import { dashboardPage } from './dashboard.ts';
 import type { NodeStatus } from './node.ts';
 
 /** What the metrics read at each scrape. */
@@ -180,21 +181,40 @@ export function nodeMetrics(src: MetricsSource): NodeMetrics {
   return { registry, commitLatency: (us) => commit.observe(us / 1e6) };
 }
 
-/** Serves `GET /metrics` at `listen`; undefined (logged) when it cannot listen. */
+/**
+ * Serves the admin address: `GET /metrics` (Prometheus), and with `status` the dashboard
+ * (`GET /`, dashboard.ts) and the status it polls (`GET /status.json`, as `takeover status --json`).
+ * Undefined (logged) when it cannot listen.
+ */
 export function serveMetrics(
   listen: HostPort,
   registry: Registry,
   log: (line: string) => void,
+  status?: () => unknown,
 ): Promise<Server | undefined> {
+  let page: string | undefined;
   const server = createServer((req, res) => {
-    if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('GET /metrics\n');
+    const path = (req.url ?? '').split('?')[0];
+    if (req.method === 'GET' && path === '/metrics') {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
+        (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${e.message}\n`),
+      );
       return;
     }
-    registry.metrics().then(
-      (text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text),
-      (e: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${e.message}\n`),
-    );
+    if (status && req.method === 'GET' && path === '/status.json') {
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify(status()));
+      return;
+    }
+    if (status && req.method === 'GET' && (path === '/' || path === '/index.html')) {
+      page ??= dashboardPage();
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page);
+      return;
+    }
+    res
+      .writeHead(404, { 'content-type': 'text/plain' })
+      .end(status ? 'GET / (dashboard), /status.json, /metrics\n' : 'GET /metrics\n');
   });
   return new Promise((resolve) => {
     server.once('error', (e) => {

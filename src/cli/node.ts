@@ -66,6 +66,8 @@ export interface NodeStatus {
     epoch: number;
     /** How long restoring every connection took. */
     restoreMs: number;
+    /** Each resumed connection's wait from the active's last word, in the order they resumed. */
+    resumeMs: number[];
   } | null;
   /**
    * The right to send (src/ha/node.ts): 'held' (granted by the standby, valid), 'expired',
@@ -339,6 +341,7 @@ export async function runNode(
             connections: last.connections,
             epoch: last.epoch,
             restoreMs: last.restoreUs / 1000,
+            resumeMs: last.resumeUs.map((us) => Math.round(us / 100) / 10),
           }
         : null,
       isolation: { ...rt.isolation.counters, last: rt.isolation.last ?? null },
@@ -400,8 +403,11 @@ export async function runNode(
   if (cfg.admin) {
     const { nodeMetrics, serveMetrics } = await import('./metrics.ts');
     metrics = nodeMetrics({ status, stack: () => rt.stack.counters });
-    metricsServer = await serveMetrics(cfg.admin.listen, metrics.registry, log);
-    if (metricsServer) log(`metrics at http://${cfg.admin.listen.host}:${cfg.admin.listen.port}/metrics`);
+    metricsServer = await serveMetrics(cfg.admin.listen, metrics.registry, log, status);
+    if (metricsServer) {
+      const at = `http://${cfg.admin.listen.host.includes(':') ? `[${cfg.admin.listen.host}]` : cfg.admin.listen.host}:${cfg.admin.listen.port}`;
+      log(`dashboard at ${at}/, metrics at ${at}/metrics`);
+    }
   }
 
   let stopping = false;

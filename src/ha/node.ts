@@ -190,6 +190,11 @@ export interface TakeoverRecord {
    */
   resumed: number;
   stallUs: number | undefined;
+  /**
+   * Each resumed connection's wait, in the order they resumed: from the active's last word to its
+   * peer's first new acknowledgment (µs; at most `RESUME_KEPT`, the dashboard's timeline).
+   */
+  resumeUs: number[];
 }
 
 /**
@@ -1665,6 +1670,7 @@ export class HaNode {
       restoreUs: (this.driver.clock?.() ?? 0) - t0,
       resumed: 0,
       stallUs: undefined,
+      resumeUs: [],
     });
     this.resume.start(
       this.takeovers[this.takeovers.length - 1],

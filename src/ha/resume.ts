@@ -16,6 +16,8 @@ export const RESUME_WATCH_US = 10_000_000;
 const SLOW_RESUME_US = 300_000;
 /** How often (µs) the watch looks at the restored connections. */
 const RESUME_CHECK_US = 1000;
+/** Per-connection resume times a take-over record keeps (TakeoverRecord.resumeUs). */
+export const RESUME_KEPT = 4096;
 
 /** One restored connection as the take-over watches it. */
 interface ResumeWatch {
@@ -144,6 +146,7 @@ export class ResumeWatcher {
       moved++;
       rec.resumed++;
       rec.stallUs = Math.max(rec.stallUs ?? 0, now - rec.lastHeardAt);
+      if (rec.resumeUs.length < RESUME_KEPT) rec.resumeUs.push(now - rec.lastHeardAt);
       if (now - rec.lastHeardAt > SLOW_RESUME_US && late++ === 0)
         example = `${w.c.tcp.state}, ${w.owed} owed and ${w.inFlight} in flight at the take-over, srtt ${((w.c.tcp.stats.srttUs ?? 0) / 1000).toFixed(1)} ms`;
     }

@@ -163,17 +163,28 @@ describe('takeover demo', () => {
       connections: 6,
       crashAtMs: undefined,
       loss: 0,
+      report: undefined,
     });
     assert.deepEqual(
-      parseDemoArgs(['--seed=9', '--connections', '12', '--loss=0.02', '--crash-at-ms', '15.5']),
+      parseDemoArgs([
+        '--seed=9',
+        '--connections',
+        '12',
+        '--loss=0.02',
+        '--crash-at-ms',
+        '15.5',
+        '--report=t.html',
+      ]),
       {
         json: false,
         seed: 9,
         connections: 12,
         crashAtMs: 15.5,
         loss: 0.02,
+        report: 't.html',
       },
     );
+    assert.match((parseDemoArgs(['--report', '']) as { error: string }).error, /--report needs a file name/);
     const { code, lines } = await run(['--help']);
     assert.equal(code, 0);
     assert.match(lines[0], /^usage: takeover demo/);

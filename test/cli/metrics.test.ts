@@ -33,6 +33,7 @@ function status(over: Partial<NodeStatus> = {}): NodeStatus {
       connections: 3,
       epoch: 7,
       restoreMs: 4,
+      resumeMs: [80, 95, 120],
     },
     lease: { state: 'held', kernelFence: 'tcx', lapses: 0, framesHeld: 0, framesDropped: 5 },
     ...over,

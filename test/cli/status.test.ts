@@ -45,6 +45,7 @@ describe('takeover status text', () => {
       connections: 202,
       epoch: 2,
       restoreMs: 31.5,
+      resumeMs: [],
     };
     let t = formatStatus({ ...base, lastTakeover: lt });
     assert.match(

@@ -330,6 +330,12 @@ export class HaPair {
     return r.stdout;
   }
 
+  /** Node `name`'s admin address (dashboard, status.json, metrics), and the namespace it is in. */
+  admin(name: string): { url: string; netns: string } {
+    const where = this.hosts.get(name) ?? this.taps.get(name)!;
+    return { url: `http://127.0.0.1:${adminPort(name)}/`, netns: where.ns };
+  }
+
   /** Whether node `name`'s current process is running (not exited; a stopped one counts). */
   running(name: string): boolean {
     const p = this.procs.get(name);

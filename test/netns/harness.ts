@@ -863,7 +863,18 @@ export interface ExpertSummary {
 }
 
 /** The layers this project writes; a dissector above them judges the application's bytes. */
-const WIRE_PROTOCOLS = new Set(['ETH', 'ETHERTYPE', 'ARP', 'IP', 'IPV4', 'IPV6', 'ICMP', 'ICMPV6', 'TCP', 'UDP']);
+const WIRE_PROTOCOLS = new Set([
+  'ETH',
+  'ETHERTYPE',
+  'ARP',
+  'IP',
+  'IPV4',
+  'IPV6',
+  'ICMP',
+  'ICMPV6',
+  'TCP',
+  'UDP',
+]);
 
 /**
  * Whether tshark's `_ws.malformed` text ("[Malformed Packet: TCP]") names a layer of ours. tshark
@@ -873,7 +884,11 @@ const WIRE_PROTOCOLS = new Set(['ETH', 'ETHERTYPE', 'ARP', 'IP', 'IPV4', 'IPV6',
  */
 export function malformedOnWire(text: string): boolean {
   if (text === '') return false;
-  const names = [...text.matchAll(/Malformed Packet(?::\s*([^\]\x1f,]+))?/gi)].map((m) => m[1]?.trim() ?? '');
+  // Occurrences are joined by the aggregator (0x1f) or a comma.
+  const names = text
+    .split(String.fromCharCode(0x1f))
+    .flatMap((part) => [...part.matchAll(/Malformed Packet(?::\s*([^\],]+))?/gi)])
+    .map((m) => m[1]?.trim() ?? '');
   // No protocol named: count it (an unknown verdict is not waved through).
   if (names.length === 0) return true;
   return names.some((n) => n === '' || WIRE_PROTOCOLS.has(n.toUpperCase()));

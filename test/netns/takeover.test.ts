@@ -11,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { browserSkipReason, viewDashboard } from '../support/browser.ts';
 import { assertClean, HaPair, type PairOptions } from './ha-pair.ts';
 import { rootSkipReason, Topology } from './harness.ts';
 
@@ -89,6 +90,42 @@ describe('take-over on a real network: kernel clients, kill -9 of the active', {
     assert.ok(value(m.active, 'takeover_stack_frames_in_total') > 0);
     assert.match(m.active, /^takeover_stack_dropped_total\{reason="malformed"\} \d+$/m);
   });
+
+  test(
+    "the active's dashboard in headless Chromium: its role, live plots, and the timeline of the take-over it made",
+    {
+      skip: browserSkipReason(),
+    },
+    async () => {
+      const pair = fx.pair();
+      const active = (await pair.status('a')).role === 'active' ? 'a' : 'b';
+      const st = await pair.status(active);
+      assert.ok(st.lastTakeover, `${active} took over in the rounds above`);
+      const { url, netns } = pair.admin(active);
+      const shots = process.env.TAKEOVER_SCREENSHOTS;
+      const v = await viewDashboard(url, {
+        netns,
+        minUpdates: 12,
+        timeoutMs: 30_000,
+        // The README's picture: TAKEOVER_SCREENSHOTS=docs.
+        screenshot: shots ? join(shots, 'dashboard.png') : undefined,
+      });
+      assert.deepEqual(v.errors, []);
+      assert.match(v.text, /role\s+active/);
+      assert.match(v.text, new RegExp(`epoch\\s+${st.epoch}`));
+      const [t, conns] = v.plots.connections;
+      assert.ok(
+        t.length >= 3 && conns.every((c) => typeof c === 'number'),
+        JSON.stringify(v.plots.connections),
+      );
+      // The timeline holds every connection that resumed after that take-over, in ms from the
+      // active's last word, after the detection.
+      const [xs, ys] = v.plots.takeover;
+      assert.equal(ys[ys.length - 1], st.lastTakeover.resumed);
+      assert.ok(st.lastTakeover.resumed > 0);
+      for (const x of xs.slice(1, -1)) assert.ok((x as number) >= st.lastTakeover.detectionMs, `${x}`);
+    },
+  );
 });
 
 describe('take-over on a real network: kill -9 and an immediate restart of the active', { skip }, () => {
