@@ -161,7 +161,10 @@ export interface HaDriver {
   restored(conns: { c: StackConnection; checkpoint: unknown }[], now: number): void;
   /** A sentence, with an event's name and fields for the operator's key events (src/log.ts). */
   log(line: string, fields?: LogEvent): void;
-  /** A real clock (µs) to measure how long the restore takes; the simulator has none. */
+  /**
+   * A real clock (µs): the one `now` is read from, to measure how long the restore takes and to
+   * count what follows it from when it ended. The simulator has none (its clock stands still).
+   */
   clock?(): number;
   /**
    * Runs `intent` against the arbiter (src/ha/arbiter.ts: `arbitrate` on etcd, `arbitrateNow`
@@ -1656,8 +1659,14 @@ export class HaNode {
     this.overheardSyns.clear();
     this.unsync();
     this.dropLink();
-    this.becomeActive(now, true);
-    for (const f of syns) this.stack.receive(f, now);
+    // The restore took real time (tens of ms for many connections in a cold process): the claim,
+    // the announcements' schedule and the resume watch with its re-kicks count from its end.
+    // Counted from before it, the first re-kick (10 ms) fell right after the kick-start left,
+    // before any client could answer: every connection was kicked twice (seen in the nemesis,
+    // "45 restored connection(s) made no progress" 22 ms into a switchover of 54).
+    const at = this.driver.clock ? Math.max(now, this.driver.clock()) : now;
+    this.becomeActive(at, true);
+    for (const f of syns) this.stack.receive(f, at);
     if (syns.length > 0)
       this.driver.log(`take-over: answering ${syns.length} SYN(s) overheard while the active was dying`);
     this.takeovers.push({
@@ -1675,7 +1684,7 @@ export class HaNode {
     this.resume.start(
       this.takeovers[this.takeovers.length - 1],
       conns.map(({ c }) => c),
-      now,
+      at,
     );
     this.driver.log(
       `take-over: ${conns.length} connection(s) restored, ${failed.length} failed, ${((now - lastHeard) / 1000).toFixed(0)} ms after the active was last heard (${cause})`,

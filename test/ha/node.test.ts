@@ -1019,6 +1019,39 @@ describe('HA node messages', () => {
     assert.equal(m.ha.epoch, 2);
   });
 
+  test("a take-over's announcements and re-kicks count from the end of the restore, not from before it", () => {
+    // The real driver's clock moves while the restore runs: here it ends 30 ms after the poll.
+    const out: Uint8Array[] = [];
+    const stack = vipStack(0, VIP_MAC, out);
+    let real = 0;
+    const driver: HaDriver = {
+      setMuted: () => {},
+      wake: () => {},
+      restored: () => {},
+      log: () => {},
+      clock: () => real,
+    };
+    const ha = new HaNode({ nodeId: 'b', role: 'standby', startupWaitUs: 1000 }, stack, driver, 0);
+    ha.mirror.synced = true;
+    const garps = () =>
+      out.filter((f) => {
+        const p = parseFrame(f);
+        return !isWireError(p) && p.arp !== undefined;
+      }).length;
+    real = 31_000;
+    ha.takeOver(1000);
+    assert.equal(ha.role, 'active');
+    assert.equal(garps(), 1, 'the claim');
+    // The first repeat is due 10 ms after the claim: 10 ms after the restore ended (41 ms), not
+    // after the poll that began it (11 ms), when nothing a client sent could have been read yet.
+    real = 20_000 + 1000;
+    ha.poll(21_000);
+    assert.equal(garps(), 1, 'no repeat 10 ms after the poll that began the restore');
+    real = 41_000;
+    ha.poll(41_000);
+    assert.equal(garps(), 2, 'the repeat 10 ms after the restore ended');
+  });
+
   test('address claims fence only an active that lost its standby (the one a take-over supersedes)', () => {
     // The claim is real: the frames another node with the VIP sends when it takes over.
     const claims: Uint8Array[] = [];
