@@ -5,6 +5,7 @@
 
 import { connect } from 'node:net';
 import { parseArgs } from 'node:util';
+import { SWITCHOVER_NOT_YET } from '../ha/switchover.ts';
 import { ConfigError, loadNodeConfig } from './config.ts';
 import { flagError } from './flags.ts';
 import type { NodeStatus } from './node.ts';
@@ -166,6 +167,8 @@ export async function runStatus(argv: string[]): Promise<number> {
 const SWITCH_POLL_MS = 20;
 /** How long a node may stay active at its epoch after accepting a switchover before it counts as given up. */
 const SWITCH_GIVEN_UP_MS = 1000;
+/** How often (ms) a switchover refused for a moment (SWITCHOVER_NOT_YET) is asked again. */
+const SWITCH_RETRY_MS = 100;
 
 /**
  * `takeover switchover (--socket <path> | --config <file>) [--timeout-ms N] [--json]`: asks the
@@ -214,9 +217,27 @@ export async function runSwitchover(argv: string[]): Promise<number> {
   };
   const t0 = Date.now();
   try {
-    const before = await queryStatus(at.path);
-    const refused = await askSwitchover(at.path);
-    if (refused !== undefined) return fail(`refused: ${refused}.`);
+    let before = await queryStatus(at.path);
+    let refused = await askSwitchover(at.path);
+    // A standby rejoining (a restart, a resync after it was slow to acknowledge) is a moment's
+    // wait, not a reason to give up: asked again until it is there or the timeout.
+    const transient = new Set<string>(Object.values(SWITCHOVER_NOT_YET));
+    let said = false;
+    for (
+      let i = 0;
+      refused !== undefined && transient.has(refused) && Date.now() - t0 < timeoutMs && i < 100_000;
+      i++
+    ) {
+      if (!said && !json) console.error(`takeover switchover: waiting: ${refused}`);
+      said = true;
+      await new Promise((r) => setTimeout(r, SWITCH_RETRY_MS));
+      before = await queryStatus(at.path);
+      refused = await askSwitchover(at.path);
+    }
+    if (refused !== undefined)
+      return fail(
+        `refused: ${refused}${transient.has(refused) ? ` (still, after ${Date.now() - t0} ms)` : ''}.`,
+      );
     const askedAt = Date.now();
     for (let i = 0; Date.now() - t0 < timeoutMs && i < 1_000_000; i++) {
       await new Promise((r) => setTimeout(r, SWITCH_POLL_MS));

@@ -61,6 +61,7 @@ import { Mirror } from './mirror.ts';
 import type { SideChannel } from './pulse.ts';
 import { Replicator } from './replicator.ts';
 import { ResumeWatcher } from './resume.ts';
+import { SWITCHOVER_NOT_YET } from './switchover.ts';
 
 export const MSG_ROLE = 1;
 
@@ -1195,11 +1196,9 @@ export class HaNode {
     if (this.role !== 'active') return `this node is ${this.role}, not active: ask the active node`;
     if (this.switching) return 'a switchover is already under way';
     if (!this.link || !this.peerReady || this.selfLease || this.lossAt !== INF)
-      return 'no standby is attached: there is nobody to hand the connections to';
-    if (!this.replicator?.standbySynced)
-      return 'the standby is still catching up (bootstrap): try again once it is synced';
-    if (this.driver.arbitrate && this.registered !== this.session)
-      return 'the arbiter does not name the standby yet: try again in a moment';
+      return SWITCHOVER_NOT_YET.noStandby;
+    if (!this.replicator?.standbySynced) return SWITCHOVER_NOT_YET.catchingUp;
+    if (this.driver.arbitrate && this.registered !== this.session) return SWITCHOVER_NOT_YET.arbiter;
     this.switching = {
       at: now,
       until: now + SWITCHOVER_TIMEOUTS * this.o.timeoutUs,

@@ -177,6 +177,36 @@ describe('the status socket and takeover switchover', () => {
     assert.equal(j.heldMs, 0.4);
   });
 
+  test('takeover switchover: a standby rejoining is waited for (the refusal lasts a moment), up to the timeout', async () => {
+    let asked = 0;
+    const { path } = await node('e', (st) => {
+      asked++;
+      // The first two asks find the standby resyncing; the third starts the hand-over.
+      if (asked === 1) return 'refused: no standby is attached: there is nobody to hand the connections to\n';
+      if (asked === 2)
+        return 'refused: the standby is still catching up (bootstrap): try again once it is synced\n';
+      setTimeout(() => Object.assign(st, { role: 'standby', epoch: 4, synced: true, connections: 0 }), 30);
+      return 'ok\n';
+    });
+    let r = await captured(() => runSwitchover(['--socket', path, '--json']));
+    assert.equal(r.code, 0, r.out);
+    assert.equal(asked, 3);
+    assert.equal((JSON.parse(r.out) as { ok: boolean }).ok, true);
+    // Never attached: refused once the timeout is over, saying for how long it waited.
+    const alone = await node(
+      'f',
+      () => 'refused: no standby is attached: there is nobody to hand the connections to\n',
+    );
+    const t0 = Date.now();
+    r = await captured(() => runSwitchover(['--socket', alone.path, '--timeout-ms', '400']));
+    assert.equal(r.code, 1);
+    assert.ok(Date.now() - t0 >= 400);
+    assert.match(
+      r.out,
+      /refused: no standby is attached: there is nobody to hand the connections to \(still, after \d+ ms\)\./,
+    );
+  });
+
   test('takeover switchover: a refusal, a node that stays active, bad flags', async () => {
     const { path } = await node(
       'c',
