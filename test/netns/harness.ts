@@ -862,6 +862,15 @@ export interface ExpertSummary {
   report: string;
 }
 
+/**
+ * tshark flags to judge the wire and not the payload: every TCP and UDP port decoded as plain
+ * data, so no application dissector runs. They pick one by port (or by guessing), and ephemeral
+ * client ports belong to some protocol or other: HTTP called a spurious retransmission that began
+ * inside a response malformed, Beckhoff's AMS (48898) and TC-NV/EtherCAT (34980) called
+ * responses malformed, each once in a few hundred nemesis runs. The clients check the bytes.
+ */
+export const WIRE_ONLY = ['-d', 'tcp.port==1-65535,data', '-d', 'udp.port==1-65535,data'];
+
 /** The layers this project writes; a dissector above them judges the application's bytes. */
 const WIRE_PROTOCOLS = new Set([
   'ETH',
@@ -905,11 +914,8 @@ const CHECKSUM_BAD = '0';
  */
 export async function expertSummary(file: string, opts: { timeoutMs?: number } = {}): Promise<ExpertSummary> {
   const timeoutMs = opts.timeoutMs ?? 60_000;
-  // The wire is judged, not the payload (HTTP's dissector errs on retransmissions that start
-  // inside a response; see nemesis/checker.ts).
-  const prefs = ['ip', 'tcp', 'udp']
-    .flatMap((p) => ['-o', `${p}.check_checksum:TRUE`])
-    .concat('--disable-protocol', 'http');
+  // The wire is judged, not the payload (see WIRE_ONLY).
+  const prefs = ['ip', 'tcp', 'udp'].flatMap((p) => ['-o', `${p}.check_checksum:TRUE`]).concat(WIRE_ONLY);
   const fields = [
     'tcp.flags.reset',
     'tcp.analysis.ack_lost_segment',

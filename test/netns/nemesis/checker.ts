@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { nodeMac } from '../../../src/ha/node.ts';
 import { macToString } from '../../../src/wire/address.ts';
-import { malformedOnWire, runCommand } from '../harness.ts';
+import { malformedOnWire, runCommand, WIRE_ONLY } from '../harness.ts';
 
 /** A frame for the VIP as the client received it. */
 export interface VipFrame {
@@ -72,12 +72,8 @@ export async function readCapture(
 ): Promise<CaptureFacts> {
   const names = new Map(o.nodes.map((n) => [macToString(nodeMac(n)), n]));
   const vips = new Set(o.vips.map((v) => v.toLowerCase()));
-  // The wire is judged, not the payload: HTTP's dissector calls a retransmitted segment that
-  // starts inside a response "malformed" (seen: a spurious retransmission after a take-over,
-  // "Leading CRLF previous message in the stream may have extra CRLF").
-  const prefs = ['ip', 'tcp']
-    .flatMap((p) => ['-o', `${p}.check_checksum:TRUE`])
-    .concat('--disable-protocol', 'http');
+  // The wire is judged, not the payload (harness.ts WIRE_ONLY).
+  const prefs = ['ip', 'tcp'].flatMap((p) => ['-o', `${p}.check_checksum:TRUE`]).concat(WIRE_ONLY);
   const filter = [o.clientMac, ...(o.otherMacs ?? [])]
     .map((m) => `eth.src != ${m}`)
     .concat('eth.type != 0x88b5')
