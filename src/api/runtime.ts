@@ -180,10 +180,13 @@ export class Runtime {
    * announcement leave before the application adopts them (which takes a while for many), and
    * the events they raise wait for the next turn.
    */
-  flushOutput(): void {
-    if (this.closed) return;
+  flushOutput(): { pollMs: number; writeMs: number } {
+    if (this.closed) return { pollMs: 0, writeMs: 0 };
+    const t0 = performance.now();
     this.stack.poll(this.clock.now());
+    const t1 = performance.now();
     this.device.flush();
+    return { pollMs: t1 - t0, writeMs: performance.now() - t1 };
   }
 
   adoptRestored(conns: StackConnection[]): void {

@@ -234,12 +234,11 @@ export async function runNode(
         wallAt.set(now, new Date().toISOString());
         // The kick-start and the announcement leave first: clients need not wait for the
         // application to adopt every connection.
-        const t0 = performance.now();
-        rt.flushOutput();
+        const kick = rt.flushOutput();
         const t1 = performance.now();
         rt.adoptRestored(conns.map((x) => x.c));
         log(
-          `take-over: kick-start sent in ${(t1 - t0).toFixed(1)} ms, ${conns.length} connection(s) adopted by the application in ${(performance.now() - t1).toFixed(1)} ms`,
+          `take-over: kick-start built in ${kick.pollMs.toFixed(1)} ms and written in ${kick.writeMs.toFixed(1)} ms, ${conns.length} connection(s) adopted by the application in ${(performance.now() - t1).toFixed(1)} ms`,
         );
       },
       log,
