@@ -15,7 +15,6 @@ import {
   expertSummary,
   type Host,
   iptablesLoss,
-  malformedOnWire,
   python,
   rateLimit,
   rootSkipReason,
@@ -54,20 +53,6 @@ function alive(pid: number): boolean {
     return false;
   }
 }
-
-describe('the capture judge', () => {
-  it("counts a malformed verdict of a wire protocol, not an application dissector's guess by port", () => {
-    assert.equal(malformedOnWire(''), false);
-    assert.equal(malformedOnWire('[Malformed Packet: AMS],_ws.malformed'), false);
-    assert.equal(malformedOnWire('[Malformed Packet: HTTP]'), false);
-    assert.equal(malformedOnWire('[Malformed Packet: TCP]'), true);
-    assert.equal(malformedOnWire('[Malformed Packet: IPv6]'), true);
-    assert.equal(malformedOnWire('[Malformed Packet: AMS]\x1f[Malformed Packet: ICMPv6]'), true);
-    // A verdict that names nothing is not waved through.
-    assert.equal(malformedOnWire('[Malformed Packet]'), true);
-    assert.equal(malformedOnWire('_ws.malformed'), true);
-  });
-});
 
 describe('kernel hosts on the bridge', { skip, timeout: 60_000 }, () => {
   let net: Topology;

@@ -871,38 +871,6 @@ export interface ExpertSummary {
  */
 export const WIRE_ONLY = ['-d', 'tcp.port==1-65535,data', '-d', 'udp.port==1-65535,data'];
 
-/** The layers this project writes; a dissector above them judges the application's bytes. */
-const WIRE_PROTOCOLS = new Set([
-  'ETH',
-  'ETHERTYPE',
-  'ARP',
-  'IP',
-  'IPV4',
-  'IPV6',
-  'ICMP',
-  'ICMPV6',
-  'TCP',
-  'UDP',
-]);
-
-/**
- * Whether tshark's `_ws.malformed` text ("[Malformed Packet: TCP]") names a layer of ours. tshark
- * picks an application dissector by port, and an ephemeral port is often some protocol's (seen:
- * 48898 is Beckhoff's AMS, which called an HTTP response's tail "malformed"); the clients
- * themselves check the bytes, so only the wire protocols' verdict counts.
- */
-export function malformedOnWire(text: string): boolean {
-  if (text === '') return false;
-  // Occurrences are joined by the aggregator (0x1f) or a comma.
-  const names = text
-    .split(String.fromCharCode(0x1f))
-    .flatMap((part) => [...part.matchAll(/Malformed Packet(?::\s*([^\],]+))?/gi)])
-    .map((m) => m[1]?.trim() ?? '');
-  // No protocol named: count it (an unknown verdict is not waved through).
-  if (names.length === 0) return true;
-  return names.some((n) => n === '' || WIRE_PROTOCOLS.has(n.toUpperCase()));
-}
-
 // Wireshark's PI_ERROR, PI_WARN (epan/proto.h) and PROTO_CHECKSUM_E_BAD.
 const SEVERITY_ERROR = 0x00800000;
 const SEVERITY_WARN = 0x00600000;
@@ -978,7 +946,7 @@ export async function expertSummary(file: string, opts: { timeoutMs?: number } =
     const texts = rest[6] ? rest[6].split(SEP) : [];
     if (rst?.split(SEP).some((v) => v === '1' || v === 'True')) s.resets++;
     if (lost) s.ackedUnseen++;
-    if (malformed && malformedOnWire(malformed)) s.malformed++;
+    if (malformed) s.malformed++;
     // RFC 1624 3: 0xffff is the other one's-complement zero and verifies like 0x0000; Linux's
     // software checksum emits it now and then, and tshark flags it though the data is intact.
     const negativeZero = texts.some((t) => t.includes('0xffff instead of 0x0000'));

@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import { nodeMac } from '../../../src/ha/node.ts';
 import { macToString } from '../../../src/wire/address.ts';
-import { malformedOnWire, runCommand, WIRE_ONLY } from '../harness.ts';
+import { runCommand, WIRE_ONLY } from '../harness.ts';
 
 /** A frame for the VIP as the client received it. */
 export interface VipFrame {
@@ -141,7 +141,7 @@ export async function readCapture(
       facts.vipFrames.push(f);
       if (sport && (rst === '1' || rst === 'True')) facts.resets.push(f);
     }
-    if (malformed && malformedOnWire(malformed)) {
+    if (malformed) {
       facts.malformed++;
       if (facts.malformedExamples.length < 3)
         facts.malformedExamples.push(
